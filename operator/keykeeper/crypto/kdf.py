@@ -1,0 +1,171 @@
+"""The local master key, its subkeys, fingerprints, and passphrase derivation.
+
+The operator's root secret is one 32-byte master key. It is never used directly:
+HKDF-SHA256 splits it into independent subkeys, one per purpose, so a key used to
+wrap DEKs is never also used to MAC the audit log or to fingerprint values::
+
+    subkey(purpose) = HKDF(ikm=master, salt=b"", info=b"keykeeper.dev/local/" + purpose, 32)
+    purposes: b"wrap", b"audit-mac", b"fingerprint", b"key-id"
+
+The key id (which names the master key in envelopes and audit records) is the hex of
+the first 8 bytes of ``subkey(b"key-id")``: stable, and revealing nothing usable.
+
+A master key comes either from 32 random bytes (what a Kubernetes Secret holds) or
+from a passphrase. Passphrase derivation records its algorithm, parameters and salt
+as one string, so the same key can be derived again::
+
+    argon2id$v=19$m=65536,t=3,p=4$<salt, base64url, no padding>
+    pbkdf2-sha256$i=600000$<salt, base64url, no padding>      (FIPS mode)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from keykeeper.crypto.passphrase import check_passphrase
+
+MASTER_KEY_BYTES = 32
+ARGON2_MEMORY_KIB = 64 * 1024
+ARGON2_TIME = 3
+ARGON2_LANES = 4
+PBKDF2_MIN_ITERATIONS = 600_000
+SALT_BYTES = 16
+
+
+class Purpose(StrEnum):
+    WRAP = "wrap"
+    AUDIT_MAC = "audit-mac"
+    FINGERPRINT = "fingerprint"
+    KEY_ID = "key-id"
+
+
+class MasterKey:
+    """A 32-byte master key and the subkeys HKDF derives from it."""
+
+    __slots__ = ("_key", "key_id")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != MASTER_KEY_BYTES:
+            raise ValueError(f"a master key is exactly {MASTER_KEY_BYTES} bytes")
+        self._key = bytes(key)
+        self.key_id = self.subkey(Purpose.KEY_ID)[:8].hex()
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        return cls(os.urandom(MASTER_KEY_BYTES))
+
+    def subkey(self, purpose: Purpose) -> bytes:
+        info = b"keykeeper.dev/local/" + purpose.value.encode()
+        return HKDF(hashes.SHA256(), 32, salt=None, info=info).derive(self._key)
+
+    def export(self) -> bytes:
+        """The raw key, for writing into the Secret that holds it. Handle with care."""
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"MasterKey(key_id={self.key_id!r})"
+
+
+def fingerprint(fingerprint_key: bytes, value: bytes) -> str:
+    """An HMAC fingerprint of a value: comparable across versions, useless to guess from."""
+    digest = hmac.new(fingerprint_key, value, hashlib.sha256).hexdigest()
+    return f"hmac-sha256:{digest[:32]}"
+
+
+class KdfAlgorithm(StrEnum):
+    ARGON2ID = "argon2id"
+    PBKDF2_SHA256 = "pbkdf2-sha256"
+
+
+@dataclass(frozen=True)
+class PassphraseKdf:
+    """How a master key was derived from a passphrase (everything but the passphrase)."""
+
+    algorithm: KdfAlgorithm
+    salt: bytes
+    memory_kib: int = ARGON2_MEMORY_KIB
+    time_cost: int = ARGON2_TIME
+    lanes: int = ARGON2_LANES
+    iterations: int = PBKDF2_MIN_ITERATIONS
+
+    @classmethod
+    def new(cls, *, fips: bool = False) -> PassphraseKdf:
+        algorithm = KdfAlgorithm.PBKDF2_SHA256 if fips else KdfAlgorithm.ARGON2ID
+        return cls(algorithm, os.urandom(SALT_BYTES))
+
+    def encode(self) -> str:
+        salt = base64.urlsafe_b64encode(self.salt).rstrip(b"=").decode()
+        if self.algorithm is KdfAlgorithm.ARGON2ID:
+            params = f"m={self.memory_kib},t={self.time_cost},p={self.lanes}"
+            return f"argon2id$v=19${params}${salt}"
+        return f"pbkdf2-sha256$i={self.iterations}${salt}"
+
+    @classmethod
+    def decode(cls, text: str) -> PassphraseKdf:
+        parts = text.split("$")
+        try:
+            if parts[0] == KdfAlgorithm.ARGON2ID and len(parts) == 4 and parts[1] == "v=19":
+                params = dict(item.split("=", 1) for item in parts[2].split(","))
+                return cls(
+                    KdfAlgorithm.ARGON2ID,
+                    _b64(parts[3]),
+                    memory_kib=int(params["m"]),
+                    time_cost=int(params["t"]),
+                    lanes=int(params["p"]),
+                )
+            if parts[0] == KdfAlgorithm.PBKDF2_SHA256 and len(parts) == 3:
+                key, _, value = parts[1].partition("=")
+                if key == "i":
+                    return cls(KdfAlgorithm.PBKDF2_SHA256, _b64(parts[2]), iterations=int(value))
+        except (KeyError, ValueError):
+            pass
+        raise ValueError(
+            "a passphrase KDF is written 'argon2id$v=19$m=..,t=..,p=..$<salt>' "
+            "or 'pbkdf2-sha256$i=<iterations>$<salt>'"
+        )
+
+    def validate(self) -> None:
+        """Refuse parameters weaker than the ones keykeeper writes."""
+        if len(self.salt) < SALT_BYTES:
+            raise ValueError(f"the KDF salt must be at least {SALT_BYTES} bytes")
+        if self.algorithm is KdfAlgorithm.ARGON2ID:
+            if (self.memory_kib, self.time_cost) < (ARGON2_MEMORY_KIB, ARGON2_TIME):
+                raise ValueError("Argon2id needs at least m=65536 KiB and t=3")
+        elif self.iterations < PBKDF2_MIN_ITERATIONS:
+            raise ValueError(
+                f"PBKDF2-HMAC-SHA256 needs at least {PBKDF2_MIN_ITERATIONS} iterations"
+            )
+
+
+def derive_master_key(passphrase: str, kdf: PassphraseKdf) -> MasterKey:
+    """Derive the master key; a weak passphrase raises :class:`WeakPassphrase`."""
+    check_passphrase(passphrase)
+    kdf.validate()
+    secret = passphrase.encode("utf-8")
+    if kdf.algorithm is KdfAlgorithm.ARGON2ID:
+        from argon2.low_level import Type, hash_secret_raw
+
+        key = hash_secret_raw(
+            secret,
+            kdf.salt,
+            time_cost=kdf.time_cost,
+            memory_cost=kdf.memory_kib,
+            parallelism=kdf.lanes,
+            hash_len=MASTER_KEY_BYTES,
+            type=Type.ID,
+        )
+    else:
+        key = hashlib.pbkdf2_hmac("sha256", secret, kdf.salt, kdf.iterations, MASTER_KEY_BYTES)
+    return MasterKey(key)
+
+
+def _b64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -1,0 +1,71 @@
+"""The one error tree of keykeeper.
+
+Every error keykeeper raises on purpose derives from :class:`KeykeeperError`.
+Whether an error is worth retrying is a property of its class, so the single place
+that talks to kopf can translate it (``transient`` -> ``kopf.TemporaryError``,
+otherwise ``kopf.PermanentError``)::
+
+    KeykeeperError
+    ├── ProviderError                 a key provider (KMS/HSM) failed
+    │   ├── ProviderUnavailable       transient: network, throttling, token busy
+    │   ├── KeyDisabled               the KEK (or its version) is disabled or destroyed
+    │   └── InvalidProviderConfig     the provider is misconfigured (or its extra is missing)
+    ├── IntegrityError                a ciphertext or envelope failed to authenticate or parse
+    ├── WeakPassphrase                a passphrase too weak to protect a master key
+    └── SpecError                     a custom resource is semantically invalid
+
+Messages never carry a key value, a data key or a passphrase: they name the
+resource, the provider and the KEK id, and say what went wrong.
+"""
+
+from __future__ import annotations
+
+
+class KeykeeperError(Exception):
+    """Base of every error keykeeper raises on purpose."""
+
+    transient: bool = False
+    reason: str = "Error"
+
+
+class ProviderError(KeykeeperError):
+    """A key provider could not wrap or unwrap a data key."""
+
+    reason = "ProviderError"
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached or refused for now; retrying may succeed."""
+
+    transient = True
+    reason = "ProviderUnavailable"
+
+
+class KeyDisabled(ProviderError):
+    """The key-encryption key, or the version asked for, is disabled or destroyed."""
+
+    reason = "KeyDisabled"
+
+
+class InvalidProviderConfig(ProviderError):
+    """The provider's configuration is wrong, or its optional dependency is missing."""
+
+    reason = "InvalidProviderConfig"
+
+
+class IntegrityError(KeykeeperError):
+    """A ciphertext, wrapped key or envelope is malformed or failed to authenticate."""
+
+    reason = "IntegrityFailure"
+
+
+class WeakPassphrase(KeykeeperError):
+    """A passphrase offered for the local master key is too weak."""
+
+    reason = "WeakPassphrase"
+
+
+class SpecError(KeykeeperError):
+    """A custom resource is valid by schema but cannot be acted on as written."""
+
+    reason = "InvalidSpec"

@@ -1,0 +1,78 @@
+"""The one small interface every key provider implements.
+
+A provider holds key-encryption keys (KEKs) and does three things with them: wrap a
+data key under the current KEK, unwrap a data key under the KEK (and version) an
+envelope names, and say whether it is healthy. Everything a provider needs beyond
+that (SDK clients, sessions, credentials) stays inside its own file.
+
+Errors follow ``keykeeper.errors``: an unreachable or throttling peer is
+``ProviderUnavailable`` (transient); a KEK that is disabled, destroyed or unknown is
+``KeyDisabled``; a wrapped key that fails to authenticate for its context is
+``IntegrityError``; a bad configuration or a missing extra is ``InvalidProviderConfig``.
+Messages name KEK ids and resources, never key material.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from keykeeper.crypto.envelope import WrappedKey
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """What a KeyPolicy's ``spec.kms`` and the operator's configuration give a provider.
+
+    ``key_ref`` is the provider-specific KEK reference (an ARN, a key URL, a key resource
+    name, a token label); ``credentials`` are the string values of the credentials
+    Secret (or of the operator's own configuration); ``options`` are non-secret knobs.
+    """
+
+    key_ref: str = ""
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # credentials never reach a log through repr()
+        return f"ProviderSettings(key_ref={self.key_ref!r}, options={dict(self.options)!r})"
+
+
+class KeyProvider(ABC):
+    """Wraps and unwraps data keys under key-encryption keys it holds."""
+
+    provider_id: ClassVar[str]
+
+    @abstractmethod
+    def current_kek_id(self) -> str:
+        """The id, with version, of the KEK that :meth:`wrap` uses now."""
+
+    @abstractmethod
+    def wrap(self, dek: bytes, context: Mapping[str, str]) -> WrappedKey:
+        """Wrap ``dek`` under the current KEK, bound to ``context`` where the peer allows."""
+
+    @abstractmethod
+    def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        """Unwrap with the KEK ``wrapped.kek_id`` names; the context must match the wrap's."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise ``ProviderUnavailable`` or ``KeyDisabled`` unless the current KEK is usable."""
+
+    def destroy_kek(self, kek_id: str) -> bool:
+        """Destroy a per-key KEK for cryptographic erasure; False where there is none."""
+        return False
+
+    def close(self) -> None:
+        """Release connections and sessions."""
+
+
+def encode_context(kek_id: str, context: Mapping[str, str]) -> bytes:
+    """Canonical bytes of a KEK id and a context, for providers that bind them as AAD."""
+    parts = [kek_id, *(item for key in sorted(context) for item in (key, context[key]))]
+    out = bytearray(b"keykeeper.dev/wrap/v1")
+    for part in parts:
+        raw = part.encode("utf-8")
+        out += len(raw).to_bytes(4, "big") + raw
+    return bytes(out)

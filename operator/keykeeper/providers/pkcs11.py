@@ -1,0 +1,400 @@
+"""The PKCS#11 provider: KEKs that never leave an HSM (tested against SoftHSM2).
+
+The KEK is a non-extractable, sensitive AES-256 secret key object on the token, found
+by label (``settings.key_ref``) and created when ``options["create"]`` is true. Its KEK
+id is ``<label>#<CKA_ID hex>``: the CKA_ID is random per generated key and serves as
+its version. A DEK is wrapped by encrypting it on the token:
+
+* ``gcm`` (preferred): ``CKM_AES_GCM`` with a random 96-bit IV and the KEK id and
+  context as AAD; the blob is ``b"G" || iv || ciphertext || tag``.
+* ``kwp`` (where the token lacks GCM): ``CKM_AES_KEY_WRAP_PAD`` (RFC 5649), which
+  has no AAD; the envelope's own AAD still binds the value to its resource. The blob
+  is ``b"K" || wrapped``.
+
+``options["per-key"]`` set to true gives every resource its own KEK, labelled
+``<label>/<uid>``, so erasing a key can destroy the KEK object itself
+(:meth:`Pkcs11Provider.destroy_kek`).
+
+Sessions come from a bounded pool (``options["pool-size"]``, default 4): a PKCS#11
+session must not be used from two threads at once, and opening one per call is slow.
+The user PIN comes from ``credentials["pin"]``, the file ``options["pin-file"]`` or the
+environment variable ``KEYKEEPER_PKCS11_PIN``; it is never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import cast
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import exceptions as p11err
+from pkcs11._pkcs11 import lib as Library  # noqa: N812
+from pkcs11.mechanisms import GCMParams
+from pkcs11.types import DecryptMixin, EncryptMixin, Key, SecretKey, UnwrapMixin, WrapMixin
+
+from keykeeper.crypto.envelope import WrappedKey
+from keykeeper.errors import (
+    IntegrityError,
+    InvalidProviderConfig,
+    KeyDisabled,
+    ProviderUnavailable,
+)
+from keykeeper.providers.base import KeyProvider, ProviderSettings, encode_context
+
+DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+_IV = 12
+_LIBS: dict[str, Library] = {}
+_LIBS_LOCK = threading.Lock()
+# Errors that say the token or the session is gone for now, not that the data is bad.
+_TRANSIENT = (
+    p11err.DeviceError,
+    p11err.DeviceRemoved,
+    p11err.DeviceMemory,
+    p11err.SessionClosed,
+    p11err.SessionHandleInvalid,
+    p11err.TokenNotPresent,
+    p11err.TokenNotRecognised,
+    p11err.FunctionFailed,
+    p11err.GeneralError,
+)
+
+
+# What a token answers when the wrapped bytes do not authenticate.
+_REJECTED = (
+    p11err.EncryptedDataInvalid,
+    p11err.EncryptedDataLenRange,
+    p11err.WrappedKeyInvalid,
+    p11err.WrappedKeyLenRange,
+    p11err.MechanismParamInvalid,
+    p11err.FunctionFailed,
+    p11err.GeneralError,
+)
+
+
+# python-pkcs11 initialises the module with C_Initialize(NULL), which by the PKCS#11
+# standard promises the module that no two threads call it at once (SoftHSM2 then
+# takes no locks of its own, and concurrent calls fail with CKR_GENERAL_ERROR). So
+# every call into one module holds that module's lock. Sessions are still pooled,
+# which saves an open and a login per operation.
+_CALL_LOCKS: dict[str, threading.Lock] = {}
+
+
+class _Kek(SecretKey, EncryptMixin, DecryptMixin, WrapMixin, UnwrapMixin):
+    """What a KEK object on the token offers (python-pkcs11 mixes these in at run time)."""
+
+
+def _load(module: str) -> Library:
+    with _LIBS_LOCK:
+        if module not in _LIBS:
+            if not Path(module).exists():
+                raise InvalidProviderConfig(f"PKCS#11 module {module} does not exist")
+            _LIBS[module] = pkcs11.lib(module)
+            _CALL_LOCKS[module] = threading.Lock()
+        return _LIBS[module]
+
+
+class Pkcs11Provider(KeyProvider):
+    provider_id = "pkcs11"
+
+    def __init__(
+        self,
+        *,
+        module: str,
+        token_label: str,
+        pin: str,
+        kek_label: str,
+        create: bool = False,
+        per_key: bool = False,
+        mechanism: str = "auto",
+        pool_size: int = 4,
+    ) -> None:
+        if pool_size < 1:
+            raise InvalidProviderConfig("pool-size must be at least 1")
+        self._pin = pin
+        self._label = kek_label
+        self._create = create
+        self._per_key = per_key
+        self._pool: queue.LifoQueue[pkcs11.Session] = queue.LifoQueue()
+        self._opened = 0
+        self._pool_size = pool_size
+        self._pool_lock = threading.Lock()
+        try:
+            lib = _load(module)
+            self._calls = _CALL_LOCKS[module]
+            with self._calls:
+                self._token = lib.get_token(token_label=token_label)
+                mechanisms = self._token.slot.get_mechanisms()
+        except p11err.NoSuchToken:
+            raise InvalidProviderConfig(f"no PKCS#11 token labelled {token_label!r}") from None
+        except _TRANSIENT as exc:
+            raise ProviderUnavailable(
+                f"the PKCS#11 token is unavailable ({type(exc).__name__})"
+            ) from None
+        if mechanism == "auto":
+            mechanism = "gcm" if Mechanism.AES_GCM in mechanisms else "kwp"
+        if mechanism not in ("gcm", "kwp"):
+            raise InvalidProviderConfig("mechanism must be auto, gcm or kwp")
+        self._mechanism = mechanism
+        if not per_key:
+            self._default_kek_id = self._kek_id_for(self._label)
+
+    # -- the interface -------------------------------------------------------------------
+
+    def current_kek_id(self) -> str:
+        if self._per_key:
+            return f"{self._label}/<uid>"
+        return self._default_kek_id
+
+    def wrap(self, dek: bytes, context: Mapping[str, str]) -> WrappedKey:
+        if self._per_key:
+            uid = context.get("keykeeper.dev/uid", "")
+            if not uid:
+                raise InvalidProviderConfig("per-key KEKs need the resource uid in the context")
+            kek_id = self._kek_id_for(f"{self._label}/{uid}", create=True)
+        else:
+            kek_id = self._default_kek_id
+        aad = encode_context(kek_id, context)
+        with self._session() as session:
+            key = self._find(session, kek_id)
+            if self._mechanism == "gcm":
+                iv = os.urandom(_IV)
+                sealed = _bytes(
+                    key.encrypt(
+                        dek, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad)
+                    )
+                )
+                return WrappedKey(kek_id, b"G" + iv + sealed)
+            dek_object = session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.SECRET_KEY,
+                    Attribute.KEY_TYPE: KeyType.AES,
+                    Attribute.VALUE: dek,
+                    Attribute.TOKEN: False,
+                    Attribute.EXTRACTABLE: True,
+                    Attribute.SENSITIVE: False,
+                }
+            )
+            try:
+                wrapped = key.wrap_key(cast(Key, dek_object), mechanism=Mechanism.AES_KEY_WRAP_PAD)
+            finally:
+                dek_object.destroy()
+            return WrappedKey(kek_id, b"K" + wrapped)
+
+    def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        blob = wrapped.blob
+        with self._session() as session:
+            key = self._find(session, wrapped.kek_id)
+            try:
+                if blob[:1] == b"G" and len(blob) > 1 + _IV + 16:
+                    aad = encode_context(wrapped.kek_id, context)
+                    params = GCMParams(blob[1 : 1 + _IV], aad)
+                    return _bytes(
+                        key.decrypt(
+                            blob[1 + _IV :], mechanism=Mechanism.AES_GCM, mechanism_param=params
+                        )
+                    )
+                if blob[:1] == b"K" and len(blob) > 8:
+                    obj = key.unwrap_key(
+                        ObjectClass.SECRET_KEY,
+                        KeyType.AES,
+                        blob[1:],
+                        mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                        store=False,
+                        template={Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: False},
+                    )
+                    try:
+                        value: bytes = obj[Attribute.VALUE]
+                        return value
+                    finally:
+                        obj.destroy()
+            except _REJECTED:
+                # The token found the key and answered in this very session, so a
+                # failure here is about the data; SoftHSM2 reports a GCM tag mismatch
+                # as CKR_GENERAL_ERROR.
+                pass
+            raise IntegrityError(
+                f"the data key wrapped under {wrapped.kek_id} does not authenticate "
+                "for this resource"
+            )
+
+    def check(self) -> None:
+        with self._session() as session:
+            if not self._per_key:
+                self._find(session, self._default_kek_id)
+
+    def destroy_kek(self, kek_id: str) -> bool:
+        label, _, _ = kek_id.partition("#")
+        if not self._per_key or label == self._label:
+            return False  # the shared KEK guards other keys; never destroyed from here
+        with self._session() as session:
+            try:
+                self._find(session, kek_id).destroy()
+            except KeyDisabled:
+                return True  # already gone: erasure is idempotent
+        return True
+
+    def close(self) -> None:
+        while True:
+            try:
+                session = self._pool.get_nowait()
+                with self._calls:
+                    session.close()
+            except queue.Empty:
+                break
+            except p11err.PKCS11Error:
+                continue
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _kek_id_for(self, label: str, *, create: bool | None = None) -> str:
+        with self._session() as session:
+            found = self._search(session, label)
+        if found is not None:
+            return found
+        if not (self._create if create is None else create):
+            raise KeyDisabled(f"no PKCS#11 key labelled {label!r} on the token")
+        with self._session() as session:
+            return self._search(session, label) or self._generate(session, label)
+
+    @staticmethod
+    def _search(session: pkcs11.Session, label: str) -> str | None:
+        query = {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}
+        keys = list(session.get_objects(query))
+        if len(keys) > 1:
+            raise InvalidProviderConfig(f"more than one PKCS#11 key is labelled {label!r}")
+        return f"{label}#{bytes(keys[0][Attribute.ID]).hex()}" if keys else None
+
+    @staticmethod
+    def _generate(session: pkcs11.Session, label: str) -> str:
+        key_id = os.urandom(8)
+        session.generate_key(
+            KeyType.AES,
+            256,
+            label=label,
+            id=key_id,
+            store=True,
+            template={
+                Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False,
+                Attribute.ENCRYPT: True,
+                Attribute.DECRYPT: True,
+                Attribute.WRAP: True,
+                Attribute.UNWRAP: True,
+                Attribute.PRIVATE: True,
+            },
+        )
+        return f"{label}#{key_id.hex()}"
+
+    def _find(self, session: pkcs11.Session, kek_id: str) -> _Kek:
+        label, sep, id_hex = kek_id.partition("#")
+        try:
+            key_id = bytes.fromhex(id_hex)
+        except ValueError:
+            key_id = b""
+        if not sep or not key_id:
+            raise KeyDisabled(f"{kek_id!r} is not a PKCS#11 KEK id of this provider")
+        try:
+            key = session.get_key(
+                object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=label, id=key_id
+            )
+        except p11err.NoSuchKey:
+            raise KeyDisabled(
+                f"the PKCS#11 KEK {kek_id} is not on the token (destroyed?)"
+            ) from None
+        return cast(_Kek, key)
+
+    @contextmanager
+    def _session(self) -> Iterator[pkcs11.Session]:
+        session = self._acquire()
+        healthy = True
+        try:
+            with self._calls:
+                yield session
+        except _TRANSIENT as exc:
+            healthy = False
+            raise ProviderUnavailable(f"the PKCS#11 token failed ({type(exc).__name__})") from None
+        finally:
+            if healthy:
+                self._pool.put(session)
+            else:
+                with self._pool_lock:
+                    self._opened -= 1
+
+    def _acquire(self) -> pkcs11.Session:
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            pass
+        with self._pool_lock:
+            can_open = self._opened < self._pool_size
+            if can_open:
+                self._opened += 1
+        if not can_open:
+            try:
+                return self._pool.get(timeout=30)
+            except queue.Empty:
+                raise ProviderUnavailable("no PKCS#11 session became free within 30 s") from None
+        try:
+            with self._calls:
+                try:
+                    session: pkcs11.Session = self._token.open(rw=True, user_pin=self._pin)
+                except p11err.UserAlreadyLoggedIn:
+                    session = self._token.open(rw=True)
+                return session
+        except p11err.PinIncorrect:
+            with self._pool_lock:
+                self._opened -= 1
+            raise InvalidProviderConfig("the PKCS#11 user PIN was refused") from None
+        except _TRANSIENT as exc:
+            with self._pool_lock:
+                self._opened -= 1
+            raise ProviderUnavailable(
+                f"could not open a PKCS#11 session ({type(exc).__name__})"
+            ) from None
+
+
+def _bytes(result: bytes | Iterator[bytes]) -> bytes:
+    """python-pkcs11 returns bytes for a single buffer (what is passed here)."""
+    return result if isinstance(result, bytes) else b"".join(result)
+
+
+def create(settings: ProviderSettings) -> Pkcs11Provider:
+    options = settings.options
+    token = options.get("token", "")
+    if not token:
+        raise InvalidProviderConfig("the pkcs11 provider needs options.token (the token label)")
+    return Pkcs11Provider(
+        module=options.get("module") or os.environ.get("PKCS11_MODULE", DEFAULT_MODULE),
+        token_label=token,
+        pin=_pin(settings),
+        kek_label=settings.key_ref or "keykeeper-kek",
+        create=options.get("create", "false").lower() == "true",
+        per_key=options.get("per-key", "false").lower() == "true",
+        mechanism=options.get("mechanism", "auto"),
+        pool_size=int(options.get("pool-size", "4")),
+    )
+
+
+def _pin(settings: ProviderSettings) -> str:
+    if settings.credentials.get("pin"):
+        return settings.credentials["pin"]
+    pin_file = settings.options.get("pin-file")
+    if pin_file:
+        try:
+            return Path(pin_file).read_text().strip()
+        except OSError as exc:
+            raise InvalidProviderConfig(
+                f"cannot read the PIN file {pin_file}: {exc.strerror}"
+            ) from None
+    pin = os.environ.get("KEYKEEPER_PKCS11_PIN", "")
+    if not pin:
+        raise InvalidProviderConfig(
+            "no PKCS#11 PIN: set credentials 'pin', options 'pin-file' or KEYKEEPER_PKCS11_PIN"
+        )
+    return pin
