@@ -59,7 +59,7 @@ _COMMON = (
     "spring",
     "autumn",
 )
-_WALKS = ("abcdefghijklmnopqrstuvwxyz", "qwertyuiop", "asdfghjkl", "zxcvbnm", "0123456789")
+_WALKS = ("abcdefghijklmnopqrstuvwxyz", "qwertyuiopasdfghjklzxcvbnm", "0123456789")
 
 
 def check_passphrase(passphrase: str) -> None:
