@@ -1,0 +1,49 @@
+# keykeeper — the commands README.md names. Everything installs into .venv/.
+SHELL := /bin/bash
+PY    ?= python3
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test unit integration lint cluster bench controlplane deps clean
+
+# Everything the tests need: Python packages, SoftHSM2, the upstream control plane.
+deps: $(STAMP) controlplane
+	@command -v softhsm2-util >/dev/null || { \
+	  echo "installing softhsm2 (apt-get)"; \
+	  apt-get update -qq && apt-get install -y -qq softhsm2 >/dev/null; }
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+controlplane:
+	@bash tests/controlplane/build.sh >/dev/null
+
+# The test command: static checks, then every test (unit, providers, integration).
+test: deps lint
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit tests/providers
+
+integration: deps
+	$(BIN)/pytest tests/integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+# A real control plane for a person: prints the KUBECONFIG to export.
+cluster: deps
+	$(BIN)/python -m tests.controlplane
+
+bench: deps
+	$(BIN)/python bench/crypto.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

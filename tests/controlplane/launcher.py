@@ -1,0 +1,284 @@
+"""Start and stop a real control plane: upstream etcd and kube-apiserver, built from the
+pinned Go modules beside this file (``build.sh``), the way envtest runs one.
+
+The apiserver serves TLS on a free loopback port with ``--authorization-mode=RBAC``;
+the admin identity is a client certificate in ``system:masters``. Other identities are
+client certificates (:meth:`ControlPlane.user`) or ServiceAccount tokens from the
+TokenRequest API (:meth:`ControlPlane.service_account`), with no rights until RBAC
+grants them some. There is no kube-controller-manager: keykeeper needs neither garbage
+collection nor finished namespace deletion, and a namespace that stays Terminating is
+exactly what the tests of terminating namespaces need.
+
+Every process is started in its own process group with PR_SET_PDEATHSIG, so nothing
+outlives the Python process that started it, even on SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.controlplane.pki import Authority, service_account_keys
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+START_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a kubeconfig speaks as."""
+
+    name: str
+    kubeconfig: Path
+
+
+def binaries() -> Path:
+    """The directory holding etcd, kube-apiserver and kubectl (built once per machine)."""
+    out = subprocess.run(
+        ["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    os.setsid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class ControlPlane:
+    def __init__(self, workdir: Path | None = None, crds: Path | None = REPO / "crds") -> None:
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="keykeeper-cp-"))
+        self.crds = crds
+        self.logs = self.workdir / "logs"
+        self.bin: Path | None = None
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.server = ""
+        self.admin: Identity | None = None
+        self.startup_seconds = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ControlPlane:
+        self.bin = binaries()
+        began = time.monotonic()
+        self.logs.mkdir(parents=True, exist_ok=True)
+        pki = self.workdir / "pki"
+        self.ca = Authority(pki)
+        serving = self.ca.issue("apiserver", "kube-apiserver", server=True)
+        admin = self.ca.issue("admin", "keykeeper-admin", organizations=("system:masters",))
+        sa = service_account_keys(pki)
+        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._spawn(
+            "etcd",
+            [
+                str(self.bin / "etcd"),
+                "--name=keykeeper-test",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=keykeeper-test=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+        self.server = f"https://127.0.0.1:{api_port}"
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={self.ca.cert}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={sa.cert}",
+                f"--service-account-signing-key-file={sa.key}",
+                "--service-cluster-ip-range=10.96.0.0/24",
+                "--disable-admission-plugins=ServiceAccount",
+                "--endpoint-reconciler-type=none",
+                "--watch-cache=true",
+                "--v=1",
+            ],
+        )
+        self.admin = self._write_kubeconfig("admin", cert=admin.cert, key=admin.key)
+        self._wait_ready(admin.cert, admin.key)
+        self.startup_seconds = time.monotonic() - began
+        if self.crds is not None and self.crds.is_dir() and any(self.crds.glob("*.yaml")):
+            self.install_crds(self.crds)
+        return self
+
+    def stop(self) -> None:
+        for proc in reversed(list(self._procs.values())):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self._procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._procs.clear()
+        if self._own_workdir and not os.environ.get("KEYKEEPER_KEEP_CLUSTER"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- identities ------------------------------------------------------------------------
+
+    def user(self, name: str, groups: tuple[str, ...] = ()) -> Identity:
+        """A client-certificate identity with no rights beyond what RBAC grants it."""
+        pair = self.ca.issue(f"user-{name}", name, organizations=groups)
+        return self._write_kubeconfig(f"user-{name}", cert=pair.cert, key=pair.key)
+
+    def service_account(self, namespace: str, name: str, seconds: int = 86400) -> Identity:
+        """A ServiceAccount's identity, from a token the TokenRequest API issues."""
+        self.kubectl("create", "namespace", namespace, check=False)
+        self.kubectl("-n", namespace, "create", "serviceaccount", name, check=False)
+        token = self.kubectl(
+            "-n", namespace, "create", "token", name, f"--duration={seconds}s"
+        ).strip()
+        return self._write_kubeconfig(f"sa-{namespace}-{name}", token=token)
+
+    def kubectl(
+        self,
+        *args: str,
+        identity: Identity | None = None,
+        check: bool = True,
+        input: str | None = None,
+    ) -> str:
+        assert self.bin is not None
+        assert self.admin is not None
+        who = identity or self.admin
+        done = subprocess.run(
+            [str(self.bin / "kubectl"), f"--kubeconfig={who.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done.stdout if done.returncode == 0 else done.stderr
+
+    def install_crds(self, directory: Path) -> None:
+        self.kubectl("apply", "--server-side", "-f", str(directory))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(directory))
+
+    # -- diagnostics -----------------------------------------------------------------------
+
+    def log_tail(self, lines: int = 60) -> str:
+        parts = []
+        for name in self._procs:
+            path = self.logs / f"{name}.log"
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {name} (last {len(tail)} lines) ---\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    def alive(self) -> bool:
+        return all(proc.poll() is None for proc in self._procs.values())
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        with open(self.logs / f"{name}.log", "wb") as log:  # the child keeps its own copy
+            self._procs[name] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
+
+    def _write_kubeconfig(
+        self,
+        name: str,
+        *,
+        cert: Path | None = None,
+        key: Path | None = None,
+        token: str | None = None,
+    ) -> Identity:
+        user: dict[str, Any] = (
+            {"token": token}
+            if token
+            else {
+                "client-certificate": str(cert),
+                "client-key": str(key),
+            }
+        )
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "keykeeper-test",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca.cert)},
+                }
+            ],
+            "users": [{"name": name, "user": user}],
+            "contexts": [{"name": name, "context": {"cluster": "keykeeper-test", "user": name}}],
+            "current-context": name,
+        }
+        path = self.workdir / f"{name}.kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return Identity(name, path)
+
+    def _wait_ready(self, cert: Path, key: Path) -> None:
+        context = ssl.create_default_context(cafile=str(self.ca.cert))
+        context.load_cert_chain(str(cert), str(key))
+        deadline = time.monotonic() + START_TIMEOUT
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError("the control plane exited while starting:\n" + self.log_tail())
+            try:
+                with urllib.request.urlopen(self.server + "/readyz", context=context, timeout=5):
+                    pass
+                with urllib.request.urlopen(
+                    self.server + "/api/v1/namespaces/default", context=context, timeout=5
+                ) as answer:
+                    json.load(answer)
+                return
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                last = str(exc)
+            time.sleep(0.25)
+        raise RuntimeError(
+            f"the apiserver was not ready in {START_TIMEOUT}s ({last}):\n" + self.log_tail()
+        )
