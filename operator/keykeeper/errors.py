@@ -13,6 +13,7 @@ otherwise ``kopf.PermanentError``)::
     ├── IntegrityError                a ciphertext or envelope failed to authenticate or parse
     ├── WeakPassphrase                a passphrase too weak to protect a master key
     └── SpecError                     a custom resource is semantically invalid
+        └── InvalidValue              a supplied value breaks the policy or cannot be opened
 
 Messages never carry a key value, a data key or a passphrase: they name the
 resource, the provider and the KEK id, and say what went wrong.
@@ -69,3 +70,9 @@ class SpecError(KeykeeperError):
     """A custom resource is valid by schema but cannot be acted on as written."""
 
     reason = "InvalidSpec"
+
+
+class InvalidValue(SpecError):
+    """A user-supplied value (sealed or imported) breaks the policy or cannot be read."""
+
+    reason = "InvalidValue"

@@ -1,0 +1,7 @@
+"""``python -m keykeeper`` runs the operator (same as ``keykeeper run``)."""
+
+import sys
+
+from keykeeper.cli import main
+
+sys.exit(main(sys.argv[1:] or ["run"]))

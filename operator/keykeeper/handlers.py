@@ -1,0 +1,96 @@
+"""kopf handlers: thin. Each records what it saw in the world and queues the keys
+it may affect; the reconciler does the rest. ``memo`` carries the Runtime."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from keykeeper import labels
+from keykeeper.runtime import Runtime
+
+log = logging.getLogger("keykeeper.handlers")
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime: Runtime = memo.runtime
+    return runtime
+
+
+@kopf.on.startup()
+async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    settings.peering.standalone = True
+    settings.posting.enabled = False  # keykeeper posts its own Events, with its own reasons
+    settings.watching.server_timeout = 300
+    settings.watching.label_selectors["v1", "secrets"] = labels.MANAGED_SELECTOR
+    runtime = _runtime(memo)
+    await runtime.start()
+
+
+@kopf.on.event("keykeeper.dev", "v1alpha1", "apikeys")
+async def apikey_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    body = event["object"]
+    meta = body["metadata"]
+    ref = (meta["namespace"], meta["name"])
+    if event.get("type") == "DELETED":
+        runtime.world.drop_key(ref)
+    else:
+        runtime.world.put_key(body)
+    assert runtime.queue is not None
+    runtime.queue.add(ref)
+    if runtime.policy_queue is not None:
+        runtime.policy_queue.add(str((body.get("spec") or {}).get("policy", "")))
+
+
+@kopf.on.event("keykeeper.dev", "v1alpha1", "keypolicies")
+async def keypolicy_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    body = event["object"]
+    name = body["metadata"]["name"]
+    if event.get("type") == "DELETED":
+        runtime.world.drop_policy(name)
+    else:
+        old = runtime.world.policies.get(name)
+        new = runtime.world.put_policy(body)
+        if old is not None and (old.spec, old.error) == (new.spec, new.error):
+            assert runtime.policy_queue is not None
+            runtime.policy_queue.add(name)
+            return  # a status-only change: the keys are not affected
+        assert runtime.policy_queue is not None
+        runtime.policy_queue.add(name)
+    assert runtime.queue is not None
+    for ref in runtime.world.keys_of_policy(name):
+        runtime.queue.add(ref)
+
+
+@kopf.on.event("v1", "namespaces")
+async def namespace_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    body = event["object"]
+    name = body["metadata"]["name"]
+    changed = (runtime.world.drop_namespace(name) if event.get("type") == "DELETED"
+               else runtime.world.put_namespace(body))
+    if changed:
+        assert runtime.queue is not None
+        for ref in runtime.world.keys_affected_by_namespace(name):
+            runtime.queue.add(ref)
+
+
+@kopf.on.event("v1", "secrets", labels={labels.MANAGED_BY: labels.KEYKEEPER,
+                                         labels.ROLE: labels.ROLE_PROJECTION})
+async def projected_secret_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    assert runtime.vault is not None and runtime.queue is not None
+    body = event["object"]
+    meta = body["metadata"]
+    if event.get("type") == "DELETED":
+        owner = runtime.world.drop_secret((meta["namespace"], meta["name"]))
+        lbl = meta.get("labels") or {}
+        owner = owner or (lbl.get(labels.APIKEY_NAMESPACE, ""), lbl.get(labels.APIKEY_NAME, ""))
+    else:
+        owner = runtime.world.put_secret(body, runtime.vault.fingerprint)
+    if owner and owner[0] and owner[1]:
+        runtime.queue.add(owner)

@@ -1,0 +1,179 @@
+"""The one place that talks to the Kubernetes API (besides kopf's watches).
+
+A thin async layer over the official client: every call runs in a worker thread,
+returns plain dicts, and maps API errors onto a few exceptions the reconciler
+understands. It counts requests by verb, which the benchmarks and tests read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from collections import Counter
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+
+from keykeeper.errors import KeykeeperError
+
+Body = dict[str, Any]
+
+
+class NotFound(KeykeeperError):
+    reason = "NotFound"
+
+
+class Conflict(KeykeeperError):
+    """AlreadyExists or a resourceVersion conflict."""
+
+    reason = "Conflict"
+
+
+class ApiUnavailable(KeykeeperError):
+    transient = True
+    reason = "ApiUnavailable"
+
+
+class Forbidden(KeykeeperError):
+    reason = "Forbidden"
+
+
+def load_client() -> client.ApiClient:
+    """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = 16
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    """Raw JSON over the client's connection settings (TLS, client certs, bearer tokens).
+
+    The official client is used for its configuration loading only: its generated
+    call layer changes shape between releases, and keykeeper needs plain dicts.
+    """
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        cfg = api.configuration
+        self._host = cfg.host.rstrip("/")
+        self._config = cfg
+        self._pool = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=16,
+            cert_reqs="CERT_REQUIRED" if cfg.verify_ssl else "CERT_NONE",
+            ca_certs=cfg.ssl_ca_cert,
+            cert_file=cfg.cert_file,
+            key_file=cfg.key_file,
+            retries=False,
+        )
+        self.requests: Counter[str] = Counter()
+
+    @property
+    def writes(self) -> int:
+        return sum(n for verb, n in self.requests.items() if verb not in ("get", "list"))
+
+    async def call(self, verb: str, method: str, path: str, body: Any = None,
+                   query: dict[str, str] | None = None,
+                   content_type: str = "application/json") -> Body:
+        self.requests[verb] += 1
+        return await asyncio.to_thread(self._call, method, path, body, query, content_type)
+
+    def _call(self, method: str, path: str, body: Any, query: dict[str, str] | None,
+              content_type: str) -> Body:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        token = self._config.auth_settings().get("BearerToken")
+        if token and token.get("value"):
+            headers[str(token["key"])] = str(token["value"])
+        url = self._host + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        try:
+            response = self._pool.request(
+                method, url, body=None if body is None else json.dumps(body).encode(),
+                headers=headers, timeout=urllib3.Timeout(connect=10, read=30),
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise ApiUnavailable(f"{method} {path}: {exc}") from None
+        data = response.data
+        if response.status >= 400:
+            raise _translate(response.status, data, method, path)
+        result: Body = json.loads(data) if data else {}
+        return result
+
+    # -- convenience ---------------------------------------------------------------------------
+
+    async def get(self, path: str) -> Body:
+        return await self.call("get", "GET", path)
+
+    async def get_or_none(self, path: str) -> Body | None:
+        try:
+            return await self.get(path)
+        except NotFound:
+            return None
+
+    async def list(self, path: str, label_selector: str = "") -> list[Body]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        items: list[Body] = (await self.call("list", "GET", path, query=query)).get("items", [])
+        return items
+
+    async def create(self, path: str, body: Body) -> Body:
+        return await self.call("create", "POST", path, body)
+
+    async def replace(self, path: str, body: Body) -> Body:
+        return await self.call("update", "PUT", path, body)
+
+    async def patch(self, path: str, patch: Any, *, kind: str = "merge") -> Body:
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+        }[kind]
+        return await self.call("patch", "PATCH", path, patch, content_type=content_type)
+
+    async def delete(self, path: str, *, uid: str | None = None) -> bool:
+        """Delete; True if it was there. With ``uid``, only that exact object."""
+        body = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            await self.call("delete", "DELETE", path, body)
+        except NotFound:
+            return False
+        return True
+
+
+def _translate(status: int, data: bytes, method: str, path: str) -> KeykeeperError:
+    try:
+        message = str(json.loads(data or b"{}").get("message", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    text = f"{method} {path}: {status} {message}"
+    if status == 404:
+        return NotFound(text)
+    if status == 409:
+        return Conflict(text)
+    if status in (401, 403):
+        return Forbidden(text)
+    if status == 429 or status >= 500:
+        return ApiUnavailable(text)
+    return KeykeeperError(text)
+
+
+def secret_path(namespace: str, name: str = "") -> str:
+    base = f"/api/v1/namespaces/{namespace}/secrets"
+    return f"{base}/{name}" if name else base
+
+
+def apikey_path(namespace: str, name: str = "", status: bool = False) -> str:
+    base = f"/apis/keykeeper.dev/v1alpha1/namespaces/{namespace}/apikeys"
+    path = f"{base}/{name}" if name else base
+    return path + "/status" if status else path
+
+
+def keypolicy_path(name: str = "", status: bool = False) -> str:
+    base = "/apis/keykeeper.dev/v1alpha1/keypolicies"
+    path = f"{base}/{name}" if name else base
+    return path + "/status" if status else path

@@ -1,0 +1,44 @@
+"""Running the operator process: settings, logging, kopf, and the Runtime."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+
+import kopf
+
+from keykeeper.kube import Kube, load_client
+from keykeeper.runtime import Runtime
+from keykeeper.settings import Settings
+
+_FORMATS = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL}
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    overrides = {
+        "namespace": args.namespace,
+        "audit_log": args.audit_log,
+        "log_format": args.log_format,
+        "liveness": args.liveness,
+        "passphrase_file": args.passphrase_file,
+    }
+    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    kopf.configure(verbose=args.verbose, log_format=_FORMATS.get(settings.log_format, kopf.LogFormat.JSON))
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+    import keykeeper.handlers  # noqa: F401  (registers the handlers)
+
+    runtime = Runtime(settings, Kube(load_client()))
+    asyncio.run(
+        kopf.operator(
+            clusterwide=True,
+            standalone=True,
+            liveness_endpoint=settings.liveness or None,
+            memo=kopf.Memo(runtime=runtime),
+        )
+    )
+    return 0

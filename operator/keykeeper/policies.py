@@ -1,0 +1,43 @@
+"""KeyPolicy status: Ready (spec valid, provider reachable) and how many keys it governs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from keykeeper import conditions
+from keykeeper.conditions import Condition
+from keykeeper.errors import KeykeeperError
+from keykeeper.kube import Kube, keypolicy_path
+from keykeeper.vault import Vault
+from keykeeper.world import World
+
+
+async def reconcile_policy(kube: Kube, world: World, vault: Vault, name: str,
+                           clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+    view = world.policies.get(name)
+    if view is None:
+        return None
+    retry: float | None = None
+    if view.spec is None:
+        ready = Condition(conditions.READY, "False", "InvalidSpec", view.error)
+    else:
+        try:
+            provider = vault.provider(view.spec.kms)
+            await asyncio.to_thread(provider.check)
+            ready = Condition(conditions.READY, "True", "ProviderReachable",
+                              f"the {view.spec.kms.provider} provider answers; "
+                              f"current KEK {provider.current_kek_id()}")
+        except KeykeeperError as exc:
+            ready = Condition(conditions.READY, "False", exc.reason, str(exc))
+            retry = 30.0 if exc.transient else None
+    old = view.body.get("status") or {}
+    status = {
+        "observedGeneration": view.generation,
+        "governedKeys": len(world.keys_of_policy(name)),
+        "conditions": conditions.merge(old.get("conditions") or [], [ready], view.generation, clock()),
+    }
+    if status != old:
+        await kube.patch(keypolicy_path(name, status=True), {"status": status})
+    return retry

@@ -1,0 +1,171 @@
+"""The running operator: its master key, sealing keys, world, queue and reconciler.
+
+Start-up order matters for safety: the master key and the world (namespaces,
+policies, projected Secrets) are loaded *before* any key is reconciled, so a key is
+never judged against a half-known cluster (which could withdraw projections that
+are in fact authorized).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass, field
+
+from keykeeper import labels
+from keykeeper.audit import AuditLog
+from keykeeper.crypto.envelope import Binding, open_envelope, seal_envelope
+from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, derive_master_key
+from keykeeper.crypto.sealed import SealingKeyPair
+from keykeeper.events import EventSink
+from keykeeper.kube import ApiUnavailable, Conflict, Kube, keypolicy_path, secret_path
+from keykeeper.policies import reconcile_policy
+from keykeeper.providers import registry
+from keykeeper.reconcile import Reconciler
+from keykeeper.settings import Settings
+from keykeeper.vault import Vault
+from keykeeper.workqueue import WorkQueue
+from keykeeper.world import KeyRef, World
+
+log = logging.getLogger("keykeeper.runtime")
+
+SEALING_SECRET = "keykeeper-sealing-keys"
+SEALING_PUBLIC = "keykeeper-sealing-public"
+SEALING_KIND = "keykeeper.dev/v1alpha1/SealingKey"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    kube: Kube
+    world: World = field(default_factory=World)
+    vault: Vault | None = None
+    reconciler: Reconciler | None = None
+    queue: WorkQueue[KeyRef] | None = None
+    policy_queue: WorkQueue[str] | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        master = await self._master_key()
+        self.vault = Vault(master, registry)
+        await self._sealing_keys()
+        audit = AuditLog(self.settings.audit_log, self.vault.audit_key)
+        sink = EventSink(self.kube, self.settings.instance)
+        self.reconciler = Reconciler(self.kube, self.world, self.vault, sink, audit,
+                                     self.settings.namespace)
+        self.queue = WorkQueue(self.reconciler.reconcile, self.settings.workers)
+        vault = self.vault
+
+        async def policy(name: str) -> float | None:
+            return await reconcile_policy(self.kube, self.world, vault, name)
+
+        self.policy_queue = WorkQueue(policy, 1)
+        for attempt in range(60):  # the apiserver may still be warming its caches
+            try:
+                await self._preload()
+                break
+            except ApiUnavailable as exc:
+                if attempt == 59:
+                    raise
+                log.info("waiting for the API to load the world: %s", exc)
+                await asyncio.sleep(1.0)
+        self.tasks = [asyncio.create_task(self.queue.run(), name="keykeeper-keys"),
+                      asyncio.create_task(self.policy_queue.run(), name="keykeeper-policies")]
+        self.ready.set()
+
+    async def _master_key(self) -> MasterKey:
+        path = secret_path(self.settings.namespace, self.settings.master_key_secret)
+        found = await self.kube.get_or_none(path)
+        data = (found or {}).get("data") or {}
+        if self.settings.passphrase_file is not None:
+            passphrase = self.settings.passphrase_file.read_text().strip()
+            if "kdf" in data:
+                kdf = PassphraseKdf.decode(base64.b64decode(data["kdf"]).decode())
+            else:
+                kdf = PassphraseKdf.new(fips=self.settings.fips)
+                await self._create_master_secret({"kdf": kdf.encode()})
+            return derive_master_key(passphrase, kdf)
+        if "master-key" in data:
+            return MasterKey(base64.b64decode(data["master-key"]))
+        master = MasterKey.generate()
+        encoded = base64.b64encode(master.export()).decode()
+        if not await self._create_master_secret({"master-key": encoded}):
+            return await self._master_key()  # another replica made it first
+        log.warning("generated a new master key in Secret %s/%s; back it up: without it no "
+                    "stored key can be opened", self.settings.namespace, self.settings.master_key_secret)
+        return master
+
+    async def _create_master_secret(self, string_data: dict[str, str]) -> bool:
+        body = {
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": self.settings.master_key_secret, "namespace": self.settings.namespace,
+                         "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "master-key"}},
+            "stringData": string_data,
+        }
+        try:
+            await self.kube.create(secret_path(self.settings.namespace), body)
+        except Conflict:
+            return False
+        return True
+
+    async def _sealing_keys(self) -> None:
+        """Load the sealing private keys (wrapped by the local provider); make one if none."""
+        assert self.vault is not None
+        ns = self.settings.namespace
+        found = await self.kube.get_or_none(secret_path(ns, SEALING_SECRET))
+        if found is None:
+            pair = SealingKeyPair.generate()
+            binding = Binding(ns, SEALING_SECRET, pair.key_id, 1, kind=SEALING_KIND)
+            envelope = seal_envelope(pair.private_bytes(), binding, self.vault.local)
+            body = {
+                "apiVersion": "v1", "kind": "Secret", "type": "keykeeper.dev/sealing-keys",
+                "metadata": {"name": SEALING_SECRET, "namespace": ns,
+                             "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "sealing-keys"},
+                             "annotations": {"keykeeper.dev/current-key-id": pair.key_id}},
+                "data": {pair.key_id: base64.b64encode(envelope).decode()},
+            }
+            try:
+                found = await self.kube.create(secret_path(ns), body)
+            except Conflict:
+                found = await self.kube.get(secret_path(ns, SEALING_SECRET))
+        current = found["metadata"].get("annotations", {}).get("keykeeper.dev/current-key-id", "")
+        for key_id, encoded in (found.get("data") or {}).items():
+            binding = Binding(ns, SEALING_SECRET, key_id, 1, kind=SEALING_KIND)
+            private = open_envelope(base64.b64decode(encoded), binding, lambda _: self.vault.local)  # type: ignore[union-attr]
+            self.vault.sealing_keys[key_id] = SealingKeyPair(private)
+        await self._publish_sealing_key(self.vault.sealing_keys[current])
+
+    async def _publish_sealing_key(self, pair: SealingKeyPair) -> None:
+        ns = self.settings.namespace
+        data = {
+            "keyId": pair.key_id,
+            "fingerprint": pair.public.fingerprint,
+            "suite": "HPKE ML-KEM-768+X25519 / HKDF-SHA256 / AES-256-GCM",
+            "publicKey": base64.b64encode(pair.public.raw).decode(),
+        }
+        path = f"/api/v1/namespaces/{ns}/configmaps"
+        existing = await self.kube.get_or_none(f"{path}/{SEALING_PUBLIC}")
+        if existing is not None and existing.get("data") == data:
+            return
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": SEALING_PUBLIC, "namespace": ns,
+                             "labels": {labels.MANAGED_BY: labels.KEYKEEPER}},
+                "data": data}
+        if existing is None:
+            await self.kube.create(path, body)
+        else:
+            await self.kube.replace(f"{path}/{SEALING_PUBLIC}", body)
+
+    async def _preload(self) -> None:
+        assert self.vault is not None and self.queue is not None
+        for ns in await self.kube.list("/api/v1/namespaces"):
+            self.world.put_namespace(ns)
+        for body in await self.kube.list(keypolicy_path()):
+            self.policy_queue.add(self.world.put_policy(body).name)  # type: ignore[union-attr]
+        selector = f"{labels.MANAGED_SELECTOR},{labels.ROLE}={labels.ROLE_PROJECTION}"
+        for secret in await self.kube.list("/api/v1/secrets", selector):
+            self.world.put_secret(secret, self.vault.fingerprint)
+        for key in await self.kube.list("/apis/keykeeper.dev/v1alpha1/apikeys"):
+            self.queue.add(self.world.put_key(key))

@@ -1,0 +1,87 @@
+"""Sealing and opening values for ApiKeys: the providers each policy names, the master
+key's subkeys (fingerprints, audit MAC), and the cluster's sealing keys.
+
+Provider instances are cached by their whole configuration (provider, keyRef,
+options, and the resourceVersion of the credentials Secret), so a changed credential
+builds a new client and an unchanged one costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from keykeeper.api import Kms
+from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, parse, seal_envelope
+from keykeeper.crypto.kdf import MasterKey, Purpose, fingerprint
+from keykeeper.crypto.sealed import SealingKeyPair, key_id_of, open_sealed
+from keykeeper.errors import InvalidProviderConfig, KeyDisabled
+from keykeeper.providers import KeyProvider, ProviderSettings, Registry
+from keykeeper.providers.local import LocalProvider
+
+
+@dataclass(frozen=True)
+class Sealed:
+    envelope: bytes
+    kms_key_id: str
+    provider: str
+
+
+class Vault:
+    def __init__(self, master: MasterKey, registry: Registry) -> None:
+        self.local = LocalProvider(master)
+        self._fingerprint_key = master.subkey(Purpose.FINGERPRINT)
+        self.audit_key = master.subkey(Purpose.AUDIT_MAC)
+        self._registry = registry
+        self._providers: dict[str, KeyProvider] = {}
+        self.sealing_keys: dict[str, SealingKeyPair] = {}
+
+    def fingerprint(self, value: bytes) -> str:
+        return fingerprint(self._fingerprint_key, value)
+
+    def provider(self, kms: Kms, credentials: Mapping[str, str] | None = None,
+                 credentials_version: str = "") -> KeyProvider:
+        if kms.provider == "local":
+            return self.local
+        cache_key = json.dumps(
+            [kms.provider, kms.key_ref, sorted(kms.options.items()), credentials_version]
+        )
+        provider = self._providers.get(cache_key)
+        if provider is None:
+            settings = ProviderSettings(kms.key_ref, dict(credentials or {}), dict(kms.options))
+            provider = self._registry.create(kms.provider, settings)
+            self._providers[cache_key] = provider
+        return provider
+
+    async def seal(self, value: bytes, binding: Binding, provider: KeyProvider) -> Sealed:
+        envelope = await asyncio.to_thread(seal_envelope, value, binding, provider)
+        return Sealed(envelope, parse(envelope).wrapped.kek_id, provider.provider_id)
+
+    async def open(self, envelope: bytes, binding: Binding, provider: KeyProvider) -> bytes:
+        def resolve(provider_id: str) -> KeyWrapper:
+            if provider_id == provider.provider_id:
+                return provider
+            if provider_id == "local":
+                return self.local
+            raise KeyDisabled(
+                f"the envelope was made by the {provider_id} provider, but the policy now "
+                f"names {provider.provider_id}"
+            )
+
+        return await asyncio.to_thread(open_envelope, envelope, binding, resolve)
+
+    def open_sealed_value(self, text: str, namespace: str, name: str) -> bytes:
+        return open_sealed(text, namespace, name, self.sealing_keys)
+
+    @staticmethod
+    def sealed_key_id(text: str) -> str:
+        return key_id_of(text)
+
+    def close(self) -> None:
+        for provider in self._providers.values():
+            try:
+                provider.close()
+            except InvalidProviderConfig:
+                continue
