@@ -131,6 +131,10 @@ class ControlPlane:
                 "--disable-admission-plugins=ServiceAccount",
                 "--endpoint-reconciler-type=none",
                 "--watch-cache=true",
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.logs / 'audit.log'}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
                 "--v=1",
             ],
         )
@@ -259,6 +263,29 @@ class ControlPlane:
         path.write_text(yaml.safe_dump(config))
         path.chmod(0o600)
         return Identity(name, path)
+
+    def _audit_policy(self) -> Path:
+        """The apiserver's own audit log: who did what, so tests can count API writes."""
+        path = self.workdir / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}],
+        }))
+        return path
+
+    def audit_events(self, user: str) -> list[dict[str, Any]]:
+        """ResponseComplete audit events of one user, oldest first."""
+        path = self.logs / "audit.log"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            event = json.loads(line)
+            if event.get("user", {}).get("username") == user and event.get("stage") == "ResponseComplete":
+                out.append(event)
+        return out
 
     def _wait_ready(self, cert: Path, key: Path) -> None:
         context = ssl.create_default_context(cafile=str(self.ca.cert))

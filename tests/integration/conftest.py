@@ -51,3 +51,61 @@ def pytest_runtest_makereport(
         and "control_plane" in getattr(item, "fixturenames", ())
     ):
         report.sections.append(("control plane logs", _PLANE.log_tail()))
+
+
+# -- the operator under test ------------------------------------------------------------------
+
+from tests.integration.kk import Cluster  # noqa: E402
+from tests.integration.operator import Operator  # noqa: E402
+
+_OPERATOR: Operator | None = None
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    global _OPERATOR
+    running = Operator(control_plane, tmp_path_factory.mktemp("operator"))
+    running.install()
+    running.start()
+    _OPERATOR = running
+    try:
+        yield running
+    finally:
+        _OPERATOR = None
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def kk(admin: client.ApiClient) -> Cluster:
+    return Cluster(admin)
+
+
+class Leaks:
+    """Plaintext values a test used; none may appear in logs, Events, statuses or audit."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def add(self, value: bytes | None) -> None:
+        assert value, "a test registered an empty value"
+        self.values.append(value)
+
+
+@pytest.fixture
+def leaks(operator: Operator, kk: Cluster) -> Iterator[Leaks]:
+    found = Leaks()
+    yield found
+    import base64
+    import json
+
+    haystacks = {
+        "operator log": operator.log_text(),
+        "events": kk.all_events_text(),
+        "apikey statuses": json.dumps([k.get("status") for k in kk.keys()]),
+        "audit log": operator.audit_log.read_text() if operator.audit_log.exists() else "",
+    }
+    for value in found.values:
+        needles = {value.decode(errors="replace"), base64.b64encode(value).decode()}
+        for where, text in haystacks.items():
+            for needle in needles:
+                assert needle not in text, f"a key value leaked into the {where}"

@@ -1,0 +1,125 @@
+"""Builders and small verbs for integration tests, all through the real API server."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+GROUP, VERSION = "keykeeper.dev", "v1alpha1"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def keypolicy(name: str, *, sources: dict[str, Any] | None = None,
+              targets: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"sourceNamespaces": sources or {"selector": {}}, **spec}
+    if targets is not None:
+        body["targetNamespaces"] = targets
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "KeyPolicy", "metadata": {"name": name},
+            "spec": body}
+
+
+def apikey(namespace: str, name: str, policy: str, *, projections: list[dict[str, Any]] | None = None,
+           source: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ApiKey",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"policy": policy, "source": source or {"generate": {}},
+                 "projections": projections or [], **spec},
+    }
+
+
+class Cluster:
+    """The admin's view, for arranging and observing; the operator has its own identity."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def namespace(self, prefix: str = "ns", labels: dict[str, str] | None = None) -> str:
+        name = unique(prefix)
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+        return name
+
+    def label_namespace(self, name: str, labels: dict[str, str | None]) -> None:
+        self.core.patch_namespace(name, {"metadata": {"labels": labels}})
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body["kind"] == "KeyPolicy":
+            return self.custom.create_cluster_custom_object(GROUP, VERSION, "keypolicies", body)  # type: ignore[no-any-return]
+        ns = body["metadata"]["namespace"]
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "apikeys", body)  # type: ignore[no-any-return]
+
+    def policy(self, name: str) -> dict[str, Any]:
+        return self.custom.get_cluster_custom_object(GROUP, VERSION, "keypolicies", name)  # type: ignore[no-any-return]
+
+    def patch_policy(self, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_cluster_custom_object(GROUP, VERSION, "keypolicies", name, patch)
+
+    def delete_policy(self, name: str) -> None:
+        self.custom.delete_cluster_custom_object(GROUP, VERSION, "keypolicies", name)
+
+    def key(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "apikeys", name)  # type: ignore[no-any-return]
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_key(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "apikeys", name, patch)
+
+    def delete_key(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "apikeys", name)
+
+    def keys(self) -> list[dict[str, Any]]:
+        return self.custom.list_cluster_custom_object(GROUP, VERSION, "apikeys")["items"]  # type: ignore[no-any-return]
+
+    def secret(self, namespace: str, name: str) -> client.V1Secret | None:
+        try:
+            return self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def value(self, namespace: str, name: str, key: str = "api-key") -> bytes | None:
+        secret = self.secret(namespace, name)
+        if secret is None or not secret.data or key not in secret.data:
+            return None
+        return base64.b64decode(secret.data[key])
+
+    def put_secret(self, namespace: str, name: str, data: dict[str, bytes],
+                   labels: dict[str, str] | None = None) -> None:
+        self.core.create_namespaced_secret(namespace, client.V1Secret(
+            metadata=client.V1ObjectMeta(name=name, labels=labels),
+            data={k: base64.b64encode(v).decode() for k, v in data.items()}))
+
+    def events(self, namespace: str, name: str) -> list[client.CoreV1Event]:
+        found = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        return list(found.items)
+
+    def all_events_text(self) -> str:
+        return "\n".join(f"{e.reason} {e.message}" for e in self.core.list_event_for_all_namespaces().items)
+
+
+def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for item in ((body or {}).get("status") or {}).get("conditions") or []:
+        if item["type"] == type_:
+            return item  # type: ignore[no-any-return]
+    return {}
+
+
+def projection_states(body: dict[str, Any] | None) -> dict[tuple[str, str], str]:
+    return {
+        (p["namespace"], p["secretName"]): p["state"] + (f"/{p['reason']}" if p.get("reason") else "")
+        for p in ((body or {}).get("status") or {}).get("projections") or []
+    }

@@ -1,0 +1,96 @@
+"""The keykeeper operator as a separate process, under the ServiceAccount and RBAC
+that deploy/rbac.yaml ships (never as admin)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.controlplane import ControlPlane, Identity
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "keykeeper-system"
+SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:keykeeper"
+
+
+class Operator:
+    def __init__(self, plane: ControlPlane, workdir: Path) -> None:
+        self.plane = plane
+        self.workdir = workdir
+        self.audit_log = workdir / "audit.jsonl"
+        self.log = workdir / "operator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.identity: Identity | None = None
+        self.starts = 0
+
+    def install(self) -> None:
+        self.plane.kubectl("create", "namespace", NAMESPACE, check=False)
+        self.plane.kubectl("apply", "-f", str(REPO / "deploy" / "rbac.yaml"))
+        self.identity = self.plane.service_account(NAMESPACE, "keykeeper")
+
+    def start(self) -> None:
+        assert self.identity is not None
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.identity.kubeconfig),
+            "KEYKEEPER_AUDIT_LOG": str(self.audit_log),
+            "KEYKEEPER_LIVENESS": "",
+            "KEYKEEPER_LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+        }
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "keykeeper", "run", "--verbose"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+            )
+        self.starts += 1
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # noqa: BLE001 - the condition may not hold yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
