@@ -5,7 +5,12 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test unit integration lint cluster bench controlplane deps clean
+.PHONY: dev test unit integration lint cluster bench controlplane deps clean
+
+# The main job on the embedded default: a local control plane, the operator with the
+# local provider, examples/ applied, the projected Secrets and Events shown.
+dev: deps
+	$(BIN)/python -m tests.controlplane --dev
 
 # Everything the tests need: Python packages, SoftHSM2, the upstream control plane.
 deps: $(STAMP) controlplane

@@ -215,6 +215,7 @@ def _parse(model: type[_M], spec: Any, kind: str) -> _M:
         return model.model_validate(spec or {})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise SpecError(f"invalid {kind} spec: {problems}") from None

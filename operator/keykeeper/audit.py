@@ -29,8 +29,19 @@ from pathlib import Path
 from typing import Any
 
 GENESIS = "0" * 64
-FIELDS = ("seq", "ts", "action", "namespace", "name", "uid", "version", "kmsKeyId",
-          "fingerprint", "detail", "prev")
+FIELDS = (
+    "seq",
+    "ts",
+    "action",
+    "namespace",
+    "name",
+    "uid",
+    "version",
+    "kmsKeyId",
+    "fingerprint",
+    "detail",
+    "prev",
+)
 
 
 def _canonical(record: dict[str, Any]) -> bytes:
@@ -65,9 +76,19 @@ class AuditLog:
         record = json.loads(last)
         return int(record["seq"]), str(record["mac"])
 
-    def append(self, action: str, *, namespace: str = "", name: str = "", uid: str = "",
-               version: int | None = None, kms_key_id: str = "", fingerprint: str = "",
-               detail: str = "", now: datetime | None = None) -> dict[str, Any]:
+    def append(
+        self,
+        action: str,
+        *,
+        namespace: str = "",
+        name: str = "",
+        uid: str = "",
+        version: int | None = None,
+        kms_key_id: str = "",
+        fingerprint: str = "",
+        detail: str = "",
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
         with self._lock:
             record: dict[str, Any] = {
                 "seq": self._seq + 1,
@@ -103,7 +124,10 @@ class Verdict:
     def __str__(self) -> str:
         if self.ok:
             return f"OK: {self.records} records, chain intact"
-        return f"BROKEN at line {self.line}: {self.problem} ({self.records} records verified before it)"
+        return (
+            f"BROKEN at line {self.line}: {self.problem} "
+            f"({self.records} records verified before it)"
+        )
 
 
 def verify(lines: Iterable[bytes | str], key: bytes) -> Verdict:
@@ -120,12 +144,24 @@ def verify(lines: Iterable[bytes | str], key: bytes) -> Verdict:
         except ValueError:
             return Verdict(False, count, number, "the line is not an audit record")
         if not hmac.compare_digest(str(record["mac"]), mac_of(key, record)):
-            return Verdict(False, count, number, f"record seq={record.get('seq')} was altered "
-                           "(its MAC does not match; or the audit key is not this log's)")
+            return Verdict(
+                False,
+                count,
+                number,
+                f"record seq={record.get('seq')} was altered "
+                "(its MAC does not match; or the audit key is not this log's)",
+            )
         if record.get("prev") != prev:
-            return Verdict(False, count, number, f"record seq={record.get('seq')} does not follow "
-                           "the record before it (a record is missing, reordered or inserted)")
+            return Verdict(
+                False,
+                count,
+                number,
+                f"record seq={record.get('seq')} does not follow "
+                "the record before it (a record is missing, reordered or inserted)",
+            )
         if record.get("seq") != seq + 1:
-            return Verdict(False, count, number, f"sequence jumps from {seq} to {record.get('seq')}")
+            return Verdict(
+                False, count, number, f"sequence jumps from {seq} to {record.get('seq')}"
+            )
         prev, seq, count = str(record["mac"]), int(record["seq"]), count + 1
     return Verdict(True, count)

@@ -82,7 +82,9 @@ def authorize(
     if policy is None:
         return Decision(False, POLICY_NOT_FOUND, "the key's KeyPolicy does not exist or is invalid")
     if key.phase not in PROJECTING_PHASES:
-        return Decision(False, KEY_NOT_PROJECTING, f"the key is {key.phase}, which does not project")
+        return Decision(
+            False, KEY_NOT_PROJECTING, f"the key is {key.phase}, which does not project"
+        )
     if not selects(policy.source_namespaces, key.namespace):
         return Decision(
             False,
@@ -120,7 +122,9 @@ def requested_targets(
             names = [projection.namespace]
         else:
             assert projection.namespace_selector is not None
-            names = [ns.name for ns in existing if matches(projection.namespace_selector, ns.labels)]
+            names = [
+                ns.name for ns in existing if matches(projection.namespace_selector, ns.labels)
+            ]
         for name in names:
             target = Target(name, projection.secret_name or key_name, projection.key)
             slot = (target.namespace, target.secret_name)
@@ -144,6 +148,9 @@ def plan(
 ) -> list[tuple[Target, Decision]]:
     """Every requested target with its decision: the whole of what the key may reach."""
     return [
-        (target, early or authorize(key, policy, target.namespace, namespaces.get(target.namespace)))
+        (
+            target,
+            early or authorize(key, policy, target.namespace, namespaces.get(target.namespace)),
+        )
         for target, early in requested_targets(spec, key_name, namespaces.values())
     ]

@@ -1,7 +1,7 @@
 """The ``keykeeper`` command (also installed as the kubectl plugin ``kubectl-keykeeper``).
 
-    keykeeper run                       run the operator (settings from flags and env)
-    keykeeper audit verify LOG          check an audit log's HMAC chain
+keykeeper run                       run the operator (settings from flags and env)
+keykeeper audit verify LOG          check an audit log's HMAC chain
 """
 
 from __future__ import annotations
@@ -15,18 +15,26 @@ from keykeeper import __version__
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="keykeeper", description="keykeeper: API keys, kept safe in Kubernetes.")
+    parser = argparse.ArgumentParser(
+        prog="keykeeper", description="keykeeper: API keys, kept safe in Kubernetes."
+    )
     parser.add_argument("--version", action="version", version=f"keykeeper {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the operator")
     run.add_argument("--namespace", help="the operator's namespace (env KEYKEEPER_NAMESPACE)")
     run.add_argument("--audit-log", type=Path, help="audit log path (env KEYKEEPER_AUDIT_LOG)")
-    run.add_argument("--log-format", choices=["json", "plain", "full"],
-                     help="log format (env KEYKEEPER_LOG_FORMAT, default json)")
+    run.add_argument(
+        "--log-format",
+        choices=["json", "plain", "full"],
+        help="log format (env KEYKEEPER_LOG_FORMAT, default json)",
+    )
     run.add_argument("--liveness", help="kopf liveness endpoint (env KEYKEEPER_LIVENESS)")
-    run.add_argument("--passphrase-file", type=Path,
-                     help="derive the master key from this passphrase (env KEYKEEPER_PASSPHRASE_FILE)")
+    run.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="derive the master key from this passphrase (env KEYKEEPER_PASSPHRASE_FILE)",
+    )
     run.add_argument("--verbose", action="store_true")
 
     audit = commands.add_parser("audit", help="audit log tools")
@@ -34,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     verify = audit_commands.add_parser("verify", help="check an audit log's HMAC chain")
     verify.add_argument("log", type=Path)
     source = verify.add_mutually_exclusive_group()
-    source.add_argument("--master-key-file", type=Path,
-                        help="a file holding the base64 master key (default: read it from the cluster)")
+    source.add_argument(
+        "--master-key-file",
+        type=Path,
+        help="a file holding the base64 master key (default: read it from the cluster)",
+    )
     verify.add_argument("--namespace", default="keykeeper-system")
     verify.add_argument("--secret", default="keykeeper-master-key")
 
@@ -62,7 +73,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
         from keykeeper.kube import load_client
 
         secret = client.CoreV1Api(load_client()).read_namespaced_secret(args.secret, args.namespace)
-        raw = base64.b64decode(secret.data["master-key"])
+        raw = base64.b64decode((secret.data or {})["master-key"])
     key = MasterKey(raw).subkey(Purpose.AUDIT_MAC)
     with args.log.open("rb") as handle:
         verdict = verify(handle, key)

@@ -42,7 +42,11 @@ def merge(
     for condition in wanted:
         old = previous.get(condition.type)
         since = rfc3339(now)
-        if old is not None and old.get("status") == condition.status and old.get("lastTransitionTime"):
+        if (
+            old is not None
+            and old.get("status") == condition.status
+            and old.get("lastTransitionTime")
+        ):
             since = str(old["lastTransitionTime"])
         out.append(
             {

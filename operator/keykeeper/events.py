@@ -11,7 +11,8 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from keykeeper.kube import KeykeeperError, Kube
+from keykeeper.errors import KeykeeperError
+from keykeeper.kube import Kube
 
 log = logging.getLogger("keykeeper.events")
 
@@ -48,7 +49,10 @@ class EventSink:
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{meta.get('name')}.{secrets.token_hex(8)}", "namespace": namespace},
+            "metadata": {
+                "name": f"{meta.get('name')}.{secrets.token_hex(8)}",
+                "namespace": namespace,
+            },
             "involvedObject": {
                 "apiVersion": obj.get("apiVersion"),
                 "kind": obj.get("kind"),

@@ -14,6 +14,10 @@ from keykeeper.runtime import Runtime
 log = logging.getLogger("keykeeper.handlers")
 
 
+def _body(event: kopf.RawEvent) -> dict[str, Any]:
+    return dict(event["object"])
+
+
 def _runtime(memo: Any) -> Runtime:
     runtime: Runtime = memo.runtime
     return runtime
@@ -30,9 +34,9 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any)
 
 
 @kopf.on.event("keykeeper.dev", "v1alpha1", "apikeys")
-async def apikey_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
+async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    body = event["object"]
+    body = _body(event)
     meta = body["metadata"]
     ref = (meta["namespace"], meta["name"])
     if event.get("type") == "DELETED":
@@ -46,9 +50,9 @@ async def apikey_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event("keykeeper.dev", "v1alpha1", "keypolicies")
-async def keypolicy_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
+async def keypolicy_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    body = event["object"]
+    body = _body(event)
     name = body["metadata"]["name"]
     if event.get("type") == "DELETED":
         runtime.world.drop_policy(name)
@@ -67,24 +71,31 @@ async def keypolicy_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event("v1", "namespaces")
-async def namespace_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
+async def namespace_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    body = event["object"]
+    body = _body(event)
     name = body["metadata"]["name"]
-    changed = (runtime.world.drop_namespace(name) if event.get("type") == "DELETED"
-               else runtime.world.put_namespace(body))
+    changed = (
+        runtime.world.drop_namespace(name)
+        if event.get("type") == "DELETED"
+        else runtime.world.put_namespace(body)
+    )
     if changed:
         assert runtime.queue is not None
         for ref in runtime.world.keys_affected_by_namespace(name):
             runtime.queue.add(ref)
 
 
-@kopf.on.event("v1", "secrets", labels={labels.MANAGED_BY: labels.KEYKEEPER,
-                                         labels.ROLE: labels.ROLE_PROJECTION})
-async def projected_secret_event(event: dict[str, Any], memo: Any, **_: Any) -> None:
+@kopf.on.event(
+    "v1",
+    "secrets",
+    labels={labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: labels.ROLE_PROJECTION},
+)
+async def projected_secret_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    assert runtime.vault is not None and runtime.queue is not None
-    body = event["object"]
+    assert runtime.vault is not None
+    assert runtime.queue is not None
+    body = _body(event)
     meta = body["metadata"]
     if event.get("type") == "DELETED":
         owner = runtime.world.drop_secret((meta["namespace"], meta["name"]))

@@ -44,9 +44,9 @@ def load_client() -> client.ApiClient:
     """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config."""
     configuration = client.Configuration()
     try:
-        config.load_incluster_config(client_configuration=configuration)
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     configuration.connection_pool_maxsize = 16
     return client.ApiClient(configuration)
 
@@ -78,14 +78,21 @@ class Kube:
     def writes(self) -> int:
         return sum(n for verb, n in self.requests.items() if verb not in ("get", "list"))
 
-    async def call(self, verb: str, method: str, path: str, body: Any = None,
-                   query: dict[str, str] | None = None,
-                   content_type: str = "application/json") -> Body:
+    async def call(
+        self,
+        verb: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Body:
         self.requests[verb] += 1
         return await asyncio.to_thread(self._call, method, path, body, query, content_type)
 
-    def _call(self, method: str, path: str, body: Any, query: dict[str, str] | None,
-              content_type: str) -> Body:
+    def _call(
+        self, method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str
+    ) -> Body:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         token = self._config.auth_settings().get("BearerToken")
         if token and token.get("value"):
@@ -95,8 +102,11 @@ class Kube:
             url += "?" + urllib.parse.urlencode(query)
         try:
             response = self._pool.request(
-                method, url, body=None if body is None else json.dumps(body).encode(),
-                headers=headers, timeout=urllib3.Timeout(connect=10, read=30),
+                method,
+                url,
+                body=None if body is None else json.dumps(body).encode(),
+                headers=headers,
+                timeout=urllib3.Timeout(connect=10, read=30),
             )
         except urllib3.exceptions.HTTPError as exc:
             raise ApiUnavailable(f"{method} {path}: {exc}") from None

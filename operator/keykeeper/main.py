@@ -25,10 +25,15 @@ def run_operator(args: argparse.Namespace) -> int:
         "liveness": args.liveness,
         "passphrase_file": args.passphrase_file,
     }
-    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    kopf.configure(verbose=args.verbose, log_format=_FORMATS.get(settings.log_format, kopf.LogFormat.JSON))
+    settings = dataclasses.replace(
+        settings, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    kopf.configure(
+        verbose=args.verbose, log_format=_FORMATS.get(settings.log_format, kopf.LogFormat.JSON)
+    )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event
 
     import keykeeper.handlers  # noqa: F401  (registers the handlers)
 

@@ -14,8 +14,13 @@ from keykeeper.vault import Vault
 from keykeeper.world import World
 
 
-async def reconcile_policy(kube: Kube, world: World, vault: Vault, name: str,
-                           clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+async def reconcile_policy(
+    kube: Kube,
+    world: World,
+    vault: Vault,
+    name: str,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> float | None:
     view = world.policies.get(name)
     if view is None:
         return None
@@ -26,9 +31,13 @@ async def reconcile_policy(kube: Kube, world: World, vault: Vault, name: str,
         try:
             provider = vault.provider(view.spec.kms)
             await asyncio.to_thread(provider.check)
-            ready = Condition(conditions.READY, "True", "ProviderReachable",
-                              f"the {view.spec.kms.provider} provider answers; "
-                              f"current KEK {provider.current_kek_id()}")
+            ready = Condition(
+                conditions.READY,
+                "True",
+                "ProviderReachable",
+                f"the {view.spec.kms.provider} provider answers; "
+                f"current KEK {provider.current_kek_id()}",
+            )
         except KeykeeperError as exc:
             ready = Condition(conditions.READY, "False", exc.reason, str(exc))
             retry = 30.0 if exc.transient else None
@@ -36,7 +45,9 @@ async def reconcile_policy(kube: Kube, world: World, vault: Vault, name: str,
     status = {
         "observedGeneration": view.generation,
         "governedKeys": len(world.keys_of_policy(name)),
-        "conditions": conditions.merge(old.get("conditions") or [], [ready], view.generation, clock()),
+        "conditions": conditions.merge(
+            old.get("conditions") or [], [ready], view.generation, clock()
+        ),
     }
     if status != old:
         await kube.patch(keypolicy_path(name, status=True), {"status": status})

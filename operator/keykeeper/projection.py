@@ -31,7 +31,7 @@ def in_sync(desired: Desired, existing: ProjectedSecret | None, owner: KeyRef) -
     return (
         existing is not None
         and existing.owner == owner
-        and existing.secret_type == "Opaque"
+        and existing.secret_type == "Opaque"  # noqa: S105 - a Secret type
         and existing.fingerprints == desired.expected_fingerprints
         and existing.annotations.get(labels.VERSION) == str(desired.version)
         and existing.annotations.get(labels.FINGERPRINT) == desired.fingerprint

@@ -10,6 +10,7 @@ A reconcile of a key whose world did not change writes nothing at all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,14 +56,26 @@ PROVIDER_RETRY = 15.0
 class Outcome:
     """What one reconcile found and did, for status, Events and the audit log."""
 
-    ready: Condition = field(default_factory=lambda: Condition(conditions.READY, "True", "Ready", "the key is stored and reconciled"))
+    ready: Condition = field(
+        default_factory=lambda: Condition(
+            conditions.READY, "True", "Ready", "the key is stored and reconciled"
+        )
+    )
     projections: list[dict[str, Any]] = field(default_factory=list)
     notes: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, world: World, vault: Vault, sink: EventSink, audit: AuditLog,
-                 namespace: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        world: World,
+        vault: Vault,
+        sink: EventSink,
+        audit: AuditLog,
+        namespace: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.kube = kube
         self.world = world
         self.vault = vault
@@ -87,8 +100,12 @@ class Reconciler:
         if labels.FINALIZER not in (meta.get("finalizers") or []):
             body = await self.kube.patch(
                 apikey_path(*ref),
-                {"metadata": {"finalizers": [*(meta.get("finalizers") or []), labels.FINALIZER],
-                              "resourceVersion": meta["resourceVersion"]}},
+                {
+                    "metadata": {
+                        "finalizers": [*(meta.get("finalizers") or []), labels.FINALIZER],
+                        "resourceVersion": meta["resourceVersion"],
+                    }
+                },
             )
         return await self._reconcile_live(ref, body)
 
@@ -112,19 +129,27 @@ class Reconciler:
             try:
                 provider = self.vault.provider(policy.kms)
                 if stored.current is None and not spec.revoked:
-                    stored = await self._store_first_version(ref, body, spec, policy, provider, stored, outcome)
+                    stored = await self._store_first_version(
+                        ref, body, spec, policy, provider, stored, outcome
+                    )
                 if stored.current is not None:
                     retry = await self._project(ref, body, spec, policy, provider, stored, outcome)
             except InvalidValue as exc:
                 outcome.ready = Condition(conditions.READY, "False", events.INVALID_VALUE, str(exc))
             except _SourceMissing as exc:
-                outcome.ready = Condition(conditions.READY, "False", events.SOURCE_NOT_FOUND, str(exc))
+                outcome.ready = Condition(
+                    conditions.READY, "False", events.SOURCE_NOT_FOUND, str(exc)
+                )
                 retry = SOURCE_RETRY
             except ProviderUnavailable as exc:
-                outcome.ready = Condition(conditions.READY, "False", events.PROVIDER_UNAVAILABLE, str(exc))
+                outcome.ready = Condition(
+                    conditions.READY, "False", events.PROVIDER_UNAVAILABLE, str(exc)
+                )
                 retry = PROVIDER_RETRY
             except IntegrityError as exc:
-                outcome.ready = Condition(conditions.READY, "False", events.INTEGRITY_FAILURE, str(exc))
+                outcome.ready = Condition(
+                    conditions.READY, "False", events.INTEGRITY_FAILURE, str(exc)
+                )
             except (KeyDisabled, ProviderError) as exc:
                 outcome.ready = Condition(conditions.READY, "False", exc.reason, str(exc))
                 retry = PROVIDER_RETRY
@@ -149,28 +174,52 @@ class Reconciler:
             written = await self.kube.replace(f"{path}/{store.store_name(stored.uid)}", body)
         return store.parse(written)
 
-    async def _store_first_version(self, ref: KeyRef, body: Body, spec: ApiKeySpec,
-                                   policy: KeyPolicySpec, provider: KeyProvider,
-                                   stored: store.Store, outcome: Outcome) -> store.Store:
+    async def _store_first_version(
+        self,
+        ref: KeyRef,
+        body: Body,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        provider: KeyProvider,
+        stored: store.Store,
+        outcome: Outcome,
+    ) -> store.Store:
         value, source_fp = await self._obtain_value(ref, spec, policy)
         binding = Binding(ref[0], ref[1], stored.uid, 1)
         sealed = await self.vault.seal(value, binding, provider)
-        version = store.Version(1, conditions.rfc3339(self.clock()), self.vault.fingerprint(value),
-                                sealed.kms_key_id, sealed.provider, source_fingerprint=source_fp)
+        version = store.Version(
+            1,
+            conditions.rfc3339(self.clock()),
+            self.vault.fingerprint(value),
+            sealed.kms_key_id,
+            sealed.provider,
+            source_fingerprint=source_fp,
+        )
         stored = await self._write_store(ref, stored.with_version(version, sealed.envelope))
         detail = f"from {spec.source.kind}"
         self._audit(events.CREATED, ref, stored.uid, version, detail)
         self._audit(events.ENCRYPTED, ref, stored.uid, version, f"under {sealed.kms_key_id}")
-        outcome.notes.append((events.NORMAL, events.CREATED,
-                              f"stored version 1 ({detail}, fingerprint {version.fingerprint})"))
-        outcome.notes.append((events.NORMAL, events.ENCRYPTED,
-                              f"version 1 encrypted under {sealed.provider} key {sealed.kms_key_id}"))
+        outcome.notes.append(
+            (
+                events.NORMAL,
+                events.CREATED,
+                f"stored version 1 ({detail}, fingerprint {version.fingerprint})",
+            )
+        )
+        outcome.notes.append(
+            (
+                events.NORMAL,
+                events.ENCRYPTED,
+                f"version 1 encrypted under {sealed.provider} key {sealed.kms_key_id}",
+            )
+        )
         if spec.source.secret_ref is not None and spec.source.secret_ref.delete_after_import:
             await self.kube.delete(secret_path(ref[0], spec.source.secret_ref.name))
         return stored
 
-    async def _obtain_value(self, ref: KeyRef, spec: ApiKeySpec,
-                            policy: KeyPolicySpec) -> tuple[bytes, str | None]:
+    async def _obtain_value(
+        self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec
+    ) -> tuple[bytes, str | None]:
         source = spec.source
         if source.generate is not None:
             return generate(policy.generator, source.generate), None
@@ -201,13 +250,22 @@ class Reconciler:
             return Phase.SUSPENDED
         return Phase.ACTIVE if stored.current is not None else Phase.GENERATED
 
-    def _plan(self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec | None,
-              phase: Phase) -> list[tuple[Target, Decision]]:
+    def _plan(
+        self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec | None, phase: Phase
+    ) -> list[tuple[Target, Decision]]:
         own = self.world.namespaces.get(ref[0], NamespaceInfo(ref[0]))
         return authz.plan(KeyContext(own, phase), spec, ref[1], policy, self.world.namespaces)
 
-    async def _project(self, ref: KeyRef, body: Body, spec: ApiKeySpec, policy: KeyPolicySpec,
-                       provider: KeyProvider, stored: store.Store, outcome: Outcome) -> float | None:
+    async def _project(
+        self,
+        ref: KeyRef,
+        body: Body,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        provider: KeyProvider,
+        stored: store.Store,
+        outcome: Outcome,
+    ) -> float | None:
         current = stored.current
         assert current is not None
         phase = self._phase(spec, stored)
@@ -232,28 +290,39 @@ class Reconciler:
             if value is None:
                 value = await self.vault.open(
                     stored.envelopes[current.version],
-                    Binding(ref[0], ref[1], stored.uid, current.version), provider)
+                    Binding(ref[0], ref[1], stored.uid, current.version),
+                    provider,
+                )
             written = await self._write_projection(ref, desired, value)
             if written is None:
                 wanted.discard(slot)
                 outcome.projections.append(self._taken(target, body, outcome))
                 continue
             repaired = holder is not None
-            message = (f"{'restored' if repaired else 'projected'} version {current.version} "
-                       f"into {target.namespace}/{target.secret_name}")
+            message = (
+                f"{'restored' if repaired else 'projected'} version {current.version} "
+                f"into {target.namespace}/{target.secret_name}"
+            )
             outcome.notes.append((events.NORMAL, events.PROJECTED, message))
-            self._audit(events.PROJECTED, ref, stored.uid, current,
-                        f"{target.namespace}/{target.secret_name}{' (repaired)' if repaired else ''}")
+            self._audit(
+                events.PROJECTED,
+                ref,
+                stored.uid,
+                current,
+                f"{target.namespace}/{target.secret_name}{' (repaired)' if repaired else ''}",
+            )
             outcome.projections.append(_projected(target, current.version))
         for slot, secret in existing.items():
             if slot not in wanted:
-                await self._withdraw(ref, secret.namespace, secret.name, secret.uid, outcome,
-                                     stored.uid)
+                await self._withdraw(
+                    ref, secret.namespace, secret.name, secret.uid, outcome, stored.uid
+                )
         self._mark_withdrawn(outcome, body)
         return None
 
-    async def _write_projection(self, ref: KeyRef, desired: projection.Desired,
-                                value: bytes) -> Body | None:
+    async def _write_projection(
+        self, ref: KeyRef, desired: projection.Desired, value: bytes
+    ) -> Body | None:
         """Create or replace the projected Secret; None if someone else's Secret has the name."""
         target = desired.target
         rendered = projection.render(desired, ref, value, None)
@@ -268,19 +337,30 @@ class Reconciler:
             else:
                 rendered["metadata"]["resourceVersion"] = there["metadata"]["resourceVersion"]
                 written = await self.kube.replace(
-                    secret_path(target.namespace, target.secret_name), rendered)
+                    secret_path(target.namespace, target.secret_name), rendered
+                )
         self.world.put_secret(written, self.vault.fingerprint)
         return written
 
-    async def _withdraw(self, ref: KeyRef, namespace: str, name: str, uid: str | None,
-                        outcome: Outcome | None, key_uid: str) -> None:
+    async def _withdraw(
+        self,
+        ref: KeyRef,
+        namespace: str,
+        name: str,
+        uid: str | None,
+        outcome: Outcome | None,
+        key_uid: str,
+    ) -> None:
         if await self.kube.delete(secret_path(namespace, name), uid=uid or None):
             self._audit(events.PROJECTION_WITHDRAWN, ref, key_uid, None, f"{namespace}/{name}")
             if outcome is not None:
-                outcome.notes.append((events.NORMAL, events.PROJECTION_WITHDRAWN,
-                                      f"withdrew {namespace}/{name}"))
+                outcome.notes.append(
+                    (events.NORMAL, events.PROJECTION_WITHDRAWN, f"withdrew {namespace}/{name}")
+                )
                 outcome.projections = [
-                    p if (p["namespace"], p["secretName"]) != (namespace, name) or p["state"] != "Denied"
+                    p
+                    if (p["namespace"], p["secretName"]) != (namespace, name)
+                    or p["state"] != "Denied"
                     else {**p, "state": "Withdrawn"}
                     for p in outcome.projections
                 ]
@@ -288,48 +368,74 @@ class Reconciler:
 
     async def _withdraw_all(self, ref: KeyRef, outcome: Outcome | None, key_uid: str = "") -> None:
         known = {(s.namespace, s.name): s.uid for s in self.world.secrets_of(ref)}
-        selector = (f"{labels.MANAGED_SELECTOR},{labels.ROLE}={labels.ROLE_PROJECTION},"
-                    f"{labels.APIKEY_NAMESPACE}={ref[0]},{labels.APIKEY_NAME}={ref[1]}")
+        selector = (
+            f"{labels.MANAGED_SELECTOR},{labels.ROLE}={labels.ROLE_PROJECTION},"
+            f"{labels.APIKEY_NAMESPACE}={ref[0]},{labels.APIKEY_NAME}={ref[1]}"
+        )
         for item in await self.kube.list("/api/v1/secrets", selector):
             meta = item["metadata"]
             known[(meta["namespace"], meta["name"])] = meta["uid"]
         for (namespace, name), uid in sorted(known.items()):
             await self._withdraw(ref, namespace, name, uid, outcome, key_uid)
 
-    async def _deny_all(self, ref: KeyRef, body: Body, spec: ApiKeySpec,
-                        policy: KeyPolicySpec | None, outcome: Outcome) -> None:
+    async def _deny_all(
+        self,
+        ref: KeyRef,
+        body: Body,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec | None,
+        outcome: Outcome,
+    ) -> None:
         if outcome.projections:
             return
         if policy is None:
             reason = Decision(False, authz.POLICY_NOT_FOUND, outcome.ready.message)
         else:
-            reason = Decision(False, outcome.ready.reason, "the key has no usable value: " + outcome.ready.message)
+            reason = Decision(
+                False, outcome.ready.reason, "the key has no usable value: " + outcome.ready.message
+            )
         keep = outcome.ready.reason in (events.PROVIDER_UNAVAILABLE, "KeyDisabled", "ProviderError")
         for target, _ in authz.requested_targets(spec, ref[1], self.world.namespaces.values()):
             outcome.projections.append(self._denied(target, reason, body))
         if not keep:  # a transient provider failure never withdraws what is projected
             for secret in self.world.secrets_of(ref):
-                await self._withdraw(ref, secret.namespace, secret.name, secret.uid, outcome,
-                                     body["metadata"]["uid"])
+                await self._withdraw(
+                    ref, secret.namespace, secret.name, secret.uid, outcome, body["metadata"]["uid"]
+                )
             self._mark_withdrawn(outcome, body)
 
     def _denied(self, target: Target, decision: Decision, body: Body) -> dict[str, Any]:
-        return {"namespace": target.namespace, "secretName": target.secret_name,
-                "state": "Denied", "reason": decision.reason, "message": decision.message}
+        return {
+            "namespace": target.namespace,
+            "secretName": target.secret_name,
+            "state": "Denied",
+            "reason": decision.reason,
+            "message": decision.message,
+        }
 
     def _taken(self, target: Target, body: Body, outcome: Outcome) -> dict[str, Any]:
-        return {"namespace": target.namespace, "secretName": target.secret_name, "state": "Denied",
-                "reason": "SecretNameTaken",
-                "message": f"{target.namespace}/{target.secret_name} exists and is not this key's; "
-                           "keykeeper never overwrites a Secret it does not manage"}
+        return {
+            "namespace": target.namespace,
+            "secretName": target.secret_name,
+            "state": "Denied",
+            "reason": "SecretNameTaken",
+            "message": f"{target.namespace}/{target.secret_name} exists and is not this key's; "
+            "keykeeper never overwrites a Secret it does not manage",
+        }
 
     def _mark_withdrawn(self, outcome: Outcome, body: Body) -> None:
         """A target that was Projected (or Withdrawn) before and is denied now is Withdrawn."""
-        before = {(p.get("namespace"), p.get("secretName")): p.get("state")
-                  for p in (body.get("status") or {}).get("projections") or []}
+        before = {
+            (p.get("namespace"), p.get("secretName")): p.get("state")
+            for p in (body.get("status") or {}).get("projections") or []
+        }
         for index, item in enumerate(outcome.projections):
-            if item["state"] == "Denied" and item["reason"] != "SecretNameTaken" and before.get(
-                    (item["namespace"], item["secretName"])) in ("Projected", "Withdrawn"):
+            if (
+                item["state"] == "Denied"
+                and item["reason"] != "SecretNameTaken"
+                and before.get((item["namespace"], item["secretName"]))
+                in ("Projected", "Withdrawn")
+            ):
                 outcome.projections[index] = {**item, "state": "Withdrawn"}
 
     # -- deletion ------------------------------------------------------------------------------
@@ -340,17 +446,28 @@ class Reconciler:
         if await self.kube.delete(secret_path(self.namespace, store.store_name(uid))):
             self._audit(events.ERASED, ref, uid, None, "store destroyed on deletion")
         finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != labels.FINALIZER]
-        try:
-            await self.kube.patch(apikey_path(*ref), {"metadata": {
-                "finalizers": finalizers, "resourceVersion": body["metadata"]["resourceVersion"]}})
-        except NotFound:
-            pass
+        with contextlib.suppress(NotFound):
+            await self.kube.patch(
+                apikey_path(*ref),
+                {
+                    "metadata": {
+                        "finalizers": finalizers,
+                        "resourceVersion": body["metadata"]["resourceVersion"],
+                    }
+                },
+            )
         self.world.drop_key(ref)
 
     # -- reporting -----------------------------------------------------------------------------
 
-    async def _report(self, ref: KeyRef, body: Body, spec: ApiKeySpec | None, stored: store.Store,
-                      outcome: Outcome) -> None:
+    async def _report(
+        self,
+        ref: KeyRef,
+        body: Body,
+        spec: ApiKeySpec | None,
+        stored: store.Store,
+        outcome: Outcome,
+    ) -> None:
         old = body.get("status") or {}
         now = self.clock()
         generation = body["metadata"].get("generation", 0)
@@ -372,28 +489,51 @@ class Reconciler:
             await self.kube.patch(apikey_path(*ref, status=True), {"status": patch})
         await self._announce(ref, body, old, outcome, stored.uid)
 
-    async def _announce(self, ref: KeyRef, body: Body, old: dict[str, Any], outcome: Outcome,
-                        uid: str) -> None:
+    async def _announce(
+        self, ref: KeyRef, body: Body, old: dict[str, Any], outcome: Outcome, uid: str
+    ) -> None:
         notes = list(outcome.notes)
-        old_ready = next((c for c in old.get("conditions") or [] if c.get("type") == conditions.READY), {})
+        old_ready: dict[str, Any] = next(
+            (c for c in old.get("conditions") or [] if c.get("type") == conditions.READY), {}
+        )
         if outcome.ready.status == "False" and old_ready.get("reason") != outcome.ready.reason:
             notes.append((events.WARNING, outcome.ready.reason, outcome.ready.message))
             self._audit(outcome.ready.reason, ref, uid, None, outcome.ready.message[:200])
-        before = {(p.get("namespace"), p.get("secretName")): p for p in old.get("projections") or []}
+        before = {
+            (p.get("namespace"), p.get("secretName")): p for p in old.get("projections") or []
+        }
         for item in outcome.projections:
             prior = before.get((item["namespace"], item["secretName"]))
-            if item["state"] == "Denied" and (prior is None or prior.get("reason") != item["reason"]):
-                notes.append((events.WARNING, events.PROJECTION_DENIED,
-                              f"{item['namespace']}/{item['secretName']}: {item['reason']}: {item['message']}"))
-                self._audit(events.PROJECTION_DENIED, ref, uid, None,
-                            f"{item['namespace']}/{item['secretName']}: {item['reason']}")
+            if item["state"] == "Denied" and (
+                prior is None or prior.get("reason") != item["reason"]
+            ):
+                notes.append(
+                    (
+                        events.WARNING,
+                        events.PROJECTION_DENIED,
+                        f"{item['namespace']}/{item['secretName']}: "
+                        f"{item['reason']}: {item['message']}",
+                    )
+                )
+                self._audit(
+                    events.PROJECTION_DENIED,
+                    ref,
+                    uid,
+                    None,
+                    f"{item['namespace']}/{item['secretName']}: {item['reason']}",
+                )
         for type_, reason, message in notes:
+            log.info("%s/%s: %s: %s", ref[0], ref[1], reason, message)
             await self.sink.emit(_ref_body(body), type_, reason, message)
 
-    def _audit(self, action: str, ref: KeyRef, uid: str, version: store.Version | None,
-               detail: str) -> None:
+    def _audit(
+        self, action: str, ref: KeyRef, uid: str, version: store.Version | None, detail: str
+    ) -> None:
         self.audit.append(
-            action, namespace=ref[0], name=ref[1], uid=uid,
+            action,
+            namespace=ref[0],
+            name=ref[1],
+            uid=uid,
             version=version.version if version else None,
             kms_key_id=version.kms_key_id if version else "",
             fingerprint=version.fingerprint if version else "",
@@ -406,21 +546,37 @@ class _SourceMissing(KeykeeperError):
 
 
 def _projected(target: Target, version: int) -> dict[str, Any]:
-    return {"namespace": target.namespace, "secretName": target.secret_name, "version": version,
-            "state": "Projected"}
+    return {
+        "namespace": target.namespace,
+        "secretName": target.secret_name,
+        "version": version,
+        "state": "Projected",
+    }
 
 
 def _projected_condition(items: list[dict[str, Any]]) -> Condition:
     done = sum(1 for p in items if p["state"] == "Projected")
     if not items:
-        return Condition(conditions.PROJECTED, "False", "NoProjectionsRequested",
-                         "spec.projections requests no target")
+        return Condition(
+            conditions.PROJECTED,
+            "False",
+            "NoProjectionsRequested",
+            "spec.projections requests no target",
+        )
     if done == len(items):
-        return Condition(conditions.PROJECTED, "True", "AllProjected",
-                         f"projected into {done} of {len(items)} requested targets")
+        return Condition(
+            conditions.PROJECTED,
+            "True",
+            "AllProjected",
+            f"projected into {done} of {len(items)} requested targets",
+        )
     reason = "PartiallyProjected" if done else "NotProjected"
-    return Condition(conditions.PROJECTED, "False", reason,
-                     f"projected into {done} of {len(items)} requested targets")
+    return Condition(
+        conditions.PROJECTED,
+        "False",
+        reason,
+        f"projected into {done} of {len(items)} requested targets",
+    )
 
 
 def _ref_body(body: Body) -> Body:

@@ -30,7 +30,7 @@ from keykeeper.world import KeyRef, World
 
 log = logging.getLogger("keykeeper.runtime")
 
-SEALING_SECRET = "keykeeper-sealing-keys"
+SEALING_SECRET = "keykeeper-sealing-keys"  # noqa: S105 - a Secret name
 SEALING_PUBLIC = "keykeeper-sealing-public"
 SEALING_KIND = "keykeeper.dev/v1alpha1/SealingKey"
 
@@ -53,8 +53,9 @@ class Runtime:
         await self._sealing_keys()
         audit = AuditLog(self.settings.audit_log, self.vault.audit_key)
         sink = EventSink(self.kube, self.settings.instance)
-        self.reconciler = Reconciler(self.kube, self.world, self.vault, sink, audit,
-                                     self.settings.namespace)
+        self.reconciler = Reconciler(
+            self.kube, self.world, self.vault, sink, audit, self.settings.namespace
+        )
         self.queue = WorkQueue(self.reconciler.reconcile, self.settings.workers)
         vault = self.vault
 
@@ -71,8 +72,10 @@ class Runtime:
                     raise
                 log.info("waiting for the API to load the world: %s", exc)
                 await asyncio.sleep(1.0)
-        self.tasks = [asyncio.create_task(self.queue.run(), name="keykeeper-keys"),
-                      asyncio.create_task(self.policy_queue.run(), name="keykeeper-policies")]
+        self.tasks = [
+            asyncio.create_task(self.queue.run(), name="keykeeper-keys"),
+            asyncio.create_task(self.policy_queue.run(), name="keykeeper-policies"),
+        ]
         self.ready.set()
 
     async def _master_key(self) -> MasterKey:
@@ -93,15 +96,24 @@ class Runtime:
         encoded = base64.b64encode(master.export()).decode()
         if not await self._create_master_secret({"master-key": encoded}):
             return await self._master_key()  # another replica made it first
-        log.warning("generated a new master key in Secret %s/%s; back it up: without it no "
-                    "stored key can be opened", self.settings.namespace, self.settings.master_key_secret)
+        log.warning(
+            "generated a new master key in Secret %s/%s; back it up: without it no "
+            "stored key can be opened",
+            self.settings.namespace,
+            self.settings.master_key_secret,
+        )
         return master
 
     async def _create_master_secret(self, string_data: dict[str, str]) -> bool:
         body = {
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": self.settings.master_key_secret, "namespace": self.settings.namespace,
-                         "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "master-key"}},
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": self.settings.master_key_secret,
+                "namespace": self.settings.namespace,
+                "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "master-key"},
+            },
             "stringData": string_data,
         }
         try:
@@ -120,10 +132,15 @@ class Runtime:
             binding = Binding(ns, SEALING_SECRET, pair.key_id, 1, kind=SEALING_KIND)
             envelope = seal_envelope(pair.private_bytes(), binding, self.vault.local)
             body = {
-                "apiVersion": "v1", "kind": "Secret", "type": "keykeeper.dev/sealing-keys",
-                "metadata": {"name": SEALING_SECRET, "namespace": ns,
-                             "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "sealing-keys"},
-                             "annotations": {"keykeeper.dev/current-key-id": pair.key_id}},
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "keykeeper.dev/sealing-keys",
+                "metadata": {
+                    "name": SEALING_SECRET,
+                    "namespace": ns,
+                    "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "sealing-keys"},
+                    "annotations": {"keykeeper.dev/current-key-id": pair.key_id},
+                },
                 "data": {pair.key_id: base64.b64encode(envelope).decode()},
             }
             try:
@@ -149,17 +166,24 @@ class Runtime:
         existing = await self.kube.get_or_none(f"{path}/{SEALING_PUBLIC}")
         if existing is not None and existing.get("data") == data:
             return
-        body = {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": SEALING_PUBLIC, "namespace": ns,
-                             "labels": {labels.MANAGED_BY: labels.KEYKEEPER}},
-                "data": data}
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": SEALING_PUBLIC,
+                "namespace": ns,
+                "labels": {labels.MANAGED_BY: labels.KEYKEEPER},
+            },
+            "data": data,
+        }
         if existing is None:
             await self.kube.create(path, body)
         else:
             await self.kube.replace(f"{path}/{SEALING_PUBLIC}", body)
 
     async def _preload(self) -> None:
-        assert self.vault is not None and self.queue is not None
+        assert self.vault is not None
+        assert self.queue is not None
         for ns in await self.kube.list("/api/v1/namespaces"):
             self.world.put_namespace(ns)
         for body in await self.kube.list(keypolicy_path()):

@@ -10,7 +10,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Settings:
     namespace: str = "keykeeper-system"
-    master_key_secret: str = "keykeeper-master-key"
+    master_key_secret: str = "keykeeper-master-key"  # noqa: S105 - a Secret name
     passphrase_file: Path | None = None
     fips: bool = False
     audit_log: Path = Path("/var/lib/keykeeper/audit.jsonl")

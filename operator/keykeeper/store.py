@@ -134,5 +134,7 @@ def render(store: Store, namespace: str, key_namespace: str, key_name: str) -> B
         "kind": "Secret",
         "type": STORE_TYPE,
         "metadata": metadata,
-        "data": {f"v{n}": base64.b64encode(env).decode() for n, env in sorted(store.envelopes.items())},
+        "data": {
+            f"v{n}": base64.b64encode(env).decode() for n, env in sorted(store.envelopes.items())
+        },
     }

@@ -34,7 +34,8 @@ def check(value: bytes, constraints: ValueConstraints) -> None:
         raise InvalidValue("the value is empty")
     if len(value) < constraints.min_length:
         raise InvalidValue(
-            f"the value is {len(value)} bytes; the policy requires at least {constraints.min_length}"
+            f"the value is {len(value)} bytes; "
+            f"the policy requires at least {constraints.min_length}"
         )
     if len(value) > constraints.max_length:
         raise InvalidValue(
@@ -44,6 +45,10 @@ def check(value: bytes, constraints: ValueConstraints) -> None:
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidValue("the value is not UTF-8 text, so it cannot match the policy's pattern") from None
+            raise InvalidValue(
+                "the value is not UTF-8 text, so it cannot match the policy's pattern"
+            ) from None
         if re.fullmatch(constraints.pattern, text) is None:
-            raise InvalidValue(f"the value does not match the policy's pattern {constraints.pattern!r}")
+            raise InvalidValue(
+                f"the value does not match the policy's pattern {constraints.pattern!r}"
+            )

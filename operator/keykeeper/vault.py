@@ -41,8 +41,9 @@ class Vault:
     def fingerprint(self, value: bytes) -> str:
         return fingerprint(self._fingerprint_key, value)
 
-    def provider(self, kms: Kms, credentials: Mapping[str, str] | None = None,
-                 credentials_version: str = "") -> KeyProvider:
+    def provider(
+        self, kms: Kms, credentials: Mapping[str, str] | None = None, credentials_version: str = ""
+    ) -> KeyProvider:
         if kms.provider == "local":
             return self.local
         cache_key = json.dumps(

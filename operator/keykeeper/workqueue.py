@@ -83,10 +83,20 @@ class WorkQueue(Generic[K]):
                 failures = self._failures.get(item, 0) + 1
                 self._failures[item] = failures
                 backoff = min(MAX_BACKOFF, MIN_BACKOFF * 2 ** min(failures, 12))
-                level = logging.INFO if isinstance(exc, KeykeeperError) and exc.transient else logging.WARNING
-                log.log(level, "reconcile of %s failed (%s: %s); retrying in %.1fs",
-                        item, type(exc).__name__, exc, backoff,
-                        exc_info=not isinstance(exc, KeykeeperError))
+                level = (
+                    logging.INFO
+                    if isinstance(exc, KeykeeperError) and exc.transient
+                    else logging.WARNING
+                )
+                log.log(
+                    level,
+                    "reconcile of %s failed (%s: %s); retrying in %.1fs",
+                    item,
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                    exc_info=not isinstance(exc, KeykeeperError),
+                )
                 delay = backoff
             else:
                 self._failures.pop(item, None)

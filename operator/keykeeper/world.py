@@ -84,8 +84,12 @@ class World:
     def put_policy(self, body: dict[str, Any]) -> PolicyView:
         meta = body.get("metadata", {})
         try:
-            view = PolicyView(meta["name"], parse_policy_spec(body.get("spec")),
-                              generation=meta.get("generation", 0), body=body)
+            view = PolicyView(
+                meta["name"],
+                parse_policy_spec(body.get("spec")),
+                generation=meta.get("generation", 0),
+                body=body,
+            )
         except SpecError as exc:
             view = PolicyView(meta["name"], None, str(exc), meta.get("generation", 0), body)
         self.policies[view.name] = view
@@ -123,7 +127,9 @@ class World:
 
     # -- projected secrets -----------------------------------------------------------------------
 
-    def put_secret(self, body: dict[str, Any], fingerprint: Callable[[bytes], str]) -> KeyRef | None:
+    def put_secret(
+        self, body: dict[str, Any], fingerprint: Callable[[bytes], str]
+    ) -> KeyRef | None:
         """Record a projected Secret; returns the ApiKey it belongs to."""
         import base64
 
@@ -158,7 +164,11 @@ class World:
         return old.owner
 
     def secrets_of(self, owner: KeyRef) -> list[ProjectedSecret]:
-        return [self.projected[ref] for ref in sorted(self.by_owner.get(owner, ())) if ref in self.projected]
+        return [
+            self.projected[ref]
+            for ref in sorted(self.by_owner.get(owner, ()))
+            if ref in self.projected
+        ]
 
     def all_keys(self) -> Iterable[KeyRef]:
         return list(self.key_policy)

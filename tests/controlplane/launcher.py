@@ -267,12 +267,16 @@ class ControlPlane:
     def _audit_policy(self) -> Path:
         """The apiserver's own audit log: who did what, so tests can count API writes."""
         path = self.workdir / "audit-policy.yaml"
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "audit.k8s.io/v1",
-            "kind": "Policy",
-            "omitStages": ["RequestReceived"],
-            "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}],
-        }))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}],
+                }
+            )
+        )
         return path
 
     def audit_events(self, user: str) -> list[dict[str, Any]]:
@@ -283,7 +287,10 @@ class ControlPlane:
         out = []
         for line in path.read_text().splitlines():
             event = json.loads(line)
-            if event.get("user", {}).get("username") == user and event.get("stage") == "ResponseComplete":
+            if (
+                event.get("user", {}).get("username") == user
+                and event.get("stage") == "ResponseComplete"
+            ):
                 out.append(event)
         return out
 

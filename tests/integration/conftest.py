@@ -62,7 +62,9 @@ _OPERATOR: Operator | None = None
 
 
 @pytest.fixture(scope="session")
-def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def operator(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
     global _OPERATOR
     running = Operator(control_plane, tmp_path_factory.mktemp("operator"))
     running.install()
@@ -101,7 +103,7 @@ def leaks(operator: Operator, kk: Cluster) -> Iterator[Leaks]:
     haystacks = {
         "operator log": operator.log_text(),
         "events": kk.all_events_text(),
-        "apikey statuses": json.dumps([k.get("status") for k in kk.keys()]),
+        "apikey statuses": json.dumps([k.get("status") for k in kk]),
         "audit log": operator.audit_log.read_text() if operator.audit_log.exists() else "",
     }
     for value in found.values:

@@ -16,23 +16,43 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def keypolicy(name: str, *, sources: dict[str, Any] | None = None,
-              targets: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+def keypolicy(
+    name: str,
+    *,
+    sources: dict[str, Any] | None = None,
+    targets: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
     body: dict[str, Any] = {"sourceNamespaces": sources or {"selector": {}}, **spec}
     if targets is not None:
         body["targetNamespaces"] = targets
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "KeyPolicy", "metadata": {"name": name},
-            "spec": body}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "KeyPolicy",
+        "metadata": {"name": name},
+        "spec": body,
+    }
 
 
-def apikey(namespace: str, name: str, policy: str, *, projections: list[dict[str, Any]] | None = None,
-           source: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+def apikey(
+    namespace: str,
+    name: str,
+    policy: str,
+    *,
+    projections: list[dict[str, Any]] | None = None,
+    source: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ApiKey",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"policy": policy, "source": source or {"generate": {}},
-                 "projections": projections or [], **spec},
+        "spec": {
+            "policy": policy,
+            "source": source or {"generate": {}},
+            "projections": projections or [],
+            **spec,
+        },
     }
 
 
@@ -45,7 +65,9 @@ class Cluster:
 
     def namespace(self, prefix: str = "ns", labels: dict[str, str] | None = None) -> str:
         name = unique(prefix)
-        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+        self.core.create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+        )
         return name
 
     def label_namespace(self, name: str, labels: dict[str, str | None]) -> None:
@@ -68,14 +90,18 @@ class Cluster:
 
     def key(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "apikeys", name)  # type: ignore[no-any-return]
+            return self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "apikeys", name
+            )  # type: ignore[no-any-return]
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
     def patch_key(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "apikeys", name, patch)
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "apikeys", name, patch
+        )
 
     def delete_key(self, namespace: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "apikeys", name)
@@ -97,18 +123,31 @@ class Cluster:
             return None
         return base64.b64decode(secret.data[key])
 
-    def put_secret(self, namespace: str, name: str, data: dict[str, bytes],
-                   labels: dict[str, str] | None = None) -> None:
-        self.core.create_namespaced_secret(namespace, client.V1Secret(
-            metadata=client.V1ObjectMeta(name=name, labels=labels),
-            data={k: base64.b64encode(v).decode() for k, v in data.items()}))
+    def put_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, bytes],
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        self.core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=name, labels=labels),
+                data={k: base64.b64encode(v).decode() for k, v in data.items()},
+            ),
+        )
 
     def events(self, namespace: str, name: str) -> list[client.CoreV1Event]:
-        found = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        found = self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name}"
+        )
         return list(found.items)
 
     def all_events_text(self) -> str:
-        return "\n".join(f"{e.reason} {e.message}" for e in self.core.list_event_for_all_namespaces().items)
+        return "\n".join(
+            f"{e.reason} {e.message}" for e in self.core.list_event_for_all_namespaces().items
+        )
 
 
 def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:
@@ -120,6 +159,7 @@ def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:
 
 def projection_states(body: dict[str, Any] | None) -> dict[tuple[str, str], str]:
     return {
-        (p["namespace"], p["secretName"]): p["state"] + (f"/{p['reason']}" if p.get("reason") else "")
+        (p["namespace"], p["secretName"]): p["state"]
+        + (f"/{p['reason']}" if p.get("reason") else "")
         for p in ((body or {}).get("status") or {}).get("projections") or []
     }

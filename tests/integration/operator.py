@@ -46,8 +46,11 @@ class Operator:
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "keykeeper", "run", "--verbose"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                [sys.executable, "-m", "keykeeper", "run"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
             )
         self.starts += 1
 
@@ -78,7 +81,9 @@ class Operator:
     def audit_records(self) -> list[dict[str, Any]]:
         if not self.audit_log.exists():
             return []
-        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
+        return [
+            json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()
+        ]
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
@@ -87,10 +92,12 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what:
     while time.monotonic() < deadline:
         try:
             last = predicate()
-        except Exception as exc:  # noqa: BLE001 - the condition may not hold yet
+        except Exception as exc:
             last = exc
         else:
             if last:
                 return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}"
+    )

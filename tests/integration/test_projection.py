@@ -22,8 +22,10 @@ def gone(kk: Cluster, namespace: str, name: str) -> None:
 
 
 def states(kk: Cluster, namespace: str, name: str, expected: dict[tuple[str, str], str]) -> None:
-    wait_for(lambda: projection_states(kk.key(namespace, name)) == expected,
-             what=f"projection states {expected}")
+    wait_for(
+        lambda: projection_states(kk.key(namespace, name)) == expected,
+        what=f"projection states {expected}",
+    )
 
 
 def test_allowed_denied_own_and_selected(operator: Operator, kk: Cluster, leaks: Leaks) -> None:
@@ -33,20 +35,41 @@ def test_allowed_denied_own_and_selected(operator: Operator, kk: Cluster, leaks:
     selected = kk.namespace("sel", {"tier": tier})
     denied = kk.namespace("denied")
     policy = unique("pol")
-    kk.create(keypolicy(policy, targets={"names": [named], "selector": {"matchLabels": {"tier": tier}}}))
-    kk.create(apikey(home, "k", policy, projections=[
-        {"namespace": home}, {"namespace": named, "secretName": "renamed", "key": "token"},
-        {"namespaceSelector": {"matchLabels": {"tier": tier}}}, {"namespace": denied}]))
+    kk.create(
+        keypolicy(policy, targets={"names": [named], "selector": {"matchLabels": {"tier": tier}}})
+    )
+    kk.create(
+        apikey(
+            home,
+            "k",
+            policy,
+            projections=[
+                {"namespace": home},
+                {"namespace": named, "secretName": "renamed", "key": "token"},
+                {"namespaceSelector": {"matchLabels": {"tier": tier}}},
+                {"namespace": denied},
+            ],
+        )
+    )
     value = projected(kk, home, "k")
     leaks.add(value)
     assert projected(kk, named, "renamed", "token") == value
     assert projected(kk, selected, "k") == value
-    states(kk, home, "k", {
-        (home, "k"): "Projected", (named, "renamed"): "Projected", (selected, "k"): "Projected",
-        (denied, "k"): "Denied/NotAuthorizedByPolicy"})
+    states(
+        kk,
+        home,
+        "k",
+        {
+            (home, "k"): "Projected",
+            (named, "renamed"): "Projected",
+            (selected, "k"): "Projected",
+            (denied, "k"): "Denied/NotAuthorizedByPolicy",
+        },
+    )
     assert kk.secret(denied, "k") is None
     secret = kk.secret(named, "renamed")
-    assert secret is not None and secret.type == "Opaque"
+    assert secret is not None
+    assert secret.type == "Opaque"
     assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "keykeeper"
     assert secret.metadata.labels["keykeeper.dev/apikey-namespace"] == home
     assert secret.metadata.annotations["keykeeper.dev/version"] == "1"
@@ -82,7 +105,11 @@ def test_relabelled_and_new_namespaces(operator: Operator, kk: Cluster, leaks: L
     first = kk.namespace("first", {"tier": tier})
     policy = unique("pol")
     kk.create(keypolicy(policy, targets={"selector": {"matchLabels": {"tier": tier}}}))
-    kk.create(apikey(home, "k", policy, projections=[{"namespaceSelector": {"matchLabels": {"app": "x"}}}]))
+    kk.create(
+        apikey(
+            home, "k", policy, projections=[{"namespaceSelector": {"matchLabels": {"app": "x"}}}]
+        )
+    )
     kk.label_namespace(first, {"app": "x"})
     leaks.add(projected(kk, first, "k"))
     # a namespace created later that matches both selectors receives the key
@@ -122,15 +149,21 @@ def test_drift_is_repaired(operator: Operator, kk: Cluster, leaks: Leaks) -> Non
     kk.create(apikey(home, "k", policy, projections=[{"namespace": home}]))
     value = projected(kk, home, "k")
     leaks.add(value)
-    kk.core.patch_namespaced_secret("k", home, {"data": {"api-key": "dGFtcGVyZWQ=", "extra": "eA=="}})
-    wait_for(lambda: kk.value(home, "k") == value and "extra" not in (kk.secret(home, "k").data or {}),
-             what="edited Secret restored")
+    kk.core.patch_namespaced_secret(
+        "k", home, {"data": {"api-key": "dGFtcGVyZWQ=", "extra": "eA=="}}
+    )
+    wait_for(
+        lambda: kk.value(home, "k") == value and "extra" not in (kk.secret(home, "k").data or {}),
+        what="edited Secret restored",
+    )
     kk.core.delete_namespaced_secret("k", home)
     assert projected(kk, home, "k") == value
     assert any(e.reason == "Projected" and "restored" in e.message for e in kk.events(home, "k"))
 
 
-def test_a_secret_it_does_not_manage_is_never_touched(operator: Operator, kk: Cluster, leaks: Leaks) -> None:
+def test_a_secret_it_does_not_manage_is_never_touched(
+    operator: Operator, kk: Cluster, leaks: Leaks
+) -> None:
     home = kk.namespace("home")
     kk.put_secret(home, "taken", {"api-key": b"somebody else's secret"})
     policy = unique("pol")
@@ -138,8 +171,13 @@ def test_a_secret_it_does_not_manage_is_never_touched(operator: Operator, kk: Cl
     kk.create(apikey(home, "k", policy, projections=[{"namespace": home, "secretName": "taken"}]))
     states(kk, home, "k", {(home, "taken"): "Denied/SecretNameTaken"})
     assert kk.value(home, "taken") == b"somebody else's secret"
-    wait_for(lambda: any(e.reason == "ProjectionDenied" and "SecretNameTaken" in e.message
-                         for e in kk.events(home, "k")), what="SecretNameTaken event")
+    wait_for(
+        lambda: any(
+            e.reason == "ProjectionDenied" and "SecretNameTaken" in e.message
+            for e in kk.events(home, "k")
+        ),
+        what="SecretNameTaken event",
+    )
     kk.delete_key(home, "k")
     wait_for(lambda: kk.key(home, "k") is None, what="key deleted")
     assert kk.value(home, "taken") == b"somebody else's secret"
@@ -162,8 +200,10 @@ def test_missing_policy_then_created(operator: Operator, kk: Cluster, leaks: Lea
     home = kk.namespace("home")
     policy = unique("late")
     kk.create(apikey(home, "k", policy, projections=[{"namespace": home}]))
-    wait_for(lambda: condition(kk.key(home, "k"), "Ready").get("reason") == "PolicyNotFound",
-             what="PolicyNotFound condition")
+    wait_for(
+        lambda: condition(kk.key(home, "k"), "Ready").get("reason") == "PolicyNotFound",
+        what="PolicyNotFound condition",
+    )
     assert kk.secret(home, "k") is None
     kk.create(keypolicy(policy))
     leaks.add(projected(kk, home, "k"))
@@ -184,4 +224,5 @@ def test_deletion_withdraws_and_erases(operator: Operator, kk: Cluster, leaks: L
     assert kk.secret(target, "k") is None
     assert kk.secret("keykeeper-system", f"ak-{uid}") is None
     actions = [r["action"] for r in operator.audit_records() if r["uid"] == uid]
-    assert "Erased" in actions and "ProjectionWithdrawn" in actions
+    assert "Erased" in actions
+    assert "ProjectionWithdrawn" in actions

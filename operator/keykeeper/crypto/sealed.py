@@ -73,7 +73,8 @@ class SealingKeyPair:
         self._mlkem = mlkem.MLKEM768PrivateKey.from_seed_bytes(private[:64])
         self._x25519 = x25519.X25519PrivateKey.from_private_bytes(private[64:])
         self.public = SealingPublicKey(
-            self._mlkem.public_key().public_bytes_raw() + self._x25519.public_key().public_bytes_raw()
+            self._mlkem.public_key().public_bytes_raw()
+            + self._x25519.public_key().public_bytes_raw()
         )
 
     @classmethod
@@ -94,7 +95,9 @@ class SealingKeyPair:
         return f"SealingKeyPair(key_id={self.key_id!r})"
 
     def open(self, sealed: bytes, info: bytes) -> bytes:
-        return _SUITE.decrypt(sealed, hpke.MLKEM768X25519PrivateKey(self._mlkem, self._x25519), info)
+        return _SUITE.decrypt(
+            sealed, hpke.MLKEM768X25519PrivateKey(self._mlkem, self._x25519), info
+        )
 
 
 def seal(public: SealingPublicKey, namespace: str, name: str, value: bytes) -> str:
@@ -111,9 +114,7 @@ def key_id_of(text: str) -> str:
     return _split(text)[1]
 
 
-def open_sealed(
-    text: str, namespace: str, name: str, keys: Mapping[str, SealingKeyPair]
-) -> bytes:
+def open_sealed(text: str, namespace: str, name: str, keys: Mapping[str, SealingKeyPair]) -> bytes:
     """Open a sealed value for ``namespace/name``; :class:`InvalidValue` if it is not one."""
     header, key_id, sealed = _split(text)
     pair = keys.get(key_id)

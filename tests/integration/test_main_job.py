@@ -1,0 +1,27 @@
+"""The README's main-job command (`make dev`), run as a new user would, to its end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_make_dev_shows_the_projected_and_the_denied() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.controlplane", "--dev", "--once"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "apikey.keykeeper.dev/stripe   Active" in out
+    assert "payments-api/stripe-api-key: Projected" in out
+    assert "checkout/stripe: Projected" in out
+    assert "marketing/stripe: Denied NotAuthorizedByPolicy" in out
+    assert "ProjectionDenied" in out
+    assert "kk_" not in out  # the value itself is never printed

@@ -1,0 +1,101 @@
+"""Authorization (DESIGN.md §2) as a table, and as a property against a simple oracle."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keykeeper import authz
+from keykeeper.api import Phase
+from keykeeper.authz import NamespaceInfo, authorize, plan
+from tests.unit.builders import apikey_spec, key, ns, policy
+
+CASES = [
+    pytest.param(key(), policy(), "home", ns("home"), True, authz.AUTHORIZED, id="own-namespace-by-default"),
+    pytest.param(key(), policy(own=False), "home", ns("home"), False, authz.NOT_AUTHORIZED, id="own-namespace-disallowed"),
+    pytest.param(key(), policy(), "elsewhere", ns("elsewhere"), False, authz.NOT_AUTHORIZED, id="absent-targets-means-own-only"),
+    pytest.param(key(), policy(targets=["api"]), "api", ns("api"), True, authz.AUTHORIZED, id="named-target"),
+    pytest.param(key(), policy(target_selector={"tier": "prod"}), "t", ns("t", tier="prod"), True, authz.AUTHORIZED, id="selected-target"),
+    pytest.param(key(), policy(target_selector={"tier": "prod"}), "t", ns("t", tier="dev"), False, authz.NOT_AUTHORIZED, id="selector-on-current-labels"),
+    pytest.param(key(), policy(targets=["api"]), "api", None, False, authz.NAMESPACE_NOT_FOUND, id="missing-namespace"),
+    pytest.param(key(), policy(targets=["api"]), "api", ns("api", terminating=True), False, authz.NAMESPACE_TERMINATING, id="terminating-namespace"),
+    pytest.param(key(), None, "home", ns("home"), False, authz.POLICY_NOT_FOUND, id="no-policy"),
+    pytest.param(key(), policy(sources={"names": ["other"]}), "home", ns("home"), False, authz.SOURCE_NOT_ALLOWED, id="source-not-named"),
+    pytest.param(key(team="a"), policy(sources={"selector": {"matchLabels": {"team": "a"}}}), "home", ns("home"), True, authz.AUTHORIZED, id="source-selected"),
+    pytest.param(key(team="b"), policy(sources={"selector": {"matchLabels": {"team": "a"}}}), "home", ns("home"), False, authz.SOURCE_NOT_ALLOWED, id="source-not-selected"),
+    pytest.param(key(phase=Phase.SUSPENDED), policy(), "home", ns("home"), False, authz.KEY_NOT_PROJECTING, id="suspended-key"),
+    pytest.param(key(phase=Phase.REVOKED), policy(), "home", ns("home"), False, authz.KEY_NOT_PROJECTING, id="revoked-key"),
+    pytest.param(key(phase=Phase.GENERATED), policy(), "home", ns("home"), False, authz.KEY_NOT_PROJECTING, id="generated-key"),
+    pytest.param(key(phase=Phase.ROTATED), policy(), "home", ns("home"), True, authz.AUTHORIZED, id="rotated-key-projects"),
+    pytest.param(key(phase=Phase.ROTATION_PENDING), policy(), "home", ns("home"), True, authz.AUTHORIZED, id="pending-key-projects"),
+]
+
+
+@pytest.mark.parametrize(("who", "pol", "target_name", "target", "allowed", "reason"), CASES)
+def test_authorize(who, pol, target_name, target, allowed, reason) -> None:  # type: ignore[no-untyped-def]
+    decision = authorize(who, pol, target_name, target)
+    assert (decision.allowed, decision.reason) == (allowed, reason)
+    assert decision.message
+
+
+def test_plan_expands_selectors_and_reports_duplicates() -> None:
+    namespaces = {n.name: n for n in (ns("home"), ns("a", app="x"), ns("b", app="x"), ns("c"))}
+    spec = apikey_spec({"namespaceSelector": {"matchLabels": {"app": "x"}}}, {"namespace": "a"},
+                       {"namespace": "c", "secretName": "other"})
+    result = plan(key(), spec, "k", policy(targets=["a", "b"]), namespaces)
+    summary = [(t.namespace, t.secret_name, d.reason) for t, d in result]
+    assert summary == [("a", "k", authz.AUTHORIZED), ("b", "k", authz.AUTHORIZED),
+                       ("a", "k", authz.DUPLICATE_TARGET), ("c", "other", authz.NOT_AUTHORIZED)]
+
+
+# -- the property: authorize agrees with a deliberately naive oracle -----------------------------
+
+LABELS = st.dictionaries(st.sampled_from(["team", "tier"]), st.sampled_from(["a", "b"]), max_size=2)
+NAMES = st.sampled_from(["home", "api", "web", "ops"])
+
+
+def oracle(key_ns: str, key_labels: dict[str, str], phase: Phase, src_names: list[str],
+           src_sel: dict[str, str] | None, tgt: dict[str, object] | None, target: str,
+           target_labels: dict[str, str] | None, terminating: bool) -> bool:
+    def sel_match(sel: dict[str, str] | None, labels: dict[str, str]) -> bool:
+        return sel is not None and all(labels.get(k) == v for k, v in sel.items())
+
+    source_ok = key_ns in src_names or sel_match(src_sel, key_labels)
+    exists = target_labels is not None and not terminating
+    if tgt is None:
+        target_ok = target == key_ns
+    else:
+        own = bool(tgt["own"]) and target == key_ns
+        target_ok = own or target in tgt["names"] or sel_match(tgt["sel"], target_labels or {})  # type: ignore[arg-type, operator]
+    projects = phase in (Phase.ACTIVE, Phase.ROTATION_PENDING, Phase.ROTATED)
+    return source_ok and exists and target_ok and projects
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    key_ns=NAMES, key_labels=LABELS, phase=st.sampled_from(list(Phase)),
+    src_names=st.lists(NAMES, max_size=2), src_sel=st.none() | LABELS,
+    tgt=st.none() | st.fixed_dictionaries({"names": st.lists(NAMES, max_size=2), "sel": st.none() | LABELS, "own": st.booleans()}),
+    target=NAMES, target_labels=st.none() | LABELS, terminating=st.booleans(),
+)
+def test_authorize_matches_the_oracle(key_ns, key_labels, phase, src_names, src_sel, tgt, target,  # type: ignore[no-untyped-def]
+                                      target_labels, terminating) -> None:
+    sources: dict[str, object] = {"names": src_names}
+    if src_sel is not None:
+        sources["selector"] = {"matchLabels": src_sel}
+    if not src_names and src_sel is None:
+        sources = {"names": []}
+    body: dict[str, object] = {"sourceNamespaces": sources}
+    if tgt is not None:
+        targets: dict[str, object] = {"names": tgt["names"], "allowOwnNamespace": tgt["own"]}
+        if tgt["sel"] is not None:
+            targets["selector"] = {"matchLabels": tgt["sel"]}
+        body["targetNamespaces"] = targets
+    from keykeeper.api import parse_policy_spec
+
+    pol = parse_policy_spec(body)
+    who = key(key_ns, phase, **key_labels)
+    info = None if target_labels is None else NamespaceInfo(target, target_labels, terminating)
+    expected = oracle(key_ns, key_labels, phase, src_names, src_sel, tgt, target, target_labels, terminating)
+    assert authorize(who, pol, target, info).allowed is expected
