@@ -1,10 +1,10 @@
 """`python -m tests.controlplane`: the control plane (and keykeeper) for a person.
 
-    make cluster   upstream etcd + kube-apiserver, RBAC on, keykeeper's CRDs installed;
-                   prints the KUBECONFIG to export and runs until interrupted.
-    make dev       the same, plus the operator (local provider, shipped RBAC) and
-                   examples/ applied; shows the projected Secrets, the denied request
-                   and the Events, then runs until interrupted (--once: exits instead).
+make cluster   upstream etcd + kube-apiserver, RBAC on, keykeeper's CRDs installed;
+               prints the KUBECONFIG to export and runs until interrupted.
+make dev       the same, plus the operator (local provider, shipped RBAC) and
+               examples/ applied; shows the projected Secrets, the denied request
+               and the Events, then runs until interrupted (--once: exits instead).
 """
 
 from __future__ import annotations
@@ -29,9 +29,13 @@ def main() -> int:
     operator = None
     try:
         plane.start()
-        assert plane.admin is not None and plane.bin is not None
-        print(f"control plane (kube-apiserver {plane.kubectl('version', '-o', 'yaml').split('gitVersion: ')[-1].splitlines()[0]}) "
-              f"ready in {plane.startup_seconds:.1f}s at {plane.server}", flush=True)
+        assert plane.admin is not None
+        assert plane.bin is not None
+        print(
+            f"control plane (kube-apiserver {plane.kubectl('version', '-o', 'yaml').split('gitVersion: ')[-1].splitlines()[0]}) "
+            f"ready in {plane.startup_seconds:.1f}s at {plane.server}",
+            flush=True,
+        )
         if args.dev:
             operator = run_dev(plane)
         if args.once:
@@ -64,28 +68,56 @@ def run_dev(plane: ControlPlane):  # type: ignore[no-untyped-def]
     print(plane.kubectl("apply", "-f", str(examples)), end="")
 
     def settled() -> bool:
-        out = plane.kubectl("get", "apikey", "-n", "payments", "stripe",
-                            "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+        out = plane.kubectl(
+            "get",
+            "apikey",
+            "-n",
+            "payments",
+            "stripe",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            check=False,
+        )
         return out.strip() == "True"
 
     wait_for(settled, timeout=60, what="the example ApiKey to be Ready")
     time.sleep(1)
     show = [
         ("The ApiKey and its policy", ["get", "keypolicy,apikey", "-A"]),
-        ("Projected Secrets (values never printed here)",
-         ["get", "secrets", "-A", "-l", "keykeeper.dev/role=projection",]),
-        ("Where the key went, and where it was denied",
-         ["get", "apikey", "-n", "payments", "stripe", "-o",
-          "jsonpath={range .status.projections[*]}{.namespace}/{.secretName}: {.state} {.reason}{'\\n'}{end}"]),
+        (
+            "Projected Secrets (values never printed here)",
+            [
+                "get",
+                "secrets",
+                "-A",
+                "-l",
+                "keykeeper.dev/role=projection",
+            ],
+        ),
+        (
+            "Where the key went, and where it was denied",
+            [
+                "get",
+                "apikey",
+                "-n",
+                "payments",
+                "stripe",
+                "-o",
+                "jsonpath={range .status.projections[*]}{.namespace}/{.secretName}: {.state} {.reason}{'\\n'}{end}",
+            ],
+        ),
         ("Events", ["get", "events", "-n", "payments", "--sort-by=.lastTimestamp"]),
     ]
     for title, command in show:
         print(f"\n== {title}: kubectl {' '.join(command)}")
         print(plane.kubectl(*command), end="")
-    value = plane.kubectl("get", "secret", "-n", "payments-api", "stripe-api-key",
-                          "-o", "jsonpath={.data.api-key}")
-    print(f"\n== the projected value in payments-api/stripe-api-key is {len(value)} base64 characters "
-          "(read it with: kubectl get secret -n payments-api stripe-api-key -o jsonpath='{.data.api-key}' | base64 -d)")
+    value = plane.kubectl(
+        "get", "secret", "-n", "payments-api", "stripe-api-key", "-o", "jsonpath={.data.api-key}"
+    )
+    print(
+        f"\n== the projected value in payments-api/stripe-api-key is {len(value)} base64 characters "
+        "(read it with: kubectl get secret -n payments-api stripe-api-key -o jsonpath='{.data.api-key}' | base64 -d)"
+    )
     return operator
 
 

@@ -15,7 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_make_dev_shows_the_projected_and_the_denied() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "tests.controlplane", "--dev", "--once"],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout

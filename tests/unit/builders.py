@@ -12,9 +12,17 @@ def ns(name: str, terminating: bool = False, **labels: str) -> NamespaceInfo:
     return NamespaceInfo(name, labels, terminating)
 
 
-def policy(*, sources: Any = None, targets: Any = None, own: bool | None = None,
-           target_selector: dict[str, str] | None = None, **spec: Any) -> KeyPolicySpec:
-    body: dict[str, Any] = {"sourceNamespaces": sources if sources is not None else {"selector": {}}}
+def policy(
+    *,
+    sources: Any = None,
+    targets: Any = None,
+    own: bool | None = None,
+    target_selector: dict[str, str] | None = None,
+    **spec: Any,
+) -> KeyPolicySpec:
+    body: dict[str, Any] = {
+        "sourceNamespaces": sources if sources is not None else {"selector": {}}
+    }
     if targets is not None or own is not None or target_selector is not None:
         body["targetNamespaces"] = {"names": list(targets or [])}
         if own is not None:
@@ -30,4 +38,6 @@ def key(namespace: str = "home", phase: Phase = Phase.ACTIVE, **labels: str) -> 
 
 
 def apikey_spec(*projections: dict[str, Any], **spec: Any) -> ApiKeySpec:
-    return parse_apikey_spec({"policy": "p", "source": {"generate": {}}, "projections": list(projections), **spec})
+    return parse_apikey_spec(
+        {"policy": "p", "source": {"generate": {}}, "projections": list(projections), **spec}
+    )

@@ -16,8 +16,15 @@ KEY = b"k" * 32
 def log(tmp_path: Path) -> Path:
     audit = AuditLog(tmp_path / "audit.jsonl", KEY)
     for n in range(5):
-        audit.append("Projected", namespace="ns", name="k", uid="u", version=1,
-                     fingerprint=f"hmac-sha256:{n:032x}", detail=f"t{n}")
+        audit.append(
+            "Projected",
+            namespace="ns",
+            name="k",
+            uid="u",
+            version=1,
+            fingerprint=f"hmac-sha256:{n:032x}",
+            detail=f"t{n}",
+        )
     return audit.path
 
 
@@ -47,14 +54,22 @@ def edit(record: str) -> str:
     [
         pytest.param(lambda ls: ls[:2] + [edit(ls[2])] + ls[3:], 3, "altered", id="edited"),
         pytest.param(lambda ls: ls[:2] + ls[3:], 3, "does not follow", id="removed"),
-        pytest.param(lambda ls: [ls[0], ls[2], ls[1], *ls[3:]], 2, "does not follow", id="reordered"),
+        pytest.param(
+            lambda ls: [ls[0], ls[2], ls[1], *ls[3:]], 2, "does not follow", id="reordered"
+        ),
         pytest.param(lambda ls: ls[:2] + [ls[1]] + ls[2:], 3, "does not follow", id="duplicated"),
-        pytest.param(lambda ls: ls[:1] + ["not json"] + ls[1:], 2, "not an audit record", id="garbage"),
+        pytest.param(
+            lambda ls: ls[:1] + ["not json"] + ls[1:], 2, "not an audit record", id="garbage"
+        ),
         pytest.param(lambda ls: ls[1:], 1, "does not follow", id="head-cut"),
     ],
 )
-def test_tampering_is_reported_at_the_first_broken_record(log: Path, tamper, line: int,  # type: ignore[no-untyped-def]
-                                                          problem: str) -> None:
+def test_tampering_is_reported_at_the_first_broken_record(
+    log: Path,
+    tamper,
+    line: int,  # type: ignore[no-untyped-def]
+    problem: str,
+) -> None:
     verdict = verify(tamper(lines(log)), KEY)
     assert not verdict.ok
     assert verdict.line == line

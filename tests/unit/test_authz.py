@@ -12,23 +12,139 @@ from keykeeper.authz import NamespaceInfo, authorize, plan
 from tests.unit.builders import apikey_spec, key, ns, policy
 
 CASES = [
-    pytest.param(key(), policy(), "home", ns("home"), True, authz.AUTHORIZED, id="own-namespace-by-default"),
-    pytest.param(key(), policy(own=False), "home", ns("home"), False, authz.NOT_AUTHORIZED, id="own-namespace-disallowed"),
-    pytest.param(key(), policy(), "elsewhere", ns("elsewhere"), False, authz.NOT_AUTHORIZED, id="absent-targets-means-own-only"),
-    pytest.param(key(), policy(targets=["api"]), "api", ns("api"), True, authz.AUTHORIZED, id="named-target"),
-    pytest.param(key(), policy(target_selector={"tier": "prod"}), "t", ns("t", tier="prod"), True, authz.AUTHORIZED, id="selected-target"),
-    pytest.param(key(), policy(target_selector={"tier": "prod"}), "t", ns("t", tier="dev"), False, authz.NOT_AUTHORIZED, id="selector-on-current-labels"),
-    pytest.param(key(), policy(targets=["api"]), "api", None, False, authz.NAMESPACE_NOT_FOUND, id="missing-namespace"),
-    pytest.param(key(), policy(targets=["api"]), "api", ns("api", terminating=True), False, authz.NAMESPACE_TERMINATING, id="terminating-namespace"),
+    pytest.param(
+        key(), policy(), "home", ns("home"), True, authz.AUTHORIZED, id="own-namespace-by-default"
+    ),
+    pytest.param(
+        key(),
+        policy(own=False),
+        "home",
+        ns("home"),
+        False,
+        authz.NOT_AUTHORIZED,
+        id="own-namespace-disallowed",
+    ),
+    pytest.param(
+        key(),
+        policy(),
+        "elsewhere",
+        ns("elsewhere"),
+        False,
+        authz.NOT_AUTHORIZED,
+        id="absent-targets-means-own-only",
+    ),
+    pytest.param(
+        key(), policy(targets=["api"]), "api", ns("api"), True, authz.AUTHORIZED, id="named-target"
+    ),
+    pytest.param(
+        key(),
+        policy(target_selector={"tier": "prod"}),
+        "t",
+        ns("t", tier="prod"),
+        True,
+        authz.AUTHORIZED,
+        id="selected-target",
+    ),
+    pytest.param(
+        key(),
+        policy(target_selector={"tier": "prod"}),
+        "t",
+        ns("t", tier="dev"),
+        False,
+        authz.NOT_AUTHORIZED,
+        id="selector-on-current-labels",
+    ),
+    pytest.param(
+        key(),
+        policy(targets=["api"]),
+        "api",
+        None,
+        False,
+        authz.NAMESPACE_NOT_FOUND,
+        id="missing-namespace",
+    ),
+    pytest.param(
+        key(),
+        policy(targets=["api"]),
+        "api",
+        ns("api", terminating=True),
+        False,
+        authz.NAMESPACE_TERMINATING,
+        id="terminating-namespace",
+    ),
     pytest.param(key(), None, "home", ns("home"), False, authz.POLICY_NOT_FOUND, id="no-policy"),
-    pytest.param(key(), policy(sources={"names": ["other"]}), "home", ns("home"), False, authz.SOURCE_NOT_ALLOWED, id="source-not-named"),
-    pytest.param(key(team="a"), policy(sources={"selector": {"matchLabels": {"team": "a"}}}), "home", ns("home"), True, authz.AUTHORIZED, id="source-selected"),
-    pytest.param(key(team="b"), policy(sources={"selector": {"matchLabels": {"team": "a"}}}), "home", ns("home"), False, authz.SOURCE_NOT_ALLOWED, id="source-not-selected"),
-    pytest.param(key(phase=Phase.SUSPENDED), policy(), "home", ns("home"), False, authz.KEY_NOT_PROJECTING, id="suspended-key"),
-    pytest.param(key(phase=Phase.REVOKED), policy(), "home", ns("home"), False, authz.KEY_NOT_PROJECTING, id="revoked-key"),
-    pytest.param(key(phase=Phase.GENERATED), policy(), "home", ns("home"), False, authz.KEY_NOT_PROJECTING, id="generated-key"),
-    pytest.param(key(phase=Phase.ROTATED), policy(), "home", ns("home"), True, authz.AUTHORIZED, id="rotated-key-projects"),
-    pytest.param(key(phase=Phase.ROTATION_PENDING), policy(), "home", ns("home"), True, authz.AUTHORIZED, id="pending-key-projects"),
+    pytest.param(
+        key(),
+        policy(sources={"names": ["other"]}),
+        "home",
+        ns("home"),
+        False,
+        authz.SOURCE_NOT_ALLOWED,
+        id="source-not-named",
+    ),
+    pytest.param(
+        key(team="a"),
+        policy(sources={"selector": {"matchLabels": {"team": "a"}}}),
+        "home",
+        ns("home"),
+        True,
+        authz.AUTHORIZED,
+        id="source-selected",
+    ),
+    pytest.param(
+        key(team="b"),
+        policy(sources={"selector": {"matchLabels": {"team": "a"}}}),
+        "home",
+        ns("home"),
+        False,
+        authz.SOURCE_NOT_ALLOWED,
+        id="source-not-selected",
+    ),
+    pytest.param(
+        key(phase=Phase.SUSPENDED),
+        policy(),
+        "home",
+        ns("home"),
+        False,
+        authz.KEY_NOT_PROJECTING,
+        id="suspended-key",
+    ),
+    pytest.param(
+        key(phase=Phase.REVOKED),
+        policy(),
+        "home",
+        ns("home"),
+        False,
+        authz.KEY_NOT_PROJECTING,
+        id="revoked-key",
+    ),
+    pytest.param(
+        key(phase=Phase.GENERATED),
+        policy(),
+        "home",
+        ns("home"),
+        False,
+        authz.KEY_NOT_PROJECTING,
+        id="generated-key",
+    ),
+    pytest.param(
+        key(phase=Phase.ROTATED),
+        policy(),
+        "home",
+        ns("home"),
+        True,
+        authz.AUTHORIZED,
+        id="rotated-key-projects",
+    ),
+    pytest.param(
+        key(phase=Phase.ROTATION_PENDING),
+        policy(),
+        "home",
+        ns("home"),
+        True,
+        authz.AUTHORIZED,
+        id="pending-key-projects",
+    ),
 ]
 
 
@@ -41,12 +157,19 @@ def test_authorize(who, pol, target_name, target, allowed, reason) -> None:  # t
 
 def test_plan_expands_selectors_and_reports_duplicates() -> None:
     namespaces = {n.name: n for n in (ns("home"), ns("a", app="x"), ns("b", app="x"), ns("c"))}
-    spec = apikey_spec({"namespaceSelector": {"matchLabels": {"app": "x"}}}, {"namespace": "a"},
-                       {"namespace": "c", "secretName": "other"})
+    spec = apikey_spec(
+        {"namespaceSelector": {"matchLabels": {"app": "x"}}},
+        {"namespace": "a"},
+        {"namespace": "c", "secretName": "other"},
+    )
     result = plan(key(), spec, "k", policy(targets=["a", "b"]), namespaces)
     summary = [(t.namespace, t.secret_name, d.reason) for t, d in result]
-    assert summary == [("a", "k", authz.AUTHORIZED), ("b", "k", authz.AUTHORIZED),
-                       ("a", "k", authz.DUPLICATE_TARGET), ("c", "other", authz.NOT_AUTHORIZED)]
+    assert summary == [
+        ("a", "k", authz.AUTHORIZED),
+        ("b", "k", authz.AUTHORIZED),
+        ("a", "k", authz.DUPLICATE_TARGET),
+        ("c", "other", authz.NOT_AUTHORIZED),
+    ]
 
 
 # -- the property: authorize agrees with a deliberately naive oracle -----------------------------
@@ -55,9 +178,17 @@ LABELS = st.dictionaries(st.sampled_from(["team", "tier"]), st.sampled_from(["a"
 NAMES = st.sampled_from(["home", "api", "web", "ops"])
 
 
-def oracle(key_ns: str, key_labels: dict[str, str], phase: Phase, src_names: list[str],
-           src_sel: dict[str, str] | None, tgt: dict[str, object] | None, target: str,
-           target_labels: dict[str, str] | None, terminating: bool) -> bool:
+def oracle(
+    key_ns: str,
+    key_labels: dict[str, str],
+    phase: Phase,
+    src_names: list[str],
+    src_sel: dict[str, str] | None,
+    tgt: dict[str, object] | None,
+    target: str,
+    target_labels: dict[str, str] | None,
+    terminating: bool,
+) -> bool:
     def sel_match(sel: dict[str, str] | None, labels: dict[str, str]) -> bool:
         return sel is not None and all(labels.get(k) == v for k, v in sel.items())
 
@@ -74,13 +205,30 @@ def oracle(key_ns: str, key_labels: dict[str, str], phase: Phase, src_names: lis
 
 @settings(max_examples=400, deadline=None)
 @given(
-    key_ns=NAMES, key_labels=LABELS, phase=st.sampled_from(list(Phase)),
-    src_names=st.lists(NAMES, max_size=2), src_sel=st.none() | LABELS,
-    tgt=st.none() | st.fixed_dictionaries({"names": st.lists(NAMES, max_size=2), "sel": st.none() | LABELS, "own": st.booleans()}),
-    target=NAMES, target_labels=st.none() | LABELS, terminating=st.booleans(),
+    key_ns=NAMES,
+    key_labels=LABELS,
+    phase=st.sampled_from(list(Phase)),
+    src_names=st.lists(NAMES, max_size=2),
+    src_sel=st.none() | LABELS,
+    tgt=st.none()
+    | st.fixed_dictionaries(
+        {"names": st.lists(NAMES, max_size=2), "sel": st.none() | LABELS, "own": st.booleans()}
+    ),
+    target=NAMES,
+    target_labels=st.none() | LABELS,
+    terminating=st.booleans(),
 )
-def test_authorize_matches_the_oracle(key_ns, key_labels, phase, src_names, src_sel, tgt, target,  # type: ignore[no-untyped-def]
-                                      target_labels, terminating) -> None:
+def test_authorize_matches_the_oracle(
+    key_ns,
+    key_labels,
+    phase,
+    src_names,
+    src_sel,
+    tgt,
+    target,  # type: ignore[no-untyped-def]
+    target_labels,
+    terminating,
+) -> None:
     sources: dict[str, object] = {"names": src_names}
     if src_sel is not None:
         sources["selector"] = {"matchLabels": src_sel}
@@ -97,5 +245,7 @@ def test_authorize_matches_the_oracle(key_ns, key_labels, phase, src_names, src_
     pol = parse_policy_spec(body)
     who = key(key_ns, phase, **key_labels)
     info = None if target_labels is None else NamespaceInfo(target, target_labels, terminating)
-    expected = oracle(key_ns, key_labels, phase, src_names, src_sel, tgt, target, target_labels, terminating)
+    expected = oracle(
+        key_ns, key_labels, phase, src_names, src_sel, tgt, target, target_labels, terminating
+    )
     assert authorize(who, pol, target, info).allowed is expected

@@ -18,8 +18,14 @@ from keykeeper.values import check, generate
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("30s", timedelta(seconds=30)), ("90d", timedelta(days=90)), ("2160h", timedelta(hours=2160)),
-     ("1h30m", timedelta(minutes=90)), ("2w", timedelta(days=14)), ("1d12h", timedelta(hours=36))],
+    [
+        ("30s", timedelta(seconds=30)),
+        ("90d", timedelta(days=90)),
+        ("2160h", timedelta(hours=2160)),
+        ("1h30m", timedelta(minutes=90)),
+        ("2w", timedelta(days=14)),
+        ("1d12h", timedelta(hours=36)),
+    ],
 )
 def test_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
@@ -38,10 +44,18 @@ def test_bad_durations(text: str) -> None:
         ({}, {}, True),
         ({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"}, True),
         ({"matchLabels": {"a": "1"}}, {"a": "2"}, False),
-        ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}, {"a": "2"}, True),
+        (
+            {"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]},
+            {"a": "2"},
+            True,
+        ),
         ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1"]}]}, {}, False),
         ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {}, True),
-        ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {"a": "1"}, False),
+        (
+            {"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]},
+            {"a": "1"},
+            False,
+        ),
         ({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {"a": ""}, True),
         ({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {"a": "x"}, False),
     ],
@@ -70,7 +84,11 @@ def test_conditions_keep_transition_time_while_status_holds() -> None:
     [
         (Generator(), None, r"[A-Za-z0-9]{40}"),
         (Generator(length=16, prefix="kk_", alphabet="hex"), None, r"kk_[0-9a-f]{16}"),
-        (Generator(prefix="kk_"), GenerateSource(prefix="", length=20, alphabet="lowercase"), r"[a-z0-9]{20}"),
+        (
+            Generator(prefix="kk_"),
+            GenerateSource(prefix="", length=20, alphabet="lowercase"),
+            r"[a-z0-9]{20}",
+        ),
         (Generator(), GenerateSource(alphabet="base64url"), r"[A-Za-z0-9_-]{40}"),
     ],
 )
@@ -98,4 +116,7 @@ def test_value_constraints(value: bytes, constraints: ValueConstraints, why: str
 
 
 def test_a_fitting_value_passes() -> None:
-    check(b"sk_live_" + b"a" * 24, ValueConstraints(min_length=20, pattern="^sk_(live|test)_[a-z]{24,}$"))
+    check(
+        b"sk_live_" + b"a" * 24,
+        ValueConstraints(min_length=20, pattern="^sk_(live|test)_[a-z]{24,}$"),
+    )

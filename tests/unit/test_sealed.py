@@ -37,8 +37,10 @@ def test_unknown_sealing_key() -> None:
         open_sealed(seal(other.public, "a", "b", b"v"), "a", "b", KEYS)
 
 
-@pytest.mark.parametrize("text", ["", "kk-sealed-v1:", "kk-sealed-v1:!!!", "kk-sealed-v2:AAAA",
-                                  "kk-sealed-v1:AQhhYmNkZWZnaA"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "kk-sealed-v1:", "kk-sealed-v1:!!!", "kk-sealed-v2:AAAA", "kk-sealed-v1:AQhhYmNkZWZnaA"],
+)
 def test_malformed(text: str) -> None:
     with pytest.raises(InvalidValue):
         open_sealed(text, "a", "b", KEYS)
