@@ -103,7 +103,7 @@ def leaks(operator: Operator, kk: Cluster) -> Iterator[Leaks]:
     haystacks = {
         "operator log": operator.log_text(),
         "events": kk.all_events_text(),
-        "apikey statuses": json.dumps([k.get("status") for k in kk]),
+        "apikey statuses": json.dumps([k.get("status") for k in kk.apikeys()]),
         "audit log": operator.audit_log.read_text() if operator.audit_log.exists() else "",
     }
     for value in found.values:

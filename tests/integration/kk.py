@@ -106,7 +106,7 @@ class Cluster:
     def delete_key(self, namespace: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "apikeys", name)
 
-    def keys(self) -> list[dict[str, Any]]:
+    def apikeys(self) -> list[dict[str, Any]]:
         return self.custom.list_cluster_custom_object(GROUP, VERSION, "apikeys")["items"]  # type: ignore[no-any-return]
 
     def secret(self, namespace: str, name: str) -> client.V1Secret | None:
