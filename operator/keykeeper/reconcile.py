@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from keykeeper import authz, conditions, events, labels, projection, store
+from keykeeper import authz, conditions, events, labels, lifecycle, projection, store
 from keykeeper.api import (
     API_VERSION,
     ApiKeySpec,
@@ -33,7 +33,6 @@ from keykeeper.errors import (
     IntegrityError,
     InvalidValue,
     KeyDisabled,
-    KeykeeperError,
     ProviderError,
     ProviderUnavailable,
     SpecError,
@@ -41,9 +40,8 @@ from keykeeper.errors import (
 from keykeeper.events import EventSink
 from keykeeper.kube import Body, Conflict, Kube, NotFound, apikey_path, secret_path
 from keykeeper.providers import KeyProvider
-from keykeeper.values import check as check_value
-from keykeeper.values import generate
 from keykeeper.vault import Vault
+from keykeeper.versions import SourceMissing, VersionKeeper, facts
 from keykeeper.world import KeyRef, World
 
 log = logging.getLogger("keykeeper.reconcile")
@@ -83,6 +81,7 @@ class Reconciler:
         self.audit = audit
         self.namespace = namespace
         self.clock = clock
+        self.keeper = VersionKeeper(kube, vault, audit, namespace, clock)
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -111,32 +110,56 @@ class Reconciler:
 
     async def _reconcile_live(self, ref: KeyRef, body: Body) -> float | None:
         outcome = Outcome()
+        uid = body["metadata"]["uid"]
         try:
             spec = parse_apikey_spec(body.get("spec"))
         except SpecError as exc:
             outcome.ready = Condition(conditions.READY, "False", "InvalidSpec", str(exc))
-            await self._report(ref, body, None, store.Store(body["metadata"]["uid"]), outcome)
+            await self._report(ref, body, None, store.Store(uid), outcome, None)
             return None
         policy_view = self.world.policies.get(spec.policy)
         policy = policy_view.spec if policy_view else None
-        uid = body["metadata"]["uid"]
-        stored = await self._read_store(uid)
+        stored = await self.keeper.read(uid)
         retry: float | None = None
+        decision: lifecycle.Decision | None = None
         if policy is None:
             why = policy_view.error if policy_view else f"KeyPolicy {spec.policy} does not exist"
             outcome.ready = Condition(conditions.READY, "False", events.POLICY_NOT_FOUND, why)
         else:
             try:
                 provider = self.vault.provider(policy.kms)
-                if stored.current is None and not spec.revoked:
-                    stored = await self._store_first_version(
-                        ref, body, spec, policy, provider, stored, outcome
+                intent, rules = _intent(body, spec), _rules(policy)
+                source_fp = await self.keeper.source_fingerprint(ref, spec)
+                observed = facts(stored, source_fp)
+                life = lifecycle.decide(intent, rules, observed, self.clock())
+                for _ in range(6):  # each pass applies the actions the last decision asked for
+                    if not life.actions:
+                        break
+                    stored = await self.keeper.apply(
+                        ref, spec, policy, provider, stored, life.actions, outcome.notes
                     )
-                if stored.current is not None:
-                    retry = await self._project(ref, body, spec, policy, provider, stored, outcome)
+                    life = lifecycle.decide(intent, rules, facts(stored, source_fp), self.clock())
+                decision = life
+                try:
+                    await self._project(
+                        ref, body, spec, policy, provider, stored, decision, outcome
+                    )
+                except IntegrityError as exc:
+                    stored = await self.keeper.record_integrity_failure(
+                        ref, stored, str(exc), outcome.notes
+                    )
+                    decision = lifecycle.decide(
+                        intent, rules, facts(stored, source_fp), self.clock()
+                    )
+                    outcome.projections.clear()
+                    await self._project(
+                        ref, body, spec, policy, provider, stored, decision, outcome
+                    )
+                if decision.recheck_after is not None:
+                    retry = max(decision.recheck_after.total_seconds(), 0.05)
             except InvalidValue as exc:
                 outcome.ready = Condition(conditions.READY, "False", events.INVALID_VALUE, str(exc))
-            except _SourceMissing as exc:
+            except SourceMissing as exc:
                 outcome.ready = Condition(
                     conditions.READY, "False", events.SOURCE_NOT_FOUND, str(exc)
                 )
@@ -145,6 +168,7 @@ class Reconciler:
                 outcome.ready = Condition(
                     conditions.READY, "False", events.PROVIDER_UNAVAILABLE, str(exc)
                 )
+                outcome.projections = list((body.get("status") or {}).get("projections") or [])
                 retry = PROVIDER_RETRY
             except IntegrityError as exc:
                 outcome.ready = Condition(
@@ -152,103 +176,24 @@ class Reconciler:
                 )
             except (KeyDisabled, ProviderError) as exc:
                 outcome.ready = Condition(conditions.READY, "False", exc.reason, str(exc))
+                outcome.projections = list((body.get("status") or {}).get("projections") or [])
                 retry = PROVIDER_RETRY
         if policy is None or stored.current is None:
             # nothing may be projected: withdraw whatever is there, report every request denied
-            await self._deny_all(ref, body, spec, policy, outcome)
-        await self._report(ref, body, spec, stored, outcome)
-        return retry
-
-    # -- the store -----------------------------------------------------------------------------
-
-    async def _read_store(self, uid: str) -> store.Store:
-        found = await self.kube.get_or_none(secret_path(self.namespace, store.store_name(uid)))
-        return store.parse(found) if found else store.Store(uid)
-
-    async def _write_store(self, ref: KeyRef, stored: store.Store) -> store.Store:
-        body = store.render(stored, self.namespace, *ref)
-        path = secret_path(self.namespace)
-        if stored.resource_version is None:
-            written = await self.kube.create(path, body)
-        else:
-            written = await self.kube.replace(f"{path}/{store.store_name(stored.uid)}", body)
-        return store.parse(written)
-
-    async def _store_first_version(
-        self,
-        ref: KeyRef,
-        body: Body,
-        spec: ApiKeySpec,
-        policy: KeyPolicySpec,
-        provider: KeyProvider,
-        stored: store.Store,
-        outcome: Outcome,
-    ) -> store.Store:
-        value, source_fp = await self._obtain_value(ref, spec, policy)
-        binding = Binding(ref[0], ref[1], stored.uid, 1)
-        sealed = await self.vault.seal(value, binding, provider)
-        version = store.Version(
-            1,
-            conditions.rfc3339(self.clock()),
-            self.vault.fingerprint(value),
-            sealed.kms_key_id,
-            sealed.provider,
-            source_fingerprint=source_fp,
-        )
-        stored = await self._write_store(ref, stored.with_version(version, sealed.envelope))
-        detail = f"from {spec.source.kind}"
-        self._audit(events.CREATED, ref, stored.uid, version, detail)
-        self._audit(events.ENCRYPTED, ref, stored.uid, version, f"under {sealed.kms_key_id}")
-        outcome.notes.append(
-            (
-                events.NORMAL,
-                events.CREATED,
-                f"stored version 1 ({detail}, fingerprint {version.fingerprint})",
-            )
-        )
-        outcome.notes.append(
-            (
-                events.NORMAL,
-                events.ENCRYPTED,
-                f"version 1 encrypted under {sealed.provider} key {sealed.kms_key_id}",
-            )
-        )
-        if spec.source.secret_ref is not None and spec.source.secret_ref.delete_after_import:
-            await self.kube.delete(secret_path(ref[0], spec.source.secret_ref.name))
-        return stored
-
-    async def _obtain_value(
-        self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec
-    ) -> tuple[bytes, str | None]:
-        source = spec.source
-        if source.generate is not None:
-            return generate(policy.generator, source.generate), None
-        if source.sealed is not None:
-            value = self.vault.open_sealed_value(source.sealed, *ref)
-        else:
-            assert source.secret_ref is not None
-            found = await self.kube.get_or_none(secret_path(ref[0], source.secret_ref.name))
-            if found is None:
-                raise _SourceMissing(f"Secret {ref[0]}/{source.secret_ref.name} does not exist")
-            encoded = (found.get("data") or {}).get(source.secret_ref.key)
-            if encoded is None:
-                raise _SourceMissing(
-                    f"Secret {ref[0]}/{source.secret_ref.name} has no key {source.secret_ref.key!r}"
+            if policy is None:
+                denial = Decision(False, authz.POLICY_NOT_FOUND, outcome.ready.message)
+            elif outcome.ready.status == "False":
+                denial = Decision(
+                    False,
+                    outcome.ready.reason,
+                    "the key has no usable value: " + outcome.ready.message,
                 )
-            import base64
-
-            value = base64.b64decode(encoded)
-        check_value(value, policy.value)
-        return value, self.vault.fingerprint(value)
-
-    # -- projections ---------------------------------------------------------------------------
-
-    def _phase(self, spec: ApiKeySpec, stored: store.Store) -> Phase:
-        if spec.revoked:
-            return Phase.REVOKED
-        if spec.suspended:
-            return Phase.SUSPENDED
-        return Phase.ACTIVE if stored.current is not None else Phase.GENERATED
+            else:
+                phase = decision.phase if decision else Phase.GENERATED
+                denial = Decision(False, authz.KEY_NOT_PROJECTING, f"the key is {phase}")
+            await self._deny_all(ref, body, spec, denial, outcome)
+        await self._report(ref, body, spec, stored, outcome, decision)
+        return retry
 
     def _plan(
         self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec | None, phase: Phase
@@ -264,21 +209,37 @@ class Reconciler:
         policy: KeyPolicySpec,
         provider: KeyProvider,
         stored: store.Store,
+        life: lifecycle.Decision,
         outcome: Outcome,
-    ) -> float | None:
+    ) -> None:
         current = stored.current
-        assert current is not None
-        phase = self._phase(spec, stored)
-        plan = self._plan(ref, spec, policy, phase)
+        plan = self._plan(ref, spec, policy, life.phase)
         existing = {(s.namespace, s.name): s for s in self.world.secrets_of(ref)}
-        value: bytes | None = None
+        previous = stored.previous if life.phase is Phase.ROTATED else None
+        values: dict[int, bytes] = {}
+
+        async def value_of(version: store.Version) -> bytes:
+            if version.version not in values:
+                binding = Binding(ref[0], ref[1], stored.uid, version.version)
+                values[version.version] = await self.vault.open(
+                    stored.envelopes[version.version], binding, provider
+                )
+            return values[version.version]
+
         wanted: set[tuple[str, str]] = set()
         for target, decision in plan:
             slot = (target.namespace, target.secret_name)
             if not decision.allowed:
                 outcome.projections.append(self._denied(target, decision, body))
                 continue
-            desired = projection.Desired(target, current.version, current.fingerprint)
+            assert current is not None  # a projecting phase has a current version
+            desired = projection.Desired(
+                target,
+                current.version,
+                current.fingerprint,
+                previous.version if previous else None,
+                previous.fingerprint if previous else None,
+            )
             holder = self.world.projected.get(slot)
             if holder is not None and holder.owner != ref:
                 outcome.projections.append(self._taken(target, body, outcome))
@@ -287,13 +248,12 @@ class Reconciler:
             if projection.in_sync(desired, holder, ref):
                 outcome.projections.append(_projected(target, current.version))
                 continue
-            if value is None:
-                value = await self.vault.open(
-                    stored.envelopes[current.version],
-                    Binding(ref[0], ref[1], stored.uid, current.version),
-                    provider,
-                )
-            written = await self._write_projection(ref, desired, value)
+            written = await self._write_projection(
+                ref,
+                desired,
+                await value_of(current),
+                await value_of(previous) if previous else None,
+            )
             if written is None:
                 wanted.discard(slot)
                 outcome.projections.append(self._taken(target, body, outcome))
@@ -318,14 +278,13 @@ class Reconciler:
                     ref, secret.namespace, secret.name, secret.uid, outcome, stored.uid
                 )
         self._mark_withdrawn(outcome, body)
-        return None
 
     async def _write_projection(
-        self, ref: KeyRef, desired: projection.Desired, value: bytes
+        self, ref: KeyRef, desired: projection.Desired, value: bytes, previous: bytes | None
     ) -> Body | None:
         """Create or replace the projected Secret; None if someone else's Secret has the name."""
         target = desired.target
-        rendered = projection.render(desired, ref, value, None)
+        rendered = projection.render(desired, ref, value, previous)
         try:
             written = await self.kube.create(secret_path(target.namespace), rendered)
         except Conflict:
@@ -383,17 +342,11 @@ class Reconciler:
         ref: KeyRef,
         body: Body,
         spec: ApiKeySpec,
-        policy: KeyPolicySpec | None,
+        reason: Decision,
         outcome: Outcome,
     ) -> None:
         if outcome.projections:
             return
-        if policy is None:
-            reason = Decision(False, authz.POLICY_NOT_FOUND, outcome.ready.message)
-        else:
-            reason = Decision(
-                False, outcome.ready.reason, "the key has no usable value: " + outcome.ready.message
-            )
         keep = outcome.ready.reason in (events.PROVIDER_UNAVAILABLE, "KeyDisabled", "ProviderError")
         for target, _ in authz.requested_targets(spec, ref[1], self.world.namespaces.values()):
             outcome.projections.append(self._denied(target, reason, body))
@@ -467,17 +420,28 @@ class Reconciler:
         spec: ApiKeySpec | None,
         stored: store.Store,
         outcome: Outcome,
+        life: lifecycle.Decision | None,
     ) -> None:
         old = body.get("status") or {}
         now = self.clock()
         generation = body["metadata"].get("generation", 0)
-        wanted = [outcome.ready, _projected_condition(outcome.projections)]
+        by_type = {c.type: c for c in (life.conditions if life else ())}
+        ready = outcome.ready
+        if ready.status == "True" and conditions.READY in by_type:
+            ready = by_type[conditions.READY]  # Suspended, Revoked, Erased, IntegrityFailure
+        outcome.ready = ready
+        wanted = [ready, _projected_condition(outcome.projections)]
+        if conditions.ROTATION_DUE in by_type:
+            wanted.append(by_type[conditions.ROTATION_DUE])
         merged = conditions.merge(old.get("conditions") or [], wanted, generation, now)
-        phase = self._phase(spec, stored) if spec else Phase(old.get("phase") or Phase.GENERATED)
+        phase = life.phase if life else Phase(old.get("phase") or Phase.GENERATED)
         current = stored.current
+        rotating = phase in (Phase.ACTIVE, Phase.ROTATED, Phase.ROTATION_PENDING)
+        next_at = life.next_rotation_at if life and rotating else None
         status: dict[str, Any] = {
             "phase": phase.value,
             "currentVersion": current.version if current else None,
+            "nextRotationAt": conditions.rfc3339(next_at) if next_at else None,
             "versions": [v.status() for v in stored.versions] or None,
             "projections": outcome.projections or None,
             "observedGeneration": generation,
@@ -541,8 +505,37 @@ class Reconciler:
         )
 
 
-class _SourceMissing(KeykeeperError):
-    reason = "SourceNotFound"
+def _intent(body: Body, spec: ApiKeySpec) -> lifecycle.Intent:
+    requested = (body["metadata"].get("annotations") or {}).get(labels.ROTATE_REQUESTED_AT)
+    at = None
+    if requested:
+        try:
+            at = datetime.fromisoformat(requested.replace("Z", "+00:00"))
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        except ValueError:
+            log.warning(
+                "%s/%s: ignoring unreadable %s=%r",
+                body["metadata"]["namespace"],
+                body["metadata"]["name"],
+                labels.ROTATE_REQUESTED_AT,
+                requested[:40],
+            )
+    return lifecycle.Intent(
+        suspended=spec.suspended,
+        revoked=spec.revoked,
+        rotate_requested_at=at,
+        user_supplied=spec.source.generate is None,
+        source_polled=spec.source.secret_ref is not None,
+    )
+
+
+def _rules(policy: KeyPolicySpec) -> lifecycle.Rules:
+    return lifecycle.Rules(
+        period=policy.rotation.period_delta,
+        grace=policy.rotation.grace_delta,
+        strategy=policy.rotation.strategy,
+        revoked_for=policy.retention.revoked_delta,
+    )
 
 
 def _projected(target: Target, version: int) -> dict[str, Any]:

@@ -18,6 +18,10 @@ from keykeeper import labels
 from keykeeper.kube import Body
 
 VERSIONS_ANNOTATION = "keykeeper.dev/versions"
+REVOKED_AT = "keykeeper.dev/revoked-at"
+ERASED_AT = "keykeeper.dev/erased-at"
+INTEGRITY_FAILED_AT = "keykeeper.dev/integrity-failed-at"
+HISTORY = 10  # versions' metadata kept, destroyed ones included
 STORE_TYPE = "keykeeper.dev/envelopes"
 
 
@@ -78,6 +82,9 @@ class Store:
     versions: tuple[Version, ...] = ()
     envelopes: dict[int, bytes] = field(default_factory=dict)
     resource_version: str | None = None
+    revoked_at: str | None = None
+    erased_at: str | None = None
+    integrity_failed_at: str | None = None
 
     @property
     def current(self) -> Version | None:
@@ -87,12 +94,47 @@ class Store:
     def previous(self) -> Version | None:
         return next((v for v in self.versions if v.state == "Previous"), None)
 
+    @property
+    def next_version(self) -> int:
+        return max((v.version for v in self.versions), default=0) + 1
+
     def with_version(self, version: Version, envelope: bytes) -> Store:
         return replace(
             self,
             versions=(*self.versions, version),
             envelopes={**self.envelopes, version.version: envelope},
         )
+
+    def rotated(self, version: Version, envelope: bytes, expires_at: str | None) -> Store:
+        """Add ``version`` as Current; the old Current becomes Previous until ``expires_at``
+        (or is destroyed at once when it is None); an older Previous is destroyed."""
+        kept: list[Version] = []
+        envelopes = dict(self.envelopes)
+        for old in self.versions:
+            if old.state == "Current" and expires_at is not None:
+                kept.append(replace(old, state="Previous", expires_at=expires_at))
+            elif old.state in ("Current", "Previous"):
+                kept.append(replace(old, state="Destroyed", expires_at=None))
+                envelopes.pop(old.version, None)
+            else:
+                kept.append(old)
+        kept.append(version)
+        envelopes[version.version] = envelope
+        return replace(
+            self, versions=tuple(kept[-HISTORY:]), envelopes=envelopes, integrity_failed_at=None
+        )
+
+    def retired(self, number: int) -> Store:
+        versions = tuple(
+            replace(v, state="Destroyed", expires_at=None) if v.version == number else v
+            for v in self.versions
+        )
+        envelopes = {n: e for n, e in self.envelopes.items() if n != number}
+        return replace(self, versions=versions, envelopes=envelopes)
+
+    def erased(self, at: str) -> Store:
+        versions = tuple(replace(v, state="Destroyed", expires_at=None) for v in self.versions)
+        return replace(self, versions=versions, envelopes={}, erased_at=at)
 
 
 def store_name(uid: str) -> str:
@@ -108,8 +150,17 @@ def parse(body: Body) -> Store:
         for k, v in (body.get("data") or {}).items()
         if k.startswith("v") and k[1:].isdigit()
     }
-    uid = (meta.get("annotations") or {}).get(labels.APIKEY_UID, meta.get("name", "")[3:])
-    return Store(uid, versions, envelopes, meta.get("resourceVersion"))
+    annotations = meta.get("annotations") or {}
+    uid = annotations.get(labels.APIKEY_UID, meta.get("name", "")[3:])
+    return Store(
+        uid,
+        versions,
+        envelopes,
+        meta.get("resourceVersion"),
+        revoked_at=annotations.get(REVOKED_AT),
+        erased_at=annotations.get(ERASED_AT),
+        integrity_failed_at=annotations.get(INTEGRITY_FAILED_AT),
+    )
 
 
 def render(store: Store, namespace: str, key_namespace: str, key_name: str) -> Body:
@@ -127,6 +178,13 @@ def render(store: Store, namespace: str, key_namespace: str, key_name: str) -> B
             VERSIONS_ANNOTATION: json.dumps([v.to_json() for v in store.versions]),
         },
     }
+    for name, value in (
+        (REVOKED_AT, store.revoked_at),
+        (ERASED_AT, store.erased_at),
+        (INTEGRITY_FAILED_AT, store.integrity_failed_at),
+    ):
+        if value:
+            metadata["annotations"][name] = value
     if store.resource_version:
         metadata["resourceVersion"] = store.resource_version
     return {

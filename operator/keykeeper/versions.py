@@ -1,0 +1,307 @@
+"""Applying the lifecycle's actions to the store: making, retiring and erasing versions.
+
+Every method writes the store Secret (with its resourceVersion as precondition)
+before it returns, and only then is anything projected from the new state; that is
+what makes rotation two-phase and a crash at any point recoverable. Each one also
+appends its audit records and returns the Events to post.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from keykeeper import events, lifecycle, store
+from keykeeper.api import ApiKeySpec, KeyPolicySpec, RotationStrategy
+from keykeeper.audit import AuditLog
+from keykeeper.conditions import rfc3339
+from keykeeper.crypto.envelope import Binding
+from keykeeper.errors import KeykeeperError
+from keykeeper.kube import Kube, secret_path
+from keykeeper.providers import KeyProvider
+from keykeeper.values import check as check_value
+from keykeeper.values import generate
+from keykeeper.vault import Vault
+from keykeeper.world import KeyRef
+
+Note = tuple[str, str, str]  # (Event type, reason, message)
+
+
+class SourceMissing(KeykeeperError):
+    reason = "SourceNotFound"
+
+
+@dataclass
+class VersionKeeper:
+    kube: Kube
+    vault: Vault
+    audit: AuditLog
+    namespace: str
+    clock: Callable[[], datetime]
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def read(self, uid: str) -> store.Store:
+        found = await self.kube.get_or_none(secret_path(self.namespace, store.store_name(uid)))
+        return store.parse(found) if found else store.Store(uid)
+
+    async def write(self, ref: KeyRef, stored: store.Store) -> store.Store:
+        body = store.render(stored, self.namespace, *ref)
+        path = secret_path(self.namespace)
+        if stored.resource_version is None:
+            written = await self.kube.create(path, body)
+        else:
+            written = await self.kube.replace(f"{path}/{store.store_name(stored.uid)}", body)
+        return store.parse(written)
+
+    async def source_fingerprint(self, ref: KeyRef, spec: ApiKeySpec) -> str | None:
+        """A fingerprint of the user-supplied source as it is now (None: none, or gone)."""
+        source = spec.source
+        if source.sealed is not None:
+            return self.vault.fingerprint(b"sealed:" + source.sealed.encode())
+        if source.secret_ref is not None:
+            value = await self._read_secret_ref(ref, spec, missing_ok=True)
+            return None if value is None else self.vault.fingerprint(b"secretRef:" + value)
+        return None
+
+    # -- the actions -----------------------------------------------------------------------------
+
+    async def apply(
+        self,
+        ref: KeyRef,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        provider: KeyProvider,
+        stored: store.Store,
+        actions: Iterable[lifecycle.Action],
+        notes: list[Note],
+    ) -> store.Store:
+        for action in actions:
+            if isinstance(action, lifecycle.CreateVersion):
+                stored = await self.create_version(
+                    ref, spec, policy, provider, stored, action.reason, notes
+                )
+            elif isinstance(action, lifecycle.RetirePrevious):
+                stored = await self.write(ref, stored.retired(action.version))
+                self._audit(
+                    events.ERASED,
+                    ref,
+                    stored,
+                    None,
+                    f"previous version {action.version} destroyed after its grace period",
+                )
+                notes.append(
+                    (
+                        events.NORMAL,
+                        events.ERASED,
+                        f"previous version {action.version} withdrawn and destroyed "
+                        "after its grace period",
+                    )
+                )
+            elif isinstance(action, lifecycle.RecordRevocation):
+                stored = await self.write(ref, _replace(stored, revoked_at=precise(self.clock())))
+                erase_at = self.clock() + policy.retention.revoked_delta
+                self._audit(events.REVOKED, ref, stored, stored.current, "projections withdrawn")
+                notes.append(
+                    (
+                        events.WARNING,
+                        events.REVOKED,
+                        "revoked: every projection withdrawn; "
+                        f"material erased at {rfc3339(erase_at)}",
+                    )
+                )
+            elif isinstance(action, lifecycle.Erase):
+                stored = await self.erase(ref, provider, stored, notes)
+        return stored
+
+    async def create_version(
+        self,
+        ref: KeyRef,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        provider: KeyProvider,
+        stored: store.Store,
+        reason: str,
+        notes: list[Note],
+    ) -> store.Store:
+        value, source_fp = await self._value_for(ref, spec, policy, reason)
+        number = stored.next_version
+        sealed = await self.vault.seal(value, Binding(ref[0], ref[1], stored.uid, number), provider)
+        now = self.clock()
+        version = store.Version(
+            number,
+            precise(now),
+            self.vault.fingerprint(value),
+            sealed.kms_key_id,
+            sealed.provider,
+            source_fingerprint=source_fp,
+        )
+        previous = stored.current
+        if previous is None:
+            stored = await self.write(ref, stored.with_version(version, sealed.envelope))
+            detail = f"from {spec.source.kind}"
+            self._audit(events.CREATED, ref, stored, version, detail)
+            notes.append(
+                (
+                    events.NORMAL,
+                    events.CREATED,
+                    f"stored version 1 ({detail}, fingerprint {version.fingerprint})",
+                )
+            )
+        else:
+            # a damaged version is never kept as Previous; a healthy one stays for the grace period
+            expires = None if reason == "Recovery" else precise(now + policy.rotation.grace_delta)
+            stored = await self.write(ref, stored.rotated(version, sealed.envelope, expires))
+            kept = (
+                f"; version {previous.version} stays projected as <key>.previous until {expires}"
+                if expires
+                else f"; damaged version {previous.version} destroyed"
+            )
+            self._audit(
+                events.ROTATED, ref, stored, version, f"{reason}: {previous.version} -> {number}"
+            )
+            notes.append(
+                (
+                    events.NORMAL,
+                    events.ROTATED,
+                    f"rotated to version {number} ({reason}, "
+                    f"fingerprint {version.fingerprint}){kept}",
+                )
+            )
+        self._audit(events.ENCRYPTED, ref, stored, version, f"under {sealed.kms_key_id}")
+        notes.append(
+            (
+                events.NORMAL,
+                events.ENCRYPTED,
+                f"version {number} encrypted under {sealed.provider} key {sealed.kms_key_id}",
+            )
+        )
+        ref_source = spec.source.secret_ref
+        if ref_source is not None and ref_source.delete_after_import and source_fp is not None:
+            await self.kube.delete(secret_path(ref[0], ref_source.name))
+        return stored
+
+    async def erase(
+        self, ref: KeyRef, provider: KeyProvider, stored: store.Store, notes: list[Note]
+    ) -> store.Store:
+        """Cryptographic erasure: every envelope, and per-key KEKs where the provider has them."""
+        kek_ids = {v.kms_key_id for v in stored.versions if v.provider == provider.provider_id}
+        stored = await self.write(ref, stored.erased(precise(self.clock())))
+        destroyed = [kek for kek in sorted(kek_ids) if provider.destroy_kek(kek)]
+        detail = "all envelopes destroyed" + (
+            f"; KEKs destroyed: {', '.join(destroyed)}" if destroyed else ""
+        )
+        self._audit(events.ERASED, ref, stored, None, detail)
+        notes.append((events.NORMAL, events.ERASED, detail))
+        return stored
+
+    async def record_integrity_failure(
+        self, ref: KeyRef, stored: store.Store, problem: str, notes: list[Note]
+    ) -> store.Store:
+        stored = await self.write(ref, _replace(stored, integrity_failed_at=precise(self.clock())))
+        self._audit(events.INTEGRITY_FAILURE, ref, stored, stored.current, problem[:200])
+        notes.append(
+            (
+                events.WARNING,
+                events.SUSPENDED,
+                "suspended automatically: a stored version failed to authenticate",
+            )
+        )
+        return stored
+
+    # -- values ----------------------------------------------------------------------------------
+
+    async def _value_for(
+        self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec, reason: str
+    ) -> tuple[bytes, str | None]:
+        source = spec.source
+        # user-supplied values are read again for a first version, a changed source, a
+        # recovery, and any Manual rotation; everything else is generated
+        from_source = source.generate is None and (
+            reason in ("Initial", "SourceChanged", "Recovery")
+            or policy.rotation.strategy is RotationStrategy.MANUAL
+        )
+        if not from_source:
+            return generate(policy.generator, source.generate), None
+        if source.sealed is not None:
+            value = self.vault.open_sealed_value(source.sealed, *ref)
+            source_fp = self.vault.fingerprint(b"sealed:" + source.sealed.encode())
+        else:
+            read = await self._read_secret_ref(ref, spec, missing_ok=False)
+            assert read is not None
+            value, source_fp = read, self.vault.fingerprint(b"secretRef:" + read)
+        check_value(value, policy.value)
+        return value, source_fp
+
+    async def _read_secret_ref(
+        self, ref: KeyRef, spec: ApiKeySpec, *, missing_ok: bool
+    ) -> bytes | None:
+        source = spec.source.secret_ref
+        assert source is not None
+        found = await self.kube.get_or_none(secret_path(ref[0], source.name))
+        encoded = None if found is None else (found.get("data") or {}).get(source.key)
+        if encoded is None:
+            if missing_ok:
+                return None
+            what = "does not exist" if found is None else f"has no key {source.key!r}"
+            raise SourceMissing(f"Secret {ref[0]}/{source.name} {what}")
+        return base64.b64decode(encoded)
+
+    def _audit(
+        self,
+        action: str,
+        ref: KeyRef,
+        stored: store.Store,
+        version: store.Version | None,
+        detail: str,
+    ) -> None:
+        self.audit.append(
+            action,
+            namespace=ref[0],
+            name=ref[1],
+            uid=stored.uid,
+            version=version.version if version else None,
+            kms_key_id=version.kms_key_id if version else "",
+            fingerprint=version.fingerprint if version else "",
+            detail=detail,
+        )
+
+
+def _replace(stored: store.Store, **changes: str | None) -> store.Store:
+    from dataclasses import replace
+
+    return replace(stored, **changes)  # type: ignore[arg-type]
+
+
+def precise(moment: datetime) -> str:
+    """RFC 3339 with milliseconds: versions made within one second stay ordered."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def facts(stored: store.Store, source_fingerprint: str | None) -> lifecycle.Observed:
+    def version(v: store.Version | None) -> lifecycle.VersionFacts | None:
+        if v is None:
+            return None
+        return lifecycle.VersionFacts(
+            v.version,
+            _time(v.created_at),
+            v.source_fingerprint,
+            _time(v.expires_at) if v.expires_at else None,
+        )
+
+    return lifecycle.Observed(
+        current=version(stored.current),
+        previous=version(stored.previous),
+        revoked_at=_time(stored.revoked_at) if stored.revoked_at else None,
+        erased=stored.erased_at is not None,
+        integrity_failed_at=_time(stored.integrity_failed_at)
+        if stored.integrity_failed_at
+        else None,
+        source_fingerprint=source_fingerprint,
+    )
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
