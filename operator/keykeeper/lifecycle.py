@@ -47,6 +47,7 @@ ALLOWED: frozenset[tuple[Phase, Phase]] = frozenset(
         (Phase.ACTIVE, Phase.ROTATION_PENDING),
         (Phase.ACTIVE, Phase.SUSPENDED),
         (Phase.ROTATION_PENDING, Phase.ROTATED),
+        (Phase.ROTATION_PENDING, Phase.ACTIVE),  # the policy changed: rotation is not due any more
         (Phase.ROTATION_PENDING, Phase.SUSPENDED),
         (Phase.ROTATED, Phase.ACTIVE),
         (Phase.ROTATED, Phase.ROTATION_PENDING),

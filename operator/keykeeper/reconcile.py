@@ -451,12 +451,42 @@ class Reconciler:
         if status != old:
             patch = {**{k: None for k in old if k not in status}, **status}
             await self.kube.patch(apikey_path(*ref, status=True), {"status": patch})
-        await self._announce(ref, body, old, outcome, stored.uid)
+        await self._announce(ref, body, old, status, outcome, stored.uid)
 
     async def _announce(
-        self, ref: KeyRef, body: Body, old: dict[str, Any], outcome: Outcome, uid: str
+        self,
+        ref: KeyRef,
+        body: Body,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        outcome: Outcome,
+        uid: str,
     ) -> None:
         notes = list(outcome.notes)
+        old_phase, new_phase = old.get("phase"), new.get("phase")
+        if (
+            new_phase != old_phase
+            and new_phase == Phase.SUSPENDED
+            and outcome.ready.status == "True"
+        ):
+            notes.append(
+                (events.NORMAL, events.SUSPENDED, "suspended: projections withdrawn, material kept")
+            )
+            self._audit(events.SUSPENDED, ref, uid, None, "spec.suspended")
+        if old_phase == Phase.SUSPENDED and new_phase in (
+            Phase.ACTIVE,
+            Phase.ROTATED,
+            Phase.ROTATION_PENDING,
+        ):
+            notes.append((events.NORMAL, events.REINSTATED, "reinstated: projections restored"))
+            self._audit(events.REINSTATED, ref, uid, None, "")
+        due = _condition(new, conditions.ROTATION_DUE)
+        if (
+            due.get("reason") == "AwaitingNewValue"
+            and _condition(old, conditions.ROTATION_DUE).get("reason") != "AwaitingNewValue"
+        ):
+            notes.append((events.WARNING, events.ROTATION_DUE, str(due.get("message", ""))))
+            self._audit(events.ROTATION_DUE, ref, uid, None, "awaiting a new source value")
         old_ready: dict[str, Any] = next(
             (c for c in old.get("conditions") or [] if c.get("type") == conditions.READY), {}
         )
@@ -503,6 +533,13 @@ class Reconciler:
             fingerprint=version.fingerprint if version else "",
             detail=detail,
         )
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == type_), {}
+    )
+    return found
 
 
 def _intent(body: Body, spec: ApiKeySpec) -> lifecycle.Intent:
