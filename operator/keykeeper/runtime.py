@@ -88,13 +88,12 @@ class Runtime:
                 kdf = PassphraseKdf.decode(base64.b64decode(data["kdf"]).decode())
             else:
                 kdf = PassphraseKdf.new(fips=self.settings.fips)
-                await self._create_master_secret({"kdf": kdf.encode()})
+                await self._create_master_secret({"kdf": kdf.encode().encode()})
             return derive_master_key(passphrase, kdf)
         if "master-key" in data:
             return MasterKey(base64.b64decode(data["master-key"]))
         master = MasterKey.generate()
-        encoded = base64.b64encode(master.export()).decode()
-        if not await self._create_master_secret({"master-key": encoded}):
+        if not await self._create_master_secret({"master-key": master.export()}):
             return await self._master_key()  # another replica made it first
         log.warning(
             "generated a new master key in Secret %s/%s; back it up: without it no "
@@ -104,7 +103,8 @@ class Runtime:
         )
         return master
 
-    async def _create_master_secret(self, string_data: dict[str, str]) -> bool:
+    async def _create_master_secret(self, data: dict[str, bytes]) -> bool:
+        """The Secret holds the raw key bytes (base64 only as every Secret's data is)."""
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -114,7 +114,7 @@ class Runtime:
                 "namespace": self.settings.namespace,
                 "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "master-key"},
             },
-            "stringData": string_data,
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
         }
         try:
             await self.kube.create(secret_path(self.settings.namespace), body)

@@ -21,8 +21,11 @@ def status(kk: Cluster, ns: str, name: str) -> dict:  # type: ignore[type-arg]
 
 
 def phase_is(kk: Cluster, ns: str, name: str, phase: str, timeout: float = 30) -> dict:  # type: ignore[type-arg]
-    return wait_for(lambda: status(kk, ns, name).get("phase") == phase and status(kk, ns, name),
-                    timeout=timeout, what=f"{ns}/{name} {phase}")
+    return wait_for(
+        lambda: status(kk, ns, name).get("phase") == phase and status(kk, ns, name),
+        timeout=timeout,
+        what=f"{ns}/{name} {phase}",
+    )
 
 
 def data(kk: Cluster, ns: str, name: str) -> dict[str, bytes]:
@@ -44,8 +47,11 @@ def test_scheduled_rotation_is_zero_downtime(operator: Operator, kk: Cluster, le
     active = phase_is(kk, home, "k", "Active")
     assert active["nextRotationAt"]
     # the rotation: new value under api-key, the old one beside it as api-key.previous
-    rotated = wait_for(lambda: data(kk, home, "k").get("api-key.previous") == first and data(kk, home, "k"),
-                       timeout=30, what="rotated with previous")
+    rotated = wait_for(
+        lambda: data(kk, home, "k").get("api-key.previous") == first and data(kk, home, "k"),
+        timeout=30,
+        what="rotated with previous",
+    )
     second = rotated["api-key"]
     leaks.add(second)
     assert second != first
@@ -53,53 +59,79 @@ def test_scheduled_rotation_is_zero_downtime(operator: Operator, kk: Cluster, le
     states = {v["version"]: v["state"] for v in st["versions"]}
     assert states[1] == "Previous" and states[2] == "Current"
     assert next(v for v in st["versions"] if v["version"] == 1)["expiresAt"]
+
     # grace over: the previous value is withdrawn and its material destroyed
     def grace_over() -> bool:
         st = status(kk, home, "k")
         states = {v["version"]: v["state"] for v in st["versions"]}
-        return st["currentVersion"] == 2 and states[1] == "Destroyed" and data(kk, home, "k") == {"api-key": second}
+        return (
+            st["currentVersion"] == 2
+            and states[1] == "Destroyed"
+            and data(kk, home, "k") == {"api-key": second}
+        )
 
     wait_for(grace_over, timeout=30, interval=0.05, what="previous withdrawn and destroyed")
     reasons = [e.reason for e in kk.events(home, "k")]
     assert "Rotated" in reasons and "Erased" in reasons
     # every version made along the way ends in the audit log, with fingerprints only
     uid = kk.key(home, "k")["metadata"]["uid"]  # type: ignore[index]
-    assert {"Created", "Rotated", "Encrypted", "Erased"} <= {r["action"] for r in operator.audit_records() if r["uid"] == uid}
+    assert {"Created", "Rotated", "Encrypted", "Erased"} <= {
+        r["action"] for r in operator.audit_records() if r["uid"] == uid
+    }
     kk.delete_key(home, "k")  # stop it rotating for the rest of the session
 
 
-def test_manual_rotation_waits_for_a_new_sealed_value(control_plane: ControlPlane, operator: Operator,
-                                                       kk: Cluster, leaks: Leaks) -> None:
+def test_manual_rotation_waits_for_a_new_sealed_value(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, leaks: Leaks
+) -> None:
     home = kk.namespace("home")
     policy = unique("pol")
-    kk.create(keypolicy(policy, rotation={"period": "3s", "gracePeriod": "1h", "strategy": "Manual"}))
+    kk.create(
+        keypolicy(policy, rotation={"period": "3s", "gracePeriod": "1h", "strategy": "Manual"})
+    )
     cm = kk.core.read_namespaced_config_map("keykeeper-sealing-public", "keykeeper-system")
     key = SealingPublicKey(base64.b64decode(cm.data["publicKey"]))
     one, two = b"sk_live_manual_one_" + b"1" * 12, b"sk_live_manual_two_" + b"2" * 12
     leaks.add(one)
     leaks.add(two)
-    kk.create(apikey(home, "k", policy, projections=[{"namespace": home}],
-                     source={"sealed": seal(key, home, "k", one)}))
+    kk.create(
+        apikey(
+            home,
+            "k",
+            policy,
+            projections=[{"namespace": home}],
+            source={"sealed": seal(key, home, "k", one)},
+        )
+    )
     assert wait_for(lambda: data(kk, home, "k").get("api-key"), what="v1") == one
     pending = phase_is(kk, home, "k", "RotationPending", timeout=20)
     assert condition({"status": pending}, "RotationDue")["reason"] == "AwaitingNewValue"
-    wait_for(lambda: any(e.reason == "RotationDue" for e in kk.events(home, "k")), what="RotationDue event")
+    wait_for(
+        lambda: any(e.reason == "RotationDue" for e in kk.events(home, "k")),
+        what="RotationDue event",
+    )
     assert data(kk, home, "k")["api-key"] == one  # still projected while it waits
     kk.patch_key(home, "k", {"spec": {"source": {"sealed": seal(key, home, "k", two)}}})
-    rotated = wait_for(lambda: data(kk, home, "k").get("api-key") == two and data(kk, home, "k"), what="v2")
+    rotated = wait_for(
+        lambda: data(kk, home, "k").get("api-key") == two and data(kk, home, "k"), what="v2"
+    )
     assert rotated["api-key.previous"] == one
     assert phase_is(kk, home, "k", "Rotated")["currentVersion"] == 2
     kk.delete_key(home, "k")
 
 
-def test_rotation_on_request_and_a_shortened_period(operator: Operator, kk: Cluster, leaks: Leaks) -> None:
+def test_rotation_on_request_and_a_shortened_period(
+    operator: Operator, kk: Cluster, leaks: Leaks
+) -> None:
     home = kk.namespace("home")
     policy = unique("pol")
     kk.create(keypolicy(policy, rotation={"period": "30d", "gracePeriod": "1h"}))
     kk.create(apikey(home, "k", policy, projections=[{"namespace": home}]))
     first = wait_for(lambda: data(kk, home, "k").get("api-key"), what="v1")
     leaks.add(first)
-    kk.patch_key(home, "k", {"metadata": {"annotations": {"keykeeper.dev/rotate-requested-at": now()}}})
+    kk.patch_key(
+        home, "k", {"metadata": {"annotations": {"keykeeper.dev/rotate-requested-at": now()}}}
+    )
     assert phase_is(kk, home, "k", "Rotated")["currentVersion"] == 2
     leaks.add(data(kk, home, "k")["api-key"])
     # a policy change that shortens the period rotates keys that are already Active
@@ -107,8 +139,11 @@ def test_rotation_on_request_and_a_shortened_period(operator: Operator, kk: Clus
     phase_is(kk, home, "idle", "Active")
     leaks.add(data(kk, home, "idle")["api-key"])
     kk.patch_policy(policy, {"spec": {"rotation": {"period": "2s", "gracePeriod": "1h"}}})
-    wait_for(lambda: int(status(kk, home, "idle").get("currentVersion", 0)) >= 2, timeout=30,
-             what="the idle key rotated after the period was shortened")
+    wait_for(
+        lambda: int(status(kk, home, "idle").get("currentVersion", 0)) >= 2,
+        timeout=30,
+        what="the idle key rotated after the period was shortened",
+    )
     leaks.add(data(kk, home, "idle")["api-key"])
     kk.delete_key(home, "k")
     kk.delete_key(home, "idle")
@@ -124,7 +159,9 @@ def test_suspend_and_reinstate(operator: Operator, kk: Cluster, leaks: Leaks) ->
     uid = kk.key(home, "k")["metadata"]["uid"]  # type: ignore[index]
     kk.patch_key(home, "k", {"spec": {"suspended": True}})
     phase_is(kk, home, "k", "Suspended")
-    wait_for(lambda: kk.secret(other, "k") is None and kk.secret(home, "k") is None, what="withdrawn")
+    wait_for(
+        lambda: kk.secret(other, "k") is None and kk.secret(home, "k") is None, what="withdrawn"
+    )
     assert kk.secret("keykeeper-system", f"ak-{uid}").data  # material kept  # type: ignore[union-attr]
     kk.patch_key(home, "k", {"spec": {"suspended": False}})
     phase_is(kk, home, "k", "Active")
@@ -154,8 +191,9 @@ def test_revoke_then_erase_after_retention(operator: Operator, kk: Cluster, leak
     assert kk.secret("keykeeper-system", f"ak-{uid}") is None
 
 
-def test_integrity_failure_suspends_and_a_rotation_recovers(operator: Operator, kk: Cluster,
-                                                            leaks: Leaks) -> None:
+def test_integrity_failure_suspends_and_a_rotation_recovers(
+    operator: Operator, kk: Cluster, leaks: Leaks
+) -> None:
     home = kk.namespace("home")
     policy = unique("pol")
     kk.create(keypolicy(policy))
@@ -165,16 +203,27 @@ def test_integrity_failure_suspends_and_a_rotation_recovers(operator: Operator, 
     store = kk.secret("keykeeper-system", f"ak-{uid}")
     assert store is not None
     envelope = bytearray(base64.b64decode(store.data["v1"]))
-    envelope[-20] ^= 0x01  # a flipped ciphertext bit with intact check bytes would be rarer; both fail
-    kk.core.patch_namespaced_secret(f"ak-{uid}", "keykeeper-system",
-                                    {"data": {"v1": base64.b64encode(bytes(envelope)).decode()}})
+    envelope[-20] ^= (
+        0x01  # a flipped ciphertext bit with intact check bytes would be rarer; both fail
+    )
+    kk.core.patch_namespaced_secret(
+        f"ak-{uid}",
+        "keykeeper-system",
+        {"data": {"v1": base64.b64encode(bytes(envelope)).decode()}},
+    )
     kk.core.delete_namespaced_secret("k", home)  # the repair must open the damaged envelope
     suspended = phase_is(kk, home, "k", "Suspended")
     assert condition({"status": suspended}, "Ready")["reason"] == "IntegrityFailure"
     assert kk.secret(home, "k") is None
-    wait_for(lambda: any(e.reason == "IntegrityFailure" and e.type == "Warning" for e in kk.events(home, "k")),
-             what="IntegrityFailure event")
-    kk.patch_key(home, "k", {"metadata": {"annotations": {"keykeeper.dev/rotate-requested-at": now()}}})
+    wait_for(
+        lambda: any(
+            e.reason == "IntegrityFailure" and e.type == "Warning" for e in kk.events(home, "k")
+        ),
+        what="IntegrityFailure event",
+    )
+    kk.patch_key(
+        home, "k", {"metadata": {"annotations": {"keykeeper.dev/rotate-requested-at": now()}}}
+    )
     recovered = phase_is(kk, home, "k", "Active")
     assert recovered["currentVersion"] == 2
     assert {v["version"]: v["state"] for v in recovered["versions"]}[1] == "Destroyed"

@@ -30,8 +30,12 @@ RULES = Rules(period=timedelta(days=90), grace=timedelta(hours=24), revoked_for=
 MANUAL = replace(RULES, strategy=RotationStrategy.MANUAL)
 
 
-def v(n: int, age: timedelta = timedelta(0), source: str | None = None,
-      expires_in: timedelta | None = None) -> VersionFacts:
+def v(
+    n: int,
+    age: timedelta = timedelta(0),
+    source: str | None = None,
+    expires_in: timedelta | None = None,
+) -> VersionFacts:
     return VersionFacts(n, T0 - age, source, T0 + expires_in if expires_in is not None else None)
 
 
@@ -40,35 +44,177 @@ def phase_and_actions(d: Decision) -> tuple[Phase, tuple[object, ...]]:
 
 
 EDGES = [
-    pytest.param(Intent(), RULES, Observed(), (Phase.GENERATED, (CreateVersion("Initial"),)), id="generated-creates-first-version"),
-    pytest.param(Intent(), RULES, Observed(current=v(1)), (Phase.ACTIVE, ()), id="generated-to-active"),
-    pytest.param(Intent(), RULES, Observed(current=v(1, 91 * DAY)), (Phase.ROTATION_PENDING, (CreateVersion("Scheduled"),)), id="period-elapsed-generate"),
-    pytest.param(Intent(user_supplied=True), MANUAL, Observed(current=v(1, 91 * DAY, "s1"), source_fingerprint="s1"), (Phase.ROTATION_PENDING, ()), id="period-elapsed-manual-waits"),
-    pytest.param(Intent(user_supplied=True), MANUAL, Observed(current=v(1, 91 * DAY, "s1"), source_fingerprint="s2"), (Phase.ROTATION_PENDING, (CreateVersion("SourceChanged"),)), id="manual-new-source-value"),
-    pytest.param(Intent(user_supplied=True), RULES, Observed(current=v(1, DAY, "s1"), source_fingerprint="s2"), (Phase.ROTATION_PENDING, (CreateVersion("SourceChanged"),)), id="changed-source-before-due"),
-    pytest.param(Intent(user_supplied=True), RULES, Observed(current=v(1, DAY, "s1"), source_fingerprint=None), (Phase.ACTIVE, ()), id="deleted-source-is-no-change"),
-    pytest.param(Intent(), MANUAL, Observed(current=v(1, 91 * DAY)), (Phase.ROTATION_PENDING, (CreateVersion("Scheduled"),)), id="manual-with-generated-source-generates"),
-    pytest.param(Intent(rotate_requested_at=T0 - timedelta(minutes=1)), RULES, Observed(current=v(1, DAY)), (Phase.ROTATION_PENDING, (CreateVersion("Requested"),)), id="manual-request"),
-    pytest.param(Intent(rotate_requested_at=T0 - 2 * DAY), RULES, Observed(current=v(1, DAY)), (Phase.ACTIVE, ()), id="old-request-ignored"),
-    pytest.param(Intent(rotate_requested_at=T0 + DAY), RULES, Observed(current=v(1, DAY)), (Phase.ACTIVE, ()), id="future-request-waits"),
-    pytest.param(Intent(), RULES, Observed(current=v(2), previous=v(1, DAY, expires_in=timedelta(hours=1))), (Phase.ROTATED, ()), id="rotated-in-grace"),
-    pytest.param(Intent(), RULES, Observed(current=v(2), previous=v(1, DAY, expires_in=timedelta(0))), (Phase.ACTIVE, (RetirePrevious(1),)), id="grace-elapsed-retires"),
-    pytest.param(Intent(suspended=True), RULES, Observed(current=v(1)), (Phase.SUSPENDED, ()), id="active-to-suspended"),
-    pytest.param(Intent(suspended=True), RULES, Observed(current=v(1, 200 * DAY)), (Phase.SUSPENDED, ()), id="suspended-does-not-rotate"),
-    pytest.param(Intent(), RULES, Observed(current=v(1), integrity_failed_at=T0), (Phase.SUSPENDED, ()), id="integrity-failure-suspends"),
-    pytest.param(Intent(rotate_requested_at=T0), RULES, Observed(current=v(1), integrity_failed_at=T0 - DAY), (Phase.SUSPENDED, (CreateVersion("Recovery"),)), id="recovery-by-rotation"),
-    pytest.param(Intent(revoked=True), RULES, Observed(current=v(1)), (Phase.REVOKED, (RecordRevocation(),)), id="active-to-revoked"),
-    pytest.param(Intent(revoked=True, suspended=True), RULES, Observed(current=v(1)), (Phase.REVOKED, (RecordRevocation(),)), id="suspended-to-revoked"),
-    pytest.param(Intent(revoked=True), RULES, Observed(current=v(1), revoked_at=T0 - DAY), (Phase.REVOKED, ()), id="revoked-waits-retention"),
-    pytest.param(Intent(revoked=True), RULES, Observed(current=v(1), revoked_at=T0 - 31 * DAY), (Phase.REVOKED, (Erase(),)), id="retention-elapsed-erases"),
-    pytest.param(Intent(revoked=True), RULES, Observed(), (Phase.REVOKED, (Erase(),)), id="revoked-before-any-version"),
-    pytest.param(Intent(revoked=True), RULES, Observed(erased=True), (Phase.DELETED, ()), id="erased-is-deleted"),
-    pytest.param(Intent(revoked=False), RULES, Observed(erased=True), (Phase.DELETED, ()), id="deleted-is-final"),
+    pytest.param(
+        Intent(),
+        RULES,
+        Observed(),
+        (Phase.GENERATED, (CreateVersion("Initial"),)),
+        id="generated-creates-first-version",
+    ),
+    pytest.param(
+        Intent(), RULES, Observed(current=v(1)), (Phase.ACTIVE, ()), id="generated-to-active"
+    ),
+    pytest.param(
+        Intent(),
+        RULES,
+        Observed(current=v(1, 91 * DAY)),
+        (Phase.ROTATION_PENDING, (CreateVersion("Scheduled"),)),
+        id="period-elapsed-generate",
+    ),
+    pytest.param(
+        Intent(user_supplied=True),
+        MANUAL,
+        Observed(current=v(1, 91 * DAY, "s1"), source_fingerprint="s1"),
+        (Phase.ROTATION_PENDING, ()),
+        id="period-elapsed-manual-waits",
+    ),
+    pytest.param(
+        Intent(user_supplied=True),
+        MANUAL,
+        Observed(current=v(1, 91 * DAY, "s1"), source_fingerprint="s2"),
+        (Phase.ROTATION_PENDING, (CreateVersion("SourceChanged"),)),
+        id="manual-new-source-value",
+    ),
+    pytest.param(
+        Intent(user_supplied=True),
+        RULES,
+        Observed(current=v(1, DAY, "s1"), source_fingerprint="s2"),
+        (Phase.ROTATION_PENDING, (CreateVersion("SourceChanged"),)),
+        id="changed-source-before-due",
+    ),
+    pytest.param(
+        Intent(user_supplied=True),
+        RULES,
+        Observed(current=v(1, DAY, "s1"), source_fingerprint=None),
+        (Phase.ACTIVE, ()),
+        id="deleted-source-is-no-change",
+    ),
+    pytest.param(
+        Intent(),
+        MANUAL,
+        Observed(current=v(1, 91 * DAY)),
+        (Phase.ROTATION_PENDING, (CreateVersion("Scheduled"),)),
+        id="manual-with-generated-source-generates",
+    ),
+    pytest.param(
+        Intent(rotate_requested_at=T0 - timedelta(minutes=1)),
+        RULES,
+        Observed(current=v(1, DAY)),
+        (Phase.ROTATION_PENDING, (CreateVersion("Requested"),)),
+        id="manual-request",
+    ),
+    pytest.param(
+        Intent(rotate_requested_at=T0 - 2 * DAY),
+        RULES,
+        Observed(current=v(1, DAY)),
+        (Phase.ACTIVE, ()),
+        id="old-request-ignored",
+    ),
+    pytest.param(
+        Intent(rotate_requested_at=T0 + DAY),
+        RULES,
+        Observed(current=v(1, DAY)),
+        (Phase.ACTIVE, ()),
+        id="future-request-waits",
+    ),
+    pytest.param(
+        Intent(),
+        RULES,
+        Observed(current=v(2), previous=v(1, DAY, expires_in=timedelta(hours=1))),
+        (Phase.ROTATED, ()),
+        id="rotated-in-grace",
+    ),
+    pytest.param(
+        Intent(),
+        RULES,
+        Observed(current=v(2), previous=v(1, DAY, expires_in=timedelta(0))),
+        (Phase.ACTIVE, (RetirePrevious(1),)),
+        id="grace-elapsed-retires",
+    ),
+    pytest.param(
+        Intent(suspended=True),
+        RULES,
+        Observed(current=v(1)),
+        (Phase.SUSPENDED, ()),
+        id="active-to-suspended",
+    ),
+    pytest.param(
+        Intent(suspended=True),
+        RULES,
+        Observed(current=v(1, 200 * DAY)),
+        (Phase.SUSPENDED, ()),
+        id="suspended-does-not-rotate",
+    ),
+    pytest.param(
+        Intent(),
+        RULES,
+        Observed(current=v(1), integrity_failed_at=T0),
+        (Phase.SUSPENDED, ()),
+        id="integrity-failure-suspends",
+    ),
+    pytest.param(
+        Intent(rotate_requested_at=T0),
+        RULES,
+        Observed(current=v(1), integrity_failed_at=T0 - DAY),
+        (Phase.SUSPENDED, (CreateVersion("Recovery"),)),
+        id="recovery-by-rotation",
+    ),
+    pytest.param(
+        Intent(revoked=True),
+        RULES,
+        Observed(current=v(1)),
+        (Phase.REVOKED, (RecordRevocation(),)),
+        id="active-to-revoked",
+    ),
+    pytest.param(
+        Intent(revoked=True, suspended=True),
+        RULES,
+        Observed(current=v(1)),
+        (Phase.REVOKED, (RecordRevocation(),)),
+        id="suspended-to-revoked",
+    ),
+    pytest.param(
+        Intent(revoked=True),
+        RULES,
+        Observed(current=v(1), revoked_at=T0 - DAY),
+        (Phase.REVOKED, ()),
+        id="revoked-waits-retention",
+    ),
+    pytest.param(
+        Intent(revoked=True),
+        RULES,
+        Observed(current=v(1), revoked_at=T0 - 31 * DAY),
+        (Phase.REVOKED, (Erase(),)),
+        id="retention-elapsed-erases",
+    ),
+    pytest.param(
+        Intent(revoked=True),
+        RULES,
+        Observed(),
+        (Phase.REVOKED, (Erase(),)),
+        id="revoked-before-any-version",
+    ),
+    pytest.param(
+        Intent(revoked=True),
+        RULES,
+        Observed(erased=True),
+        (Phase.DELETED, ()),
+        id="erased-is-deleted",
+    ),
+    pytest.param(
+        Intent(revoked=False),
+        RULES,
+        Observed(erased=True),
+        (Phase.DELETED, ()),
+        id="deleted-is-final",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("intent", "rules", "observed", "expected"), EDGES)
-def test_edges(intent: Intent, rules: Rules, observed: Observed, expected: tuple[Phase, tuple[object, ...]]) -> None:
+def test_edges(
+    intent: Intent, rules: Rules, observed: Observed, expected: tuple[Phase, tuple[object, ...]]
+) -> None:
     assert phase_and_actions(decide(intent, rules, observed, T0)) == expected
 
 
@@ -76,7 +222,11 @@ def test_edges(intent: Intent, rules: Rules, observed: Observed, expected: tuple
     ("observed", "recheck"),
     [
         pytest.param(Observed(current=v(1, DAY)), 89 * DAY, id="active-until-due"),
-        pytest.param(Observed(current=v(2), previous=v(1, DAY, expires_in=timedelta(hours=2))), timedelta(hours=2), id="rotated-until-grace-ends"),
+        pytest.param(
+            Observed(current=v(2), previous=v(1, DAY, expires_in=timedelta(hours=2))),
+            timedelta(hours=2),
+            id="rotated-until-grace-ends",
+        ),
     ],
 )
 def test_timers(observed: Observed, recheck: timedelta) -> None:
@@ -111,7 +261,9 @@ def test_shortening_the_period_makes_an_active_key_due() -> None:
 # -- the property: random histories never leave the diagram and never lose a version -----------
 
 
-def apply(observed: Observed, action: object, now: datetime, rules: Rules, intent: Intent) -> Observed:
+def apply(
+    observed: Observed, action: object, now: datetime, rules: Rules, intent: Intent
+) -> Observed:
     """A model of the reconciler's store writes (versions.py), for the property test."""
     if isinstance(action, CreateVersion):
         old = observed.current
@@ -148,9 +300,13 @@ EVENTS = st.lists(
 
 @settings(max_examples=500, deadline=None)
 @given(events=EVENTS, manual=st.booleans(), user_supplied=st.booleans())
-def test_random_histories_stay_legal(events: list[tuple[str, object]], manual: bool, user_supplied: bool) -> None:
+def test_random_histories_stay_legal(
+    events: list[tuple[str, object]], manual: bool, user_supplied: bool
+) -> None:
     now = T0
-    rules = replace(RULES, strategy=RotationStrategy.MANUAL if manual else RotationStrategy.GENERATE)
+    rules = replace(
+        RULES, strategy=RotationStrategy.MANUAL if manual else RotationStrategy.GENERATE
+    )
     intent = Intent(user_supplied=user_supplied)
     observed = Observed(source_fingerprint="s1" if user_supplied else None)
     phase: Phase | None = None
