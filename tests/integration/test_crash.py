@@ -136,7 +136,7 @@ def test_sigkill_at_many_points_converges(
     revoked: set[str] = set()
     interrupted = 0
     try:
-        for kill in range(KILLS):
+        for _ in range(KILLS):
             for name in names:
                 if name in revoked:
                     continue
