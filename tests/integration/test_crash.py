@@ -160,7 +160,7 @@ def test_sigkill_at_many_points_converges(
             operator.start()
             # a kill interrupted work if the successor had writes to make
             wait_for(
-                lambda: len(control_plane.audit_events(SERVICE_ACCOUNT)) > before,
+                lambda before=before: len(control_plane.audit_events(SERVICE_ACCOUNT)) > before,
                 timeout=30,
                 what="the restarted operator to talk to the API",
             )
