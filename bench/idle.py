@@ -73,10 +73,20 @@ def main() -> int:
                     list(pool.map(make, range(args.keys)))
                 created = time.monotonic() - started
                 while (done := ready_count(kk)) < args.keys:
-                    print(f"  {done}/{args.keys} Active after {time.monotonic() - started:.0f}s", flush=True)
+                    print(
+                        f"  {done}/{args.keys} Active after {time.monotonic() - started:.0f}s",
+                        flush=True,
+                    )
                     time.sleep(10)
                 settled = time.monotonic() - started
-                time.sleep(10)  # let the echoes of the last writes pass
+                # the queue may still be working through echoes: wait for 15 quiet seconds
+                quiet_since, last = time.monotonic(), len(plane.audit_events(SERVICE_ACCOUNT))
+                while time.monotonic() - quiet_since < 15:
+                    time.sleep(5)
+                    now = len(plane.audit_events(SERVICE_ACCOUNT))
+                    if now != last:
+                        quiet_since, last = time.monotonic(), now
+                quiet = time.monotonic() - started
 
             assert operator.proc is not None
             pid = operator.proc.pid
@@ -100,6 +110,7 @@ def main() -> int:
         "namespaces": args.namespaces,
         "create_seconds": round(created, 1),
         "all_active_seconds": round(settled, 1),
+        "quiet_after_seconds": round(quiet, 1),
         "idle_seconds": round(t1 - t0, 1),
         "cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
         "rss_mib": {"start": round(rss_start, 1), "end": round(rss_end, 1)},
@@ -107,7 +118,9 @@ def main() -> int:
         "api_requests_by_verb": by_verb,
     }
     print(f"\n{args.keys} ApiKeys in {args.namespaces} namespaces, each stored and projected once")
-    print(f"  created in {created:.0f}s; all Active after {settled:.0f}s")
+    print(
+        f"  created in {created:.0f}s; all Active after {settled:.0f}s; no API request after {quiet:.0f}s"
+    )
     print(f"  idle for {t1 - t0:.0f}s:")
     print(f"    operator CPU          {result['cpu_percent_of_one_core']}% of one core")
     print(f"    operator memory (RSS) {rss_start:.0f} MiB -> {rss_end:.0f} MiB")

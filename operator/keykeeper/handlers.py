@@ -43,6 +43,8 @@ async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         runtime.world.drop_key(ref)
     else:
         runtime.world.put_key(body)
+        if runtime.world.is_own_echo("apikey", ref, body):
+            return  # the status the operator just wrote: nothing new to act on
     assert runtime.queue is not None
     runtime.queue.add(ref)
     if runtime.policy_queue is not None:
@@ -103,5 +105,7 @@ async def projected_secret_event(event: kopf.RawEvent, memo: Any, **_: Any) -> N
         owner = owner or (lbl.get(labels.APIKEY_NAMESPACE, ""), lbl.get(labels.APIKEY_NAME, ""))
     else:
         owner = runtime.world.put_secret(body, runtime.vault.fingerprint)
+        if runtime.world.is_own_echo("secret", (meta["namespace"], meta["name"]), body):
+            return  # the Secret the operator just wrote
     if owner and owner[0] and owner[1]:
         runtime.queue.add(owner)

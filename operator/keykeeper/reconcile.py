@@ -299,6 +299,7 @@ class Reconciler:
                     secret_path(target.namespace, target.secret_name), rendered
                 )
         self.world.put_secret(written, self.vault.fingerprint)
+        self.world.note_own_write("secret", (target.namespace, target.secret_name), written)
         return written
 
     async def _withdraw(
@@ -450,7 +451,8 @@ class Reconciler:
         status = {k: v for k, v in status.items() if v is not None}
         if status != old:
             patch = {**{k: None for k in old if k not in status}, **status}
-            await self.kube.patch(apikey_path(*ref, status=True), {"status": patch})
+            written = await self.kube.patch(apikey_path(*ref, status=True), {"status": patch})
+            self.world.note_own_write("apikey", ref, written)
         await self._announce(ref, body, old, status, outcome, stored.uid)
 
     async def _announce(

@@ -53,6 +53,22 @@ class World:
     key_selects: set[KeyRef] = field(default_factory=set)
     projected: dict[KeyRef, ProjectedSecret] = field(default_factory=dict)
     by_owner: dict[KeyRef, set[KeyRef]] = field(default_factory=lambda: defaultdict(set))
+    own_writes: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    # -- echoes of the operator's own writes ---------------------------------------------------
+
+    def note_own_write(self, kind: str, ref: KeyRef, written: dict[str, Any]) -> None:
+        """Remember the resourceVersion a write produced, so its watch echo is not work."""
+        version = written.get("metadata", {}).get("resourceVersion")
+        if version:
+            self.own_writes[(kind, *ref)] = version
+
+    def is_own_echo(self, kind: str, ref: KeyRef, body: dict[str, Any]) -> bool:
+        version = body.get("metadata", {}).get("resourceVersion")
+        if version is not None and self.own_writes.get((kind, *ref)) == version:
+            del self.own_writes[(kind, *ref)]
+            return True
+        return False
 
     # -- namespaces ----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.controlplane import ControlPlane, Identity
+from tests.controlplane.launcher import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "keykeeper-system"
@@ -28,6 +29,7 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
         self.identity: Identity | None = None
         self.starts = 0
+        self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
 
     def install(self) -> None:
         self.plane.kubectl("create", "namespace", NAMESPACE, check=False)
@@ -40,7 +42,7 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.identity.kubeconfig),
             "KEYKEEPER_AUDIT_LOG": str(self.audit_log),
-            "KEYKEEPER_LIVENESS": "",
+            "KEYKEEPER_LIVENESS": self.liveness,
             "KEYKEEPER_LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
         }
