@@ -41,7 +41,7 @@ from keykeeper.events import EventSink
 from keykeeper.kube import Body, Conflict, Kube, NotFound, apikey_path, secret_path
 from keykeeper.providers import KeyProvider
 from keykeeper.vault import Vault
-from keykeeper.versions import SourceMissing, VersionKeeper, facts
+from keykeeper.versions import SourceMissing, VersionKeeper, facts, record
 from keykeeper.world import KeyRef, World
 
 log = logging.getLogger("keykeeper.reconcile")
@@ -264,7 +264,8 @@ class Reconciler:
                 f"into {target.namespace}/{target.secret_name}"
             )
             outcome.notes.append((events.NORMAL, events.PROJECTED, message))
-            self._audit(
+            record(
+                self.audit,
                 events.PROJECTED,
                 ref,
                 stored.uid,
@@ -312,7 +313,9 @@ class Reconciler:
         key_uid: str,
     ) -> None:
         if await self.kube.delete(secret_path(namespace, name), uid=uid or None):
-            self._audit(events.PROJECTION_WITHDRAWN, ref, key_uid, None, f"{namespace}/{name}")
+            record(
+                self.audit, events.PROJECTION_WITHDRAWN, ref, key_uid, None, f"{namespace}/{name}"
+            )
             if outcome is not None:
                 outcome.notes.append(
                     (events.NORMAL, events.PROJECTION_WITHDRAWN, f"withdrew {namespace}/{name}")
@@ -398,7 +401,7 @@ class Reconciler:
         uid = body["metadata"]["uid"]
         await self._withdraw_all(ref, None, uid)
         if await self.kube.delete(secret_path(self.namespace, store.store_name(uid))):
-            self._audit(events.ERASED, ref, uid, None, "store destroyed on deletion")
+            record(self.audit, events.ERASED, ref, uid, None, "store destroyed on deletion")
         finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != labels.FINALIZER]
         with contextlib.suppress(NotFound):
             await self.kube.patch(
@@ -474,27 +477,27 @@ class Reconciler:
             notes.append(
                 (events.NORMAL, events.SUSPENDED, "suspended: projections withdrawn, material kept")
             )
-            self._audit(events.SUSPENDED, ref, uid, None, "spec.suspended")
+            record(self.audit, events.SUSPENDED, ref, uid, None, "spec.suspended")
         if old_phase == Phase.SUSPENDED and new_phase in (
             Phase.ACTIVE,
             Phase.ROTATED,
             Phase.ROTATION_PENDING,
         ):
             notes.append((events.NORMAL, events.REINSTATED, "reinstated: projections restored"))
-            self._audit(events.REINSTATED, ref, uid, None, "")
+            record(self.audit, events.REINSTATED, ref, uid, None, "")
         due = _condition(new, conditions.ROTATION_DUE)
         if (
             due.get("reason") == "AwaitingNewValue"
             and _condition(old, conditions.ROTATION_DUE).get("reason") != "AwaitingNewValue"
         ):
             notes.append((events.WARNING, events.ROTATION_DUE, str(due.get("message", ""))))
-            self._audit(events.ROTATION_DUE, ref, uid, None, "awaiting a new source value")
+            record(self.audit, events.ROTATION_DUE, ref, uid, None, "awaiting a new source value")
         old_ready: dict[str, Any] = next(
             (c for c in old.get("conditions") or [] if c.get("type") == conditions.READY), {}
         )
         if outcome.ready.status == "False" and old_ready.get("reason") != outcome.ready.reason:
             notes.append((events.WARNING, outcome.ready.reason, outcome.ready.message))
-            self._audit(outcome.ready.reason, ref, uid, None, outcome.ready.message[:200])
+            record(self.audit, outcome.ready.reason, ref, uid, None, outcome.ready.message[:200])
         before = {
             (p.get("namespace"), p.get("secretName")): p for p in old.get("projections") or []
         }
@@ -511,7 +514,8 @@ class Reconciler:
                         f"{item['reason']}: {item['message']}",
                     )
                 )
-                self._audit(
+                record(
+                    self.audit,
                     events.PROJECTION_DENIED,
                     ref,
                     uid,
@@ -521,20 +525,6 @@ class Reconciler:
         for type_, reason, message in notes:
             log.info("%s/%s: %s: %s", ref[0], ref[1], reason, message)
             await self.sink.emit(_ref_body(body), type_, reason, message)
-
-    def _audit(
-        self, action: str, ref: KeyRef, uid: str, version: store.Version | None, detail: str
-    ) -> None:
-        self.audit.append(
-            action,
-            namespace=ref[0],
-            name=ref[1],
-            uid=uid,
-            version=version.version if version else None,
-            kms_key_id=version.kms_key_id if version else "",
-            fingerprint=version.fingerprint if version else "",
-            detail=detail,
-        )
 
 
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:

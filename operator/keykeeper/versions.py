@@ -85,10 +85,11 @@ class VersionKeeper:
                 )
             elif isinstance(action, lifecycle.RetirePrevious):
                 stored = await self.write(ref, stored.retired(action.version))
-                self._audit(
+                record(
+                    self.audit,
                     events.ERASED,
                     ref,
-                    stored,
+                    stored.uid,
                     None,
                     f"previous version {action.version} destroyed after its grace period",
                 )
@@ -103,7 +104,14 @@ class VersionKeeper:
             elif isinstance(action, lifecycle.RecordRevocation):
                 stored = await self.write(ref, _replace(stored, revoked_at=precise(self.clock())))
                 erase_at = self.clock() + policy.retention.revoked_delta
-                self._audit(events.REVOKED, ref, stored, stored.current, "projections withdrawn")
+                record(
+                    self.audit,
+                    events.REVOKED,
+                    ref,
+                    stored.uid,
+                    stored.current,
+                    "projections withdrawn",
+                )
                 notes.append(
                     (
                         events.WARNING,
@@ -142,7 +150,7 @@ class VersionKeeper:
         if previous is None:
             stored = await self.write(ref, stored.with_version(version, sealed.envelope))
             detail = f"from {spec.source.kind}"
-            self._audit(events.CREATED, ref, stored, version, detail)
+            record(self.audit, events.CREATED, ref, stored.uid, version, detail)
             notes.append(
                 (
                     events.NORMAL,
@@ -159,8 +167,13 @@ class VersionKeeper:
                 if expires
                 else f"; damaged version {previous.version} destroyed"
             )
-            self._audit(
-                events.ROTATED, ref, stored, version, f"{reason}: {previous.version} -> {number}"
+            record(
+                self.audit,
+                events.ROTATED,
+                ref,
+                stored.uid,
+                version,
+                f"{reason}: {previous.version} -> {number}",
             )
             notes.append(
                 (
@@ -170,7 +183,7 @@ class VersionKeeper:
                     f"fingerprint {version.fingerprint}){kept}",
                 )
             )
-        self._audit(events.ENCRYPTED, ref, stored, version, f"under {sealed.kms_key_id}")
+        record(self.audit, events.ENCRYPTED, ref, stored.uid, version, f"under {sealed.kms_key_id}")
         notes.append(
             (
                 events.NORMAL,
@@ -193,7 +206,7 @@ class VersionKeeper:
         detail = "all envelopes destroyed" + (
             f"; KEKs destroyed: {', '.join(destroyed)}" if destroyed else ""
         )
-        self._audit(events.ERASED, ref, stored, None, detail)
+        record(self.audit, events.ERASED, ref, stored.uid, None, detail)
         notes.append((events.NORMAL, events.ERASED, detail))
         return stored
 
@@ -201,7 +214,7 @@ class VersionKeeper:
         self, ref: KeyRef, stored: store.Store, problem: str, notes: list[Note]
     ) -> store.Store:
         stored = await self.write(ref, _replace(stored, integrity_failed_at=precise(self.clock())))
-        self._audit(events.INTEGRITY_FAILURE, ref, stored, stored.current, problem[:200])
+        record(self.audit, events.INTEGRITY_FAILURE, ref, stored.uid, stored.current, problem[:200])
         notes.append(
             (
                 events.WARNING,
@@ -249,24 +262,21 @@ class VersionKeeper:
             raise SourceMissing(f"Secret {ref[0]}/{source.name} {what}")
         return base64.b64decode(encoded)
 
-    def _audit(
-        self,
-        action: str,
-        ref: KeyRef,
-        stored: store.Store,
-        version: store.Version | None,
-        detail: str,
-    ) -> None:
-        self.audit.append(
-            action,
-            namespace=ref[0],
-            name=ref[1],
-            uid=stored.uid,
-            version=version.version if version else None,
-            kms_key_id=version.kms_key_id if version else "",
-            fingerprint=version.fingerprint if version else "",
-            detail=detail,
-        )
+
+def record(
+    audit: AuditLog, action: str, ref: KeyRef, uid: str, version: store.Version | None, detail: str
+) -> None:
+    """One audit record about a key, with the version's KEK and fingerprint when there is one."""
+    audit.append(
+        action,
+        namespace=ref[0],
+        name=ref[1],
+        uid=uid,
+        version=version.version if version else None,
+        kms_key_id=version.kms_key_id if version else "",
+        fingerprint=version.fingerprint if version else "",
+        detail=detail,
+    )
 
 
 def _replace(stored: store.Store, **changes: str | None) -> store.Store:
