@@ -2,7 +2,7 @@
 
 A thin async layer over the official client: every call runs in a worker thread,
 returns plain dicts, and maps API errors onto a few exceptions the reconciler
-understands. It counts requests by verb, which the benchmarks and tests read.
+understands. The benchmarks count its requests from the apiserver's audit log.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.parse
-from collections import Counter
 from typing import Any
 
 import urllib3
@@ -72,22 +71,15 @@ class Kube:
             key_file=cfg.key_file,
             retries=False,
         )
-        self.requests: Counter[str] = Counter()
-
-    @property
-    def writes(self) -> int:
-        return sum(n for verb, n in self.requests.items() if verb not in ("get", "list"))
 
     async def call(
         self,
-        verb: str,
         method: str,
         path: str,
         body: Any = None,
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Body:
-        self.requests[verb] += 1
         return await asyncio.to_thread(self._call, method, path, body, query, content_type)
 
     def _call(
@@ -119,7 +111,7 @@ class Kube:
     # -- convenience ---------------------------------------------------------------------------
 
     async def get(self, path: str) -> Body:
-        return await self.call("get", "GET", path)
+        return await self.call("GET", path)
 
     async def get_or_none(self, path: str) -> Body | None:
         try:
@@ -129,27 +121,27 @@ class Kube:
 
     async def list(self, path: str, label_selector: str = "") -> list[Body]:
         query = {"labelSelector": label_selector} if label_selector else None
-        items: list[Body] = (await self.call("list", "GET", path, query=query)).get("items", [])
+        items: list[Body] = (await self.call("GET", path, query=query)).get("items", [])
         return items
 
     async def create(self, path: str, body: Body) -> Body:
-        return await self.call("create", "POST", path, body)
+        return await self.call("POST", path, body)
 
     async def replace(self, path: str, body: Body) -> Body:
-        return await self.call("update", "PUT", path, body)
+        return await self.call("PUT", path, body)
 
     async def patch(self, path: str, patch: Any, *, kind: str = "merge") -> Body:
         content_type = {
             "merge": "application/merge-patch+json",
             "json": "application/json-patch+json",
         }[kind]
-        return await self.call("patch", "PATCH", path, patch, content_type=content_type)
+        return await self.call("PATCH", path, patch, content_type=content_type)
 
     async def delete(self, path: str, *, uid: str | None = None) -> bool:
         """Delete; True if it was there. With ``uid``, only that exact object."""
         body = {"preconditions": {"uid": uid}} if uid else None
         try:
-            await self.call("delete", "DELETE", path, body)
+            await self.call("DELETE", path, body)
         except NotFound:
             return False
         return True

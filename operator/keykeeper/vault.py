@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from keykeeper.api import Kms
 from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, parse, seal_envelope
 from keykeeper.crypto.kdf import MasterKey, Purpose, fingerprint
-from keykeeper.crypto.sealed import SealingKeyPair, key_id_of, open_sealed
+from keykeeper.crypto.sealed import SealingKeyPair, open_sealed
 from keykeeper.errors import InvalidProviderConfig, KeyDisabled
 from keykeeper.providers import KeyProvider, ProviderSettings, Registry
 from keykeeper.providers.local import LocalProvider
@@ -75,10 +75,6 @@ class Vault:
 
     def open_sealed_value(self, text: str, namespace: str, name: str) -> bytes:
         return open_sealed(text, namespace, name, self.sealing_keys)
-
-    @staticmethod
-    def sealed_key_id(text: str) -> str:
-        return key_id_of(text)
 
     def close(self) -> None:
         for provider in self._providers.values():

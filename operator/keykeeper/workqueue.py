@@ -32,7 +32,6 @@ class WorkQueue(Generic[K]):
         self._dirty: set[K] = set()
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self._failures: dict[K, int] = {}
-        self.processed = 0
 
     def add(self, item: K, delay: float = 0.0) -> None:
         if delay > 0:
@@ -51,21 +50,9 @@ class WorkQueue(Generic[K]):
             self._waiting.add(item)
             self._queue.put_nowait(item)
 
-    def forget(self, item: K) -> None:
-        timer = self._timers.pop(item, None)
-        if timer is not None:
-            timer.cancel()
-        self._failures.pop(item, None)
-
     def _fire(self, item: K) -> None:
         self._timers.pop(item, None)
         self.add(item)
-
-    def idle(self) -> bool:
-        return not self._waiting and not self._active
-
-    def pending_timers(self) -> int:
-        return len(self._timers)
 
     async def run(self) -> None:
         await asyncio.gather(*(self._worker() for _ in range(self._concurrency)))
@@ -102,7 +89,6 @@ class WorkQueue(Generic[K]):
                 self._failures.pop(item, None)
             finally:
                 self._active.discard(item)
-                self.processed += 1
             if item in self._dirty:
                 self._dirty.discard(item)
                 self.add(item)

@@ -9,7 +9,7 @@ key that nothing touches costs no API call; it re-reads the objects it writes.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,6 +185,3 @@ class World:
             for ref in sorted(self.by_owner.get(owner, ()))
             if ref in self.projected
         ]
-
-    def all_keys(self) -> Iterable[KeyRef]:
-        return list(self.key_policy)
