@@ -39,6 +39,7 @@ async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     body = _body(event)
     meta = body["metadata"]
     ref = (meta["namespace"], meta["name"])
+    known = ref in runtime.world.key_policy
     if event.get("type") == "DELETED":
         runtime.world.drop_key(ref)
     else:
@@ -47,7 +48,8 @@ async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
             return  # the status the operator just wrote: nothing new to act on
     assert runtime.queue is not None
     runtime.queue.add(ref)
-    if runtime.policy_queue is not None:
+    if runtime.policy_queue is not None and (not known or event.get("type") == "DELETED"):
+        # a key came or went: its policy's governedKeys changed
         runtime.policy_queue.add(str((body.get("spec") or {}).get("policy", "")))
 
 

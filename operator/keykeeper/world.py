@@ -49,6 +49,7 @@ class World:
     namespaces: dict[str, NamespaceInfo] = field(default_factory=dict)
     policies: dict[str, PolicyView] = field(default_factory=dict)
     key_policy: dict[KeyRef, str] = field(default_factory=dict)
+    policy_keys: dict[str, set[KeyRef]] = field(default_factory=lambda: defaultdict(set))
     key_targets: dict[KeyRef, frozenset[str]] = field(default_factory=dict)
     key_selects: set[KeyRef] = field(default_factory=set)
     projected: dict[KeyRef, ProjectedSecret] = field(default_factory=dict)
@@ -115,7 +116,7 @@ class World:
         self.policies.pop(name, None)
 
     def keys_of_policy(self, name: str) -> set[KeyRef]:
-        return {ref for ref, policy in self.key_policy.items() if policy == name}
+        return set(self.policy_keys.get(name, ()))
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -123,7 +124,13 @@ class World:
         meta = body.get("metadata", {})
         ref = (meta["namespace"], meta["name"])
         spec_body = body.get("spec") or {}
-        self.key_policy[ref] = str(spec_body.get("policy", ""))
+        policy = str(spec_body.get("policy", ""))
+        old = self.key_policy.get(ref)
+        if old != policy:
+            if old is not None:
+                self.policy_keys[old].discard(ref)
+            self.policy_keys[policy].add(ref)
+        self.key_policy[ref] = policy
         try:
             spec: ApiKeySpec | None = parse_apikey_spec(spec_body)
         except SpecError:
@@ -137,7 +144,9 @@ class World:
         return ref
 
     def drop_key(self, ref: KeyRef) -> None:
-        self.key_policy.pop(ref, None)
+        old = self.key_policy.pop(ref, None)
+        if old is not None:
+            self.policy_keys[old].discard(ref)
         self.key_targets.pop(ref, None)
         self.key_selects.discard(ref)
 

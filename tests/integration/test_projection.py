@@ -79,6 +79,12 @@ def test_allowed_denied_own_and_selected(operator: Operator, kk: Cluster, leaks:
     assert condition(body, "Projected")["reason"] == "PartiallyProjected"
     reasons = {e.reason for e in kk.events(home, "k")}
     assert {"Created", "Encrypted", "Projected", "ProjectionDenied"} <= reasons
+    ready = wait_for(
+        lambda: condition(kk.policy(policy), "Ready").get("status") == "True" and kk.policy(policy),
+        what="policy Ready",
+    )
+    assert ready["status"]["governedKeys"] == 1
+    assert "local" in condition(ready, "Ready")["message"]
 
 
 def test_own_namespace_can_be_disallowed(operator: Operator, kk: Cluster, leaks: Leaks) -> None:
