@@ -26,6 +26,9 @@ class Token:
     module: str
     label: str
     pin: str
+    # A second token, same PIN. PKCS#11 login state is per application and token, so a
+    # test of a wrong PIN needs a token nothing in the process has logged in to yet.
+    spare_label: str = "keykeeper-spare"
 
 
 def init_token(directory: Path, label: str = "keykeeper-test", pin: str = "4711-test-pin") -> Token:
@@ -43,9 +46,21 @@ def init_token(directory: Path, label: str = "keykeeper-test", pin: str = "4711-
         f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n"
     )
     os.environ["SOFTHSM2_CONF"] = str(conf)
-    subprocess.run(
-        [util, "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "so-" + pin],
-        check=True,
-        capture_output=True,
-    )
-    return Token(module=module, label=label, pin=pin)
+    token = Token(module=module, label=label, pin=pin)
+    for name in (token.label, token.spare_label):
+        subprocess.run(
+            [
+                util,
+                "--init-token",
+                "--free",
+                "--label",
+                name,
+                "--pin",
+                pin,
+                "--so-pin",
+                "so-" + pin,
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return token

@@ -19,6 +19,7 @@ async def reconcile_policy(
     world: World,
     vault: Vault,
     name: str,
+    namespace: str,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> float | None:
     view = world.policies.get(name)
@@ -29,7 +30,7 @@ async def reconcile_policy(
         ready = Condition(conditions.READY, "False", "InvalidSpec", view.error)
     else:
         try:
-            provider = vault.provider(view.spec.kms)
+            provider = await vault.provider_for(view.spec.kms, kube, namespace)
             await asyncio.to_thread(provider.check)
             ready = Condition(
                 conditions.READY,

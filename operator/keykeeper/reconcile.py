@@ -33,6 +33,7 @@ from keykeeper.errors import (
     IntegrityError,
     InvalidValue,
     KeyDisabled,
+    KeykeeperError,
     ProviderError,
     ProviderUnavailable,
     SpecError,
@@ -41,7 +42,7 @@ from keykeeper.events import EventSink
 from keykeeper.kube import Body, Conflict, Kube, NotFound, apikey_path, secret_path
 from keykeeper.providers import KeyProvider
 from keykeeper.vault import Vault
-from keykeeper.versions import SourceMissing, VersionKeeper, facts, record
+from keykeeper.versions import SourceMissing, VersionKeeper, destroy_keks, facts, record
 from keykeeper.world import KeyRef, World
 
 log = logging.getLogger("keykeeper.reconcile")
@@ -127,7 +128,7 @@ class Reconciler:
             outcome.ready = Condition(conditions.READY, "False", events.POLICY_NOT_FOUND, why)
         else:
             try:
-                provider = self.vault.provider(policy.kms)
+                provider = await self.vault.provider_for(policy.kms, self.kube, self.namespace)
                 intent, rules = _intent(body, spec), _rules(policy)
                 source_fp = await self.keeper.source_fingerprint(ref, spec)
                 observed = facts(stored, source_fp)
@@ -400,8 +401,13 @@ class Reconciler:
     async def _finalize(self, ref: KeyRef, body: Body) -> None:
         uid = body["metadata"]["uid"]
         await self._withdraw_all(ref, None, uid)
+        stored = await self.keeper.read(uid)
+        destroyed = await self._destroy_keks(ref, body, stored)
         if await self.kube.delete(secret_path(self.namespace, store.store_name(uid))):
-            record(self.audit, events.ERASED, ref, uid, None, "store destroyed on deletion")
+            detail = "store destroyed on deletion" + (
+                f"; KEKs destroyed: {', '.join(destroyed)}" if destroyed else ""
+            )
+            record(self.audit, events.ERASED, ref, uid, None, detail)
         finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != labels.FINALIZER]
         with contextlib.suppress(NotFound):
             await self.kube.patch(
@@ -414,6 +420,19 @@ class Reconciler:
                 },
             )
         self.world.drop_key(ref)
+
+    async def _destroy_keks(self, ref: KeyRef, body: Body, stored: store.Store) -> list[str]:
+        """On deletion, per-key KEKs go with the key; a provider that cannot be reached is
+        logged and skipped (the store's envelopes are deleted all the same)."""
+        view = self.world.policies.get(str((body.get("spec") or {}).get("policy", "")))
+        if not stored.versions or view is None or view.spec is None:
+            return []
+        try:
+            provider = await self.vault.provider_for(view.spec.kms, self.kube, self.namespace)
+            return await destroy_keks(provider, stored)
+        except KeykeeperError as exc:
+            log.warning("%s/%s: per-key KEKs not destroyed on deletion: %s", ref[0], ref[1], exc)
+            return []
 
     # -- reporting -----------------------------------------------------------------------------
 

@@ -60,7 +60,9 @@ class Runtime:
         vault = self.vault
 
         async def policy(name: str) -> float | None:
-            return await reconcile_policy(self.kube, self.world, vault, name)
+            return await reconcile_policy(
+                self.kube, self.world, vault, name, self.settings.namespace
+            )
 
         self.policy_queue = WorkQueue(policy, 1)
         for attempt in range(60):  # the apiserver may still be warming its caches

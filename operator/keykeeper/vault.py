@@ -9,6 +9,7 @@ builds a new client and an unchanged one costs nothing.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, parse,
 from keykeeper.crypto.kdf import MasterKey, Purpose, fingerprint
 from keykeeper.crypto.sealed import SealingKeyPair, open_sealed
 from keykeeper.errors import InvalidProviderConfig, KeyDisabled
+from keykeeper.kube import Kube, secret_path
 from keykeeper.providers import KeyProvider, ProviderSettings, Registry
 from keykeeper.providers.local import LocalProvider
 
@@ -55,6 +57,29 @@ class Vault:
             provider = self._registry.create(kms.provider, settings)
             self._providers[cache_key] = provider
         return provider
+
+    async def provider_for(self, kms: Kms, kube: Kube, namespace: str) -> KeyProvider:
+        """The provider a policy names, with its credentials Secret read from the API.
+
+        ``credentialsSecretRef`` without a namespace means the operator's namespace. The
+        Secret's resourceVersion is part of the cache key, so rotated credentials take
+        effect at the next reconcile.
+        """
+        if kms.provider == "local" or kms.credentials_secret_ref is None:
+            return await asyncio.to_thread(self.provider, kms)
+        ref = kms.credentials_secret_ref
+        secret_ns = ref.namespace or namespace
+        found = await kube.get_or_none(secret_path(secret_ns, ref.name))
+        if found is None:
+            raise InvalidProviderConfig(
+                f"the credentials Secret {secret_ns}/{ref.name} does not exist"
+            )
+        credentials = {
+            key: base64.b64decode(value).decode("utf-8", "replace")
+            for key, value in (found.get("data") or {}).items()
+        }
+        version = str(found["metadata"].get("resourceVersion", ""))
+        return await asyncio.to_thread(self.provider, kms, credentials, version)
 
     async def seal(self, value: bytes, binding: Binding, provider: KeyProvider) -> Sealed:
         envelope = await asyncio.to_thread(seal_envelope, value, binding, provider)

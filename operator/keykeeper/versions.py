@@ -8,6 +8,7 @@ appends its audit records and returns the Events to post.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -200,9 +201,9 @@ class VersionKeeper:
         self, ref: KeyRef, provider: KeyProvider, stored: store.Store, notes: list[Note]
     ) -> store.Store:
         """Cryptographic erasure: every envelope, and per-key KEKs where the provider has them."""
-        kek_ids = {v.kms_key_id for v in stored.versions if v.provider == provider.provider_id}
+        before = stored
         stored = await self.write(ref, stored.erased(precise(self.clock())))
-        destroyed = [kek for kek in sorted(kek_ids) if provider.destroy_kek(kek)]
+        destroyed = await destroy_keks(provider, before)
         detail = "all envelopes destroyed" + (
             f"; KEKs destroyed: {', '.join(destroyed)}" if destroyed else ""
         )
@@ -283,6 +284,12 @@ def _replace(stored: store.Store, **changes: str | None) -> store.Store:
     from dataclasses import replace
 
     return replace(stored, **changes)  # type: ignore[arg-type]
+
+
+async def destroy_keks(provider: KeyProvider, stored: store.Store) -> list[str]:
+    """Destroy the per-key KEKs the store's versions name, where the provider has them."""
+    kek_ids = {v.kms_key_id for v in stored.versions if v.provider == provider.provider_id}
+    return [kek for kek in sorted(kek_ids) if await asyncio.to_thread(provider.destroy_kek, kek)]
 
 
 def precise(moment: datetime) -> str:

@@ -63,8 +63,9 @@ _OPERATOR: Operator | None = None
 
 @pytest.fixture(scope="session")
 def operator(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory, softhsm_token: object
 ) -> Iterator[Operator]:
+    """The operator process; it inherits SOFTHSM2_CONF, so policies can use the test token."""
     global _OPERATOR
     running = Operator(control_plane, tmp_path_factory.mktemp("operator"))
     running.install()
