@@ -200,6 +200,10 @@ def test_policy_tightened_and_loosened(operator: Operator, kk: Cluster, leaks: L
     states(kk, home, "k", {(target, "k"): "Withdrawn/NotAuthorizedByPolicy"})
     kk.patch_policy(policy, {"spec": {"targetNamespaces": {"names": [target]}}})
     projected(kk, target, "k")
+    # a policy that disappears authorizes nothing: default deny, at once
+    kk.delete_policy(policy)
+    gone(kk, target, "k")
+    states(kk, home, "k", {(target, "k"): "Withdrawn/PolicyNotFound"})
 
 
 def test_missing_policy_then_created(operator: Operator, kk: Cluster, leaks: Leaks) -> None:
