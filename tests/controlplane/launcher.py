@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -57,10 +58,28 @@ def binaries() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port nobody listens on, below the kernel's ephemeral range.
+
+    A port the kernel picks for ``bind(0)`` comes from the ephemeral range, where it
+    can be handed out again (to us, or as the source port of an outgoing connection,
+    e.g. the apiserver's own connections to etcd) before the server binds it; that
+    made the apiserver fail with "address already in use" now and then.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(max(1024, low - 12_000), low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
         return port
 
 
