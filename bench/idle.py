@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.controlplane import ControlPlane
 from tests.integration.conftest import api_client
 from tests.integration.kk import Cluster, apikey, keypolicy
-from tests.integration.operator import SERVICE_ACCOUNT, Operator
+from tests.integration.operator import SERVICE_ACCOUNT, running_operator
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -55,10 +55,8 @@ def main() -> int:
 
     with ControlPlane() as plane:
         assert plane.admin is not None
-        operator = Operator(plane, Path(tempfile.mkdtemp(prefix="keykeeper-idle-")))
-        operator.install()
-        operator.start()
-        try:
+        workdir = Path(tempfile.mkdtemp(prefix="keykeeper-idle-"))
+        with running_operator(plane, workdir) as operator:
             with api_client(plane.admin) as api:
                 kk = Cluster(api)
                 kk.create(keypolicy("idle", rotation={"period": "90d"}))
@@ -97,8 +95,6 @@ def main() -> int:
             cpu1, t1 = cpu_seconds(pid), time.monotonic()
             rss_end = rss_mib(pid)
             idle_events = plane.audit_events(SERVICE_ACCOUNT)[before_requests:]
-        finally:
-            operator.stop()
 
     minutes = (t1 - t0) / 60
     by_verb: dict[str, int] = {}

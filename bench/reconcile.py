@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.controlplane import ControlPlane
 from tests.integration.conftest import api_client
 from tests.integration.kk import Cluster, apikey, keypolicy
-from tests.integration.operator import SERVICE_ACCOUNT, Operator, wait_for
+from tests.integration.operator import SERVICE_ACCOUNT, running_operator, wait_for
 
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
@@ -51,48 +51,41 @@ def main() -> int:
 
     with ControlPlane() as plane:
         assert plane.admin is not None
-        operator = Operator(plane, Path(tempfile.mkdtemp(prefix="keykeeper-bench-")))
-        operator.install()
-        operator.start()
-        try:
-            with api_client(plane.admin) as api:
-                kk = Cluster(api)
-                home = kk.namespace("home")
-                targets = [kk.namespace("t") for _ in range(3)]
-                kk.create(keypolicy("bench", targets={"names": targets}))
-                # warm-up: the operator has started and reconciled a first key
-                kk.create(apikey(home, "warmup", "bench", projections=[{"namespace": home}]))
-                wait_for(lambda: kk.secret(home, "warmup"), timeout=60)
-                time.sleep(1)
+        workdir = Path(tempfile.mkdtemp(prefix="keykeeper-bench-"))
+        with running_operator(plane, workdir), api_client(plane.admin) as api:
+            kk = Cluster(api)
+            home = kk.namespace("home")
+            targets = [kk.namespace("t") for _ in range(3)]
+            kk.create(keypolicy("bench", targets={"names": targets}))
+            # warm-up: the operator has started and reconciled a first key
+            kk.create(apikey(home, "warmup", "bench", projections=[{"namespace": home}]))
+            wait_for(lambda: kk.secret(home, "warmup"), timeout=60)
+            time.sleep(1)
 
-                # 1. one key, three targets: every write the operator makes for it
-                before = len(plane.audit_events(SERVICE_ACCOUNT))
-                kk.create(
-                    apikey(home, "three", "bench", projections=[{"namespace": t} for t in targets])
-                )
-                for t in targets:
-                    wait_for(lambda t=t: kk.secret(t, "three"), timeout=60)
-                time.sleep(3)  # let the echoes of its own writes settle
-                one_key_writes, one_key_reads = tally(plane.audit_events(SERVICE_ACCOUNT)[before:])
+            # 1. one key, three targets: every write the operator makes for it
+            before = len(plane.audit_events(SERVICE_ACCOUNT))
+            kk.create(
+                apikey(home, "three", "bench", projections=[{"namespace": t} for t in targets])
+            )
+            for t in targets:
+                wait_for(lambda t=t: kk.secret(t, "three"), timeout=60)
+            time.sleep(3)  # let the echoes of its own writes settle
+            one_key_writes, one_key_reads = tally(plane.audit_events(SERVICE_ACCOUNT)[before:])
 
-                # 2. latency from create to the Secret existing in a target namespace
-                latencies = []
-                for n in range(args.keys):
-                    name = f"lat-{n}"
-                    start = time.perf_counter()
-                    kk.create(apikey(home, name, "bench", projections=[{"namespace": targets[0]}]))
-                    wait_for(
-                        lambda name=name: kk.secret(targets[0], name), timeout=60, interval=0.005
-                    )
-                    latencies.append(time.perf_counter() - start)
-                time.sleep(3)
+            # 2. latency from create to the Secret existing in a target namespace
+            latencies = []
+            for n in range(args.keys):
+                name = f"lat-{n}"
+                start = time.perf_counter()
+                kk.create(apikey(home, name, "bench", projections=[{"namespace": targets[0]}]))
+                wait_for(lambda name=name: kk.secret(targets[0], name), timeout=60, interval=0.005)
+                latencies.append(time.perf_counter() - start)
+            time.sleep(3)
 
-                # 3. steady state: nothing changes for --idle seconds
-                before = len(plane.audit_events(SERVICE_ACCOUNT))
-                time.sleep(args.idle)
-                idle_writes, idle_reads = tally(plane.audit_events(SERVICE_ACCOUNT)[before:])
-        finally:
-            operator.stop()
+            # 3. steady state: nothing changes for --idle seconds
+            before = len(plane.audit_events(SERVICE_ACCOUNT))
+            time.sleep(args.idle)
+            idle_writes, idle_reads = tally(plane.audit_events(SERVICE_ACCOUNT)[before:])
 
     result = {
         "benchmark": "reconcile",

@@ -56,7 +56,7 @@ def pytest_runtest_makereport(
 # -- the operator under test ------------------------------------------------------------------
 
 from tests.integration.kk import Cluster  # noqa: E402
-from tests.integration.operator import Operator  # noqa: E402
+from tests.integration.operator import Operator, running_operator  # noqa: E402
 
 _OPERATOR: Operator | None = None
 
@@ -67,15 +67,12 @@ def operator(
 ) -> Iterator[Operator]:
     """The operator process; it inherits SOFTHSM2_CONF, so policies can use the test token."""
     global _OPERATOR
-    running = Operator(control_plane, tmp_path_factory.mktemp("operator"))
-    running.install()
-    running.start()
-    _OPERATOR = running
-    try:
-        yield running
-    finally:
-        _OPERATOR = None
-        running.stop()
+    with running_operator(control_plane, tmp_path_factory.mktemp("operator")) as running:
+        _OPERATOR = running
+        try:
+            yield running
+        finally:
+            _OPERATOR = None
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,18 @@ class Operator:
         return [
             json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()
         ]
+
+
+@contextmanager
+def running_operator(plane: ControlPlane, workdir: Path) -> Iterator[Operator]:
+    """The operator installed under the shipped RBAC and started; stopped on leaving."""
+    operator = Operator(plane, workdir)
+    operator.install()
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.stop()
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
