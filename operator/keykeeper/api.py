@@ -8,7 +8,7 @@ as a condition and a Warning Event, never a crash).
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -16,8 +16,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from keykeeper import names
 from keykeeper.durations import parse_duration
-from keykeeper.errors import SpecError
+from keykeeper.errors import InvalidName, SpecError
 
 GROUP = "keykeeper.dev"
 VERSION = "v1alpha1"
@@ -45,11 +46,31 @@ def _duration(text: str) -> str:
 Duration = Annotated[str, AfterValidator(_duration)]
 
 
+def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    """A names check as a pydantic validator (which wants ValueError)."""
+
+    def validate(text: str) -> str:
+        try:
+            return check(text)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+
+    return validate
+
+
+NamespaceName = Annotated[str, AfterValidator(_checked(names.namespace))]
+ObjectName = Annotated[str, AfterValidator(_checked(names.object_name))]
+DataKey = Annotated[str, AfterValidator(_checked(names.data_key))]
+
+
+def _optional_namespace(text: str) -> str:
+    return _checked(names.namespace)(text) if text else text
+
+
 def _regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise ValueError(f"not a valid regular expression: {exc}") from None
+    from keykeeper.values import compile_pattern  # values imports this module
+
+    compile_pattern(text)
     return text
 
 
@@ -71,7 +92,7 @@ class LabelSelector(_Model):
 
 
 class NamespaceSelection(_Model):
-    names: tuple[str, ...] = ()
+    names: tuple[NamespaceName, ...] = ()
     selector: LabelSelector | None = None
 
 
@@ -80,8 +101,8 @@ class TargetSelection(NamespaceSelection):
 
 
 class SecretKeyRef(_Model):
-    name: str
-    namespace: str = ""
+    name: ObjectName
+    namespace: Annotated[str, AfterValidator(_optional_namespace)] = ""
 
 
 class Kms(_Model):
@@ -154,8 +175,8 @@ class GenerateSource(_Model):
 
 
 class SecretRefSource(_Model):
-    name: str
-    key: str = "api-key"
+    name: ObjectName
+    key: DataKey = "api-key"
     delete_after_import: bool = False
 
 
@@ -179,10 +200,10 @@ class Source(_Model):
 
 
 class Projection(_Model):
-    namespace: str | None = None
+    namespace: NamespaceName | None = None
     namespace_selector: LabelSelector | None = None
-    secret_name: str | None = None
-    key: str = "api-key"
+    secret_name: ObjectName | None = None
+    key: DataKey = "api-key"
 
     @model_validator(mode="after")
     def _one_target(self) -> Projection:
@@ -192,7 +213,7 @@ class Projection(_Model):
 
 
 class ApiKeySpec(_Model):
-    policy: str
+    policy: ObjectName
     source: Source
     projections: tuple[Projection, ...] = ()
     suspended: bool = False

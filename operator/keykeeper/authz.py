@@ -6,6 +6,8 @@ A projection of ApiKey ``ns/name`` into namespace ``T`` happens only if all hold
    selected by ``targetNamespaces`` (names, or a selector on T's *current* labels);
 3. ``T`` exists and is not terminating;
 4. the key is in a phase that projects (Active, RotationPending, Rotated).
+And never, whatever a policy says: the operator's own namespace (where the master key
+and every envelope live) is neither a source nor a target (``KeyContext.reserved``).
 
 Everything here is pure: the caller passes the policy and the namespaces as it sees
 them now, and nothing a tenant writes into a value or a sealed envelope is consulted.
@@ -48,6 +50,7 @@ class KeyContext:
 
     namespace: NamespaceInfo
     phase: Phase
+    reserved: frozenset[str] = frozenset()  # namespaces never a source or a target
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,14 @@ class Target:
     namespace: str
     secret_name: str
     key: str
+    selected: bool = False  # expanded from a namespaceSelector, not named by the author
+
+
+def admits_source(key: KeyContext, policy: KeyPolicySpec) -> bool:
+    """Rule 1: the policy may be used at all by a key in this namespace."""
+    return key.namespace.name not in key.reserved and selects(
+        policy.source_namespaces, key.namespace
+    )
 
 
 def selects(selection: NamespaceSelection, namespace: NamespaceInfo) -> bool:
@@ -81,16 +92,18 @@ def authorize(
     """Decide one projection. ``target`` is None when the namespace does not exist."""
     if policy is None:
         return Decision(False, POLICY_NOT_FOUND, "the key's KeyPolicy does not exist or is invalid")
-    if key.phase not in PROJECTING_PHASES:
-        return Decision(
-            False, KEY_NOT_PROJECTING, f"the key is {key.phase}, which does not project"
-        )
-    if not selects(policy.source_namespaces, key.namespace):
+    if not admits_source(key, policy):
         return Decision(
             False,
             SOURCE_NOT_ALLOWED,
             f"the policy does not admit keys from namespace {key.namespace.name}",
         )
+    if key.phase not in PROJECTING_PHASES:
+        return Decision(
+            False, KEY_NOT_PROJECTING, f"the key is {key.phase}, which does not project"
+        )
+    if target_name in key.reserved:
+        return Decision(False, NOT_AUTHORIZED, f"{target_name} is keykeeper's own namespace")
     if target is None:
         return Decision(False, NAMESPACE_NOT_FOUND, f"namespace {target_name} does not exist")
     if target.terminating:
@@ -126,7 +139,12 @@ def requested_targets(
                 ns.name for ns in existing if matches(projection.namespace_selector, ns.labels)
             ]
         for name in names:
-            target = Target(name, projection.secret_name or key_name, projection.key)
+            target = Target(
+                name,
+                projection.secret_name or key_name,
+                projection.key,
+                selected=projection.namespace is None,
+            )
             slot = (target.namespace, target.secret_name)
             if slot in seen:
                 duplicate = Decision(

@@ -13,6 +13,7 @@ otherwise ``kopf.PermanentError``)::
     ├── IntegrityError                a ciphertext or envelope failed to authenticate or parse
     ├── WeakPassphrase                a passphrase too weak to protect a master key
     └── SpecError                     a custom resource is semantically invalid
+        ├── InvalidName               a name from a spec is not a Kubernetes object name
         └── InvalidValue              a supplied value breaks the policy or cannot be opened
 
 Messages never carry a key value, a data key or a passphrase: they name the
@@ -76,3 +77,9 @@ class InvalidValue(SpecError):
     """A user-supplied value (sealed or imported) breaks the policy or cannot be read."""
 
     reason = "InvalidValue"
+
+
+class InvalidName(SpecError):
+    """A name taken from a spec is not a valid Kubernetes name; it never reaches a path."""
+
+    reason = "InvalidName"

@@ -79,14 +79,14 @@ async def namespace_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
     body = _body(event)
     name = body["metadata"]["name"]
-    changed = (
+    before = (
         runtime.world.drop_namespace(name)
         if event.get("type") == "DELETED"
         else runtime.world.put_namespace(body)
     )
-    if changed:
+    if before is not None:  # what authorization sees of it changed
         assert runtime.queue is not None
-        for ref in runtime.world.keys_affected_by_namespace(name):
+        for ref in runtime.world.keys_affected_by_namespace(name, before):
             runtime.queue.add(ref)
 
 
@@ -102,11 +102,10 @@ async def projected_secret_event(event: kopf.RawEvent, memo: Any, **_: Any) -> N
     body = _body(event)
     meta = body["metadata"]
     if event.get("type") == "DELETED":
+        # only a Secret the world recorded (ownership proven) names an owner to requeue
         owner = runtime.world.drop_secret((meta["namespace"], meta["name"]))
-        lbl = meta.get("labels") or {}
-        owner = owner or (lbl.get(labels.APIKEY_NAMESPACE, ""), lbl.get(labels.APIKEY_NAME, ""))
     else:
-        owner = runtime.world.put_secret(body, runtime.vault.fingerprint)
+        owner = runtime.world.put_secret(body, runtime.vault.fingerprint, runtime.vault.prove)
         if runtime.world.is_own_echo("secret", (meta["namespace"], meta["name"]), body):
             return  # the Secret the operator just wrote
     if owner and owner[0] and owner[1]:

@@ -15,6 +15,7 @@ from typing import Any
 import urllib3
 from kubernetes import client, config
 
+from keykeeper import names
 from keykeeper.errors import KeykeeperError
 
 Body = dict[str, Any]
@@ -119,6 +120,11 @@ class Kube:
         except NotFound:
             return None
 
+    async def get_secret(self, namespace: str, name: str) -> Body | None:
+        """A Secret by name, or None; the answer's identity is checked."""
+        found = await self.get_or_none(secret_path(namespace, name))
+        return None if found is None else check_identity(found, namespace, name)
+
     async def list(self, path: str, label_selector: str = "") -> list[Body]:
         query = {"labelSelector": label_selector} if label_selector else None
         items: list[Body] = (await self.call("GET", path, query=query)).get("items", [])
@@ -164,18 +170,44 @@ def _translate(status: int, data: bytes, method: str, path: str) -> KeykeeperErr
     return KeykeeperError(text)
 
 
+def _segment(text: str) -> str:
+    """A checked name, percent-encoded so that no character of it can act as a separator."""
+    return urllib.parse.quote(text, safe="")
+
+
 def secret_path(namespace: str, name: str = "") -> str:
-    base = f"/api/v1/namespaces/{namespace}/secrets"
-    return f"{base}/{name}" if name else base
+    """``/api/v1/namespaces/{ns}/secrets[/{name}]``, refusing anything that is not a name."""
+    base = f"/api/v1/namespaces/{_segment(names.namespace(namespace))}/secrets"
+    return f"{base}/{_segment(names.object_name(name))}" if name else base
+
+
+def configmap_path(namespace: str, name: str = "") -> str:
+    base = f"/api/v1/namespaces/{_segment(names.namespace(namespace))}/configmaps"
+    return f"{base}/{_segment(names.object_name(name))}" if name else base
+
+
+def events_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{_segment(names.namespace(namespace))}/events"
 
 
 def apikey_path(namespace: str, name: str = "", status: bool = False) -> str:
-    base = f"/apis/keykeeper.dev/v1alpha1/namespaces/{namespace}/apikeys"
-    path = f"{base}/{name}" if name else base
+    base = f"/apis/keykeeper.dev/v1alpha1/namespaces/{_segment(names.namespace(namespace))}/apikeys"
+    path = f"{base}/{_segment(names.object_name(name))}" if name else base
     return path + "/status" if status else path
 
 
 def keypolicy_path(name: str = "", status: bool = False) -> str:
     base = "/apis/keykeeper.dev/v1alpha1/keypolicies"
-    path = f"{base}/{name}" if name else base
+    path = f"{base}/{_segment(names.object_name(name))}" if name else base
     return path + "/status" if status else path
+
+
+def check_identity(body: Body, namespace: str, name: str) -> Body:
+    """The object the API returned is the one asked for (never trust a path alone)."""
+    meta = body.get("metadata") or {}
+    if meta.get("namespace", "") != namespace or meta.get("name") != name:
+        raise KeykeeperError(
+            f"asked for {namespace}/{name}, the API returned "
+            f"{meta.get('namespace')}/{meta.get('name')}"
+        )
+    return body

@@ -192,6 +192,6 @@ class Runtime:
             self.policy_queue.add(self.world.put_policy(body).name)  # type: ignore[union-attr]
         selector = f"{labels.MANAGED_SELECTOR},{labels.ROLE}={labels.ROLE_PROJECTION}"
         for secret in await self.kube.list("/api/v1/secrets", selector):
-            self.world.put_secret(secret, self.vault.fingerprint)
+            self.world.put_secret(secret, self.vault.fingerprint, self.vault.prove)
         for key in await self.kube.list("/apis/keykeeper.dev/v1alpha1/apikeys"):
             self.queue.add(self.world.put_key(key))

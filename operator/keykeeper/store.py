@@ -5,6 +5,12 @@ The Secret ``<operator namespace>/ak-<uid>`` is readable only by the operator. I
 the annotation ``keykeeper.dev/versions`` holds the versions' metadata as JSON
 (never values). It is written, with a resourceVersion precondition, before anything
 is projected, so a crash at any point leaves either the old store or the new one.
+
+Erasure must survive a provider outage: the per-key KEKs still to destroy are listed
+in ``keykeeper.dev/keks-pending`` (written together with the erasure of the envelopes)
+and removed only once the provider confirms; ``keykeeper.dev/kms`` records the policy's
+``spec.kms`` that made the versions, so they can be destroyed even after the policy
+is gone.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ VERSIONS_ANNOTATION = "keykeeper.dev/versions"
 REVOKED_AT = "keykeeper.dev/revoked-at"
 ERASED_AT = "keykeeper.dev/erased-at"
 INTEGRITY_FAILED_AT = "keykeeper.dev/integrity-failed-at"
+KEKS_PENDING = "keykeeper.dev/keks-pending"
+KMS = "keykeeper.dev/kms"
 HISTORY = 10  # versions' metadata kept, destroyed ones included
 STORE_TYPE = "keykeeper.dev/envelopes"
 
@@ -85,6 +93,8 @@ class Store:
     revoked_at: str | None = None
     erased_at: str | None = None
     integrity_failed_at: str | None = None
+    keks_pending: tuple[str, ...] = ()  # per-key KEKs to destroy, kept until destroyed
+    kms: dict[str, Any] | None = None  # the spec.kms the versions were made under
 
     @property
     def current(self) -> Version | None:
@@ -132,9 +142,11 @@ class Store:
         envelopes = {n: e for n, e in self.envelopes.items() if n != number}
         return replace(self, versions=versions, envelopes=envelopes)
 
-    def erased(self, at: str) -> Store:
+    def erased(self, at: str, keks: tuple[str, ...]) -> Store:
+        """Every envelope destroyed; ``keks`` listed as pending destruction."""
         versions = tuple(replace(v, state="Destroyed", expires_at=None) for v in self.versions)
-        return replace(self, versions=versions, envelopes={}, erased_at=at)
+        pending = tuple(sorted({*self.keks_pending, *keks}))
+        return replace(self, versions=versions, envelopes={}, erased_at=at, keks_pending=pending)
 
 
 def store_name(uid: str) -> str:
@@ -152,6 +164,7 @@ def parse(body: Body) -> Store:
     }
     annotations = meta.get("annotations") or {}
     uid = annotations.get(labels.APIKEY_UID, meta.get("name", "")[3:])
+    kms = json.loads(annotations[KMS]) if KMS in annotations else None
     return Store(
         uid,
         versions,
@@ -160,6 +173,8 @@ def parse(body: Body) -> Store:
         revoked_at=annotations.get(REVOKED_AT),
         erased_at=annotations.get(ERASED_AT),
         integrity_failed_at=annotations.get(INTEGRITY_FAILED_AT),
+        keks_pending=tuple(json.loads(annotations.get(KEKS_PENDING, "[]"))),
+        kms=kms if isinstance(kms, dict) else None,
     )
 
 
@@ -185,6 +200,10 @@ def render(store: Store, namespace: str, key_namespace: str, key_name: str) -> B
     ):
         if value:
             metadata["annotations"][name] = value
+    if store.keks_pending:
+        metadata["annotations"][KEKS_PENDING] = json.dumps(list(store.keks_pending))
+    if store.kms is not None:
+        metadata["annotations"][KMS] = json.dumps(store.kms, sort_keys=True)
     if store.resource_version:
         metadata["resourceVersion"] = store.resource_version
     return {

@@ -1,10 +1,19 @@
-"""Values: generating them, and checking the ones users supply against a policy."""
+"""Values: generating them, and checking the ones users supply against a policy.
+
+A policy's ``value.pattern`` runs against values a tenant chooses, on the operator's
+event loop, so it is an RE2 expression (linear time, no backtracking): a pattern
+like ``^([A-Za-z0-9]+_?)+$`` cannot be made to stall the operator, and patterns RE2
+cannot run (back-references, look-arounds) are refused when the policy is read.
+"""
 
 from __future__ import annotations
 
-import re
+import functools
 import secrets
 import string
+from typing import Any
+
+import re2
 
 from keykeeper.api import Alphabet, GenerateSource, Generator, ValueConstraints
 from keykeeper.errors import InvalidValue
@@ -15,6 +24,19 @@ ALPHABETS = {
     Alphabet.HEX: "0123456789abcdef",
     Alphabet.ALPHANUMERIC_LOWER: string.ascii_lowercase + string.digits,
 }
+
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # a refused pattern is reported once, as a spec error
+
+
+@functools.lru_cache(maxsize=256)
+def compile_pattern(pattern: str) -> Any:
+    """The compiled RE2 pattern; ``ValueError`` saying why when RE2 cannot run it."""
+    try:
+        return re2.compile(pattern, _OPTIONS)
+    except re2.error as exc:
+        raise ValueError(f"not a valid RE2 regular expression: {exc}") from None
 
 
 def generate(policy: Generator, override: GenerateSource | None = None) -> bytes:
@@ -28,18 +50,19 @@ def generate(policy: Generator, override: GenerateSource | None = None) -> bytes
 def check(value: bytes, constraints: ValueConstraints) -> None:
     """Raise :class:`InvalidValue` saying which constraint a supplied value breaks.
 
-    The message describes the constraint, never the value.
+    The message describes the constraint, never the value (not even its length).
     """
     if not value:
         raise InvalidValue("the value is empty")
     if len(value) < constraints.min_length:
         raise InvalidValue(
-            f"the value is {len(value)} bytes; "
-            f"the policy requires at least {constraints.min_length}"
+            "the value's length is below the policy's minimum: "
+            f"at least {constraints.min_length} bytes are required"
         )
     if len(value) > constraints.max_length:
         raise InvalidValue(
-            f"the value is {len(value)} bytes; the policy allows at most {constraints.max_length}"
+            "the value's length is above the policy's maximum: "
+            f"at most {constraints.max_length} bytes are allowed"
         )
     if constraints.pattern is not None:
         try:
@@ -48,7 +71,7 @@ def check(value: bytes, constraints: ValueConstraints) -> None:
             raise InvalidValue(
                 "the value is not UTF-8 text, so it cannot match the policy's pattern"
             ) from None
-        if re.fullmatch(constraints.pattern, text) is None:
+        if compile_pattern(constraints.pattern).fullmatch(text) is None:
             raise InvalidValue(
                 f"the value does not match the policy's pattern {constraints.pattern!r}"
             )

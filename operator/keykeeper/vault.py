@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from keykeeper.api import Kms
 from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, parse, seal_envelope
-from keykeeper.crypto.kdf import MasterKey, Purpose, fingerprint
+from keykeeper.crypto.kdf import MasterKey, Purpose, fingerprint, ownership_proof
 from keykeeper.crypto.sealed import SealingKeyPair, open_sealed
 from keykeeper.errors import InvalidProviderConfig, KeyDisabled
 from keykeeper.kube import Kube, secret_path
@@ -36,12 +36,21 @@ class Vault:
         self.local = LocalProvider(master)
         self._fingerprint_key = master.subkey(Purpose.FINGERPRINT)
         self.audit_key = master.subkey(Purpose.AUDIT_MAC)
+        self._ownership_key = master.subkey(Purpose.OWNERSHIP)
         self._registry = registry
         self._providers: dict[str, KeyProvider] = {}
         self.sealing_keys: dict[str, SealingKeyPair] = {}
 
     def fingerprint(self, value: bytes) -> str:
         return fingerprint(self._fingerprint_key, value)
+
+    def prove(
+        self, key_uid: str, key_namespace: str, key_name: str, namespace: str, name: str
+    ) -> str:
+        """The ownership proof of a projected Secret (see ``projection``)."""
+        return ownership_proof(
+            self._ownership_key, key_uid, key_namespace, key_name, namespace, name
+        )
 
     def provider(
         self, kms: Kms, credentials: Mapping[str, str] | None = None, credentials_version: str = ""

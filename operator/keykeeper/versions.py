@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from keykeeper import events, lifecycle, store
-from keykeeper.api import ApiKeySpec, KeyPolicySpec, RotationStrategy
+from keykeeper import events, labels, lifecycle, store
+from keykeeper.api import ApiKeySpec, KeyPolicySpec, Kms, RotationStrategy
 from keykeeper.audit import AuditLog
 from keykeeper.conditions import rfc3339
 from keykeeper.crypto.envelope import Binding
-from keykeeper.errors import KeykeeperError
-from keykeeper.kube import Kube, secret_path
+from keykeeper.errors import IntegrityError, KeykeeperError, SpecError
+from keykeeper.kube import Body, Kube, secret_path
 from keykeeper.providers import KeyProvider
 from keykeeper.values import check as check_value
 from keykeeper.values import generate
@@ -34,6 +34,43 @@ class SourceMissing(KeykeeperError):
     reason = "SourceNotFound"
 
 
+class ImportNotPermitted(SpecError):
+    """The Secret named by ``secretRef`` has not consented to being imported by this key."""
+
+    reason = "ImportNotPermitted"
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A value read from a consenting source Secret, and which exact object it came from."""
+
+    value: bytes
+    uid: str
+    resource_version: str
+
+    def __repr__(self) -> str:  # the value never reaches a log through repr()
+        return f"Imported(uid={self.uid!r})"
+
+
+def consent(body: Body, key_name: str) -> str | None:
+    """Why ``body`` may not be imported by ApiKey ``key_name``; None when it may.
+
+    The Secret must opt in: annotation ``keykeeper.dev/importable-by`` listing the
+    ApiKey's name (comma-separated), and type Opaque, so ServiceAccount tokens, registry
+    credentials and TLS keys can never be lifted out through keykeeper.
+    """
+    meta = body.get("metadata") or {}
+    allowed = str((meta.get("annotations") or {}).get(labels.IMPORTABLE_BY, ""))
+    if key_name not in {part.strip() for part in allowed.split(",")}:
+        return (
+            f"the Secret does not consent to import: it needs the annotation "
+            f"{labels.IMPORTABLE_BY}: {key_name}"
+        )
+    if body.get("type", "Opaque") != "Opaque":
+        return "only Secrets of type Opaque can be imported"
+    return None
+
+
 @dataclass
 class VersionKeeper:
     kube: Kube
@@ -45,8 +82,13 @@ class VersionKeeper:
     # -- reading ---------------------------------------------------------------------------------
 
     async def read(self, uid: str) -> store.Store:
-        found = await self.kube.get_or_none(secret_path(self.namespace, store.store_name(uid)))
-        return store.parse(found) if found else store.Store(uid)
+        found = await self.kube.get_secret(self.namespace, store.store_name(uid))
+        if found is None:
+            return store.Store(uid)
+        stored = store.parse(found)
+        if stored.uid != uid:
+            raise IntegrityError(f"the store Secret for {uid} names another key")
+        return stored
 
     async def write(self, ref: KeyRef, stored: store.Store) -> store.Store:
         body = store.render(stored, self.namespace, *ref)
@@ -63,8 +105,8 @@ class VersionKeeper:
         if source.sealed is not None:
             return self.vault.fingerprint(b"sealed:" + source.sealed.encode())
         if source.secret_ref is not None:
-            value = await self._read_secret_ref(ref, spec, missing_ok=True)
-            return None if value is None else self.vault.fingerprint(b"secretRef:" + value)
+            found = await self._import(ref, spec, missing_ok=True)
+            return None if found is None else self.vault.fingerprint(b"secretRef:" + found.value)
         return None
 
     # -- the actions -----------------------------------------------------------------------------
@@ -74,15 +116,16 @@ class VersionKeeper:
         ref: KeyRef,
         spec: ApiKeySpec,
         policy: KeyPolicySpec,
-        provider: KeyProvider,
+        provider: Callable[[], Awaitable[KeyProvider]],
         stored: store.Store,
         actions: Iterable[lifecycle.Action],
         notes: list[Note],
     ) -> store.Store:
+        """Apply ``actions`` in order; only making a version asks for the provider."""
         for action in actions:
             if isinstance(action, lifecycle.CreateVersion):
                 stored = await self.create_version(
-                    ref, spec, policy, provider, stored, action.reason, notes
+                    ref, spec, policy, await provider(), stored, action.reason, notes
                 )
             elif isinstance(action, lifecycle.RetirePrevious):
                 stored = await self.write(ref, stored.retired(action.version))
@@ -122,7 +165,7 @@ class VersionKeeper:
                     )
                 )
             elif isinstance(action, lifecycle.Erase):
-                stored = await self.erase(ref, provider, stored, notes)
+                stored = await self.erase(ref, stored, notes)
         return stored
 
     async def create_version(
@@ -135,7 +178,7 @@ class VersionKeeper:
         reason: str,
         notes: list[Note],
     ) -> store.Store:
-        value, source_fp = await self._value_for(ref, spec, policy, reason)
+        value, source_fp, imported = await self._value_for(ref, spec, policy, reason)
         number = stored.next_version
         sealed = await self.vault.seal(value, Binding(ref[0], ref[1], stored.uid, number), provider)
         now = self.clock()
@@ -148,9 +191,14 @@ class VersionKeeper:
             source_fingerprint=source_fp,
         )
         previous = stored.current
+        stored = replace(stored, kms=policy.kms.model_dump(by_alias=True, mode="json"))
         if previous is None:
             stored = await self.write(ref, stored.with_version(version, sealed.envelope))
-            detail = f"from {spec.source.kind}"
+            detail = f"from {spec.source.kind}" + (
+                f" {ref[0]}/{spec.source.secret_ref.name} (uid {imported.uid})"
+                if imported is not None and spec.source.secret_ref is not None
+                else ""
+            )
             record(self.audit, events.CREATED, ref, stored.uid, version, detail)
             notes.append(
                 (
@@ -193,23 +241,47 @@ class VersionKeeper:
             )
         )
         ref_source = spec.source.secret_ref
-        if ref_source is not None and ref_source.delete_after_import and source_fp is not None:
-            await self.kube.delete(secret_path(ref[0], ref_source.name))
+        if ref_source is not None and ref_source.delete_after_import and imported is not None:
+            # exactly the object that was read, and only if it still consents (uid precondition)
+            await self.kube.delete(secret_path(ref[0], ref_source.name), uid=imported.uid)
+            record(
+                self.audit,
+                "SourceDeleted",
+                ref,
+                stored.uid,
+                version,
+                f"deleted {ref[0]}/{ref_source.name} (uid {imported.uid}) after import",
+            )
         return stored
 
-    async def erase(
-        self, ref: KeyRef, provider: KeyProvider, stored: store.Store, notes: list[Note]
-    ) -> store.Store:
-        """Cryptographic erasure: every envelope, and per-key KEKs where the provider has them."""
-        before = stored
-        stored = await self.write(ref, stored.erased(precise(self.clock())))
-        destroyed = await destroy_keks(provider, before)
+    async def erase(self, ref: KeyRef, stored: store.Store, notes: list[Note]) -> store.Store:
+        """Cryptographic erasure, step one: every envelope destroyed, and the KEKs the
+        versions name listed as pending (no provider is needed for this step)."""
+        keks = tuple(sorted({v.kms_key_id for v in stored.versions if v.provider != "local"}))
+        record(self.audit, events.ERASED, ref, stored.uid, None, "erasing all envelopes")
+        stored = await self.write(ref, stored.erased(precise(self.clock()), keks))
         detail = "all envelopes destroyed" + (
-            f"; KEKs destroyed: {', '.join(destroyed)}" if destroyed else ""
+            f"; KEKs pending destruction: {', '.join(keks)}" if keks else ""
         )
-        record(self.audit, events.ERASED, ref, stored.uid, None, detail)
         notes.append((events.NORMAL, events.ERASED, detail))
         return stored
+
+    async def destroy_pending(self, ref: KeyRef, stored: store.Store) -> store.Store:
+        """Erasure, step two: destroy the pending per-key KEKs under the provider that made
+        them (from the store, so a deleted policy does not strand them). Raises a
+        ``ProviderError`` while the provider cannot confirm; the list shrinks only on success."""
+        if not stored.keks_pending or stored.kms is None:
+            return stored
+        provider = await self.vault.provider_for(
+            Kms.model_validate(stored.kms), self.kube, self.namespace
+        )
+        done: list[str] = []
+        for kek in stored.keks_pending:
+            if await asyncio.to_thread(provider.destroy_kek, kek):
+                record(self.audit, events.ERASED, ref, stored.uid, None, f"KEK {kek} destroyed")
+            done.append(kek)
+        left = tuple(k for k in stored.keks_pending if k not in done)
+        return await self.write(ref, replace(stored, keks_pending=left))
 
     async def record_integrity_failure(
         self, ref: KeyRef, stored: store.Store, problem: str, notes: list[Note]
@@ -229,7 +301,7 @@ class VersionKeeper:
 
     async def _value_for(
         self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec, reason: str
-    ) -> tuple[bytes, str | None]:
+    ) -> tuple[bytes, str | None, Imported | None]:
         source = spec.source
         # user-supplied values are read again for a first version, a changed source, a
         # recovery, and any Manual rotation; everything else is generated
@@ -238,30 +310,35 @@ class VersionKeeper:
             or policy.rotation.strategy is RotationStrategy.MANUAL
         )
         if not from_source:
-            return generate(policy.generator, source.generate), None
+            return generate(policy.generator, source.generate), None, None
         if source.sealed is not None:
             value = self.vault.open_sealed_value(source.sealed, *ref)
-            source_fp = self.vault.fingerprint(b"sealed:" + source.sealed.encode())
-        else:
-            read = await self._read_secret_ref(ref, spec, missing_ok=False)
-            assert read is not None
-            value, source_fp = read, self.vault.fingerprint(b"secretRef:" + read)
-        check_value(value, policy.value)
-        return value, source_fp
+            check_value(value, policy.value)
+            return value, self.vault.fingerprint(b"sealed:" + source.sealed.encode()), None
+        imported = await self._import(ref, spec, missing_ok=False)
+        assert imported is not None
+        check_value(imported.value, policy.value)
+        return imported.value, self.vault.fingerprint(b"secretRef:" + imported.value), imported
 
-    async def _read_secret_ref(
-        self, ref: KeyRef, spec: ApiKeySpec, *, missing_ok: bool
-    ) -> bytes | None:
+    async def _import(self, ref: KeyRef, spec: ApiKeySpec, *, missing_ok: bool) -> Imported | None:
+        """The value of the consenting source Secret in the key's own namespace."""
         source = spec.source.secret_ref
         assert source is not None
-        found = await self.kube.get_or_none(secret_path(ref[0], source.name))
+        found = await self.kube.get_secret(ref[0], source.name)
+        refusal = None if found is None else consent(found, ref[1])
         encoded = None if found is None else (found.get("data") or {}).get(source.key)
-        if encoded is None:
+        if found is None or refusal is not None or encoded is None:
             if missing_ok:
                 return None
-            what = "does not exist" if found is None else f"has no key {source.key!r}"
-            raise SourceMissing(f"Secret {ref[0]}/{source.name} {what}")
-        return base64.b64decode(encoded)
+            if found is None:
+                raise SourceMissing(f"Secret {ref[0]}/{source.name} does not exist")
+            if refusal is not None:
+                raise ImportNotPermitted(f"Secret {ref[0]}/{source.name}: {refusal}")
+            raise SourceMissing(f"Secret {ref[0]}/{source.name} has no key {source.key!r}")
+        meta = found["metadata"]
+        return Imported(
+            base64.b64decode(encoded), str(meta.get("uid", "")), str(meta.get("resourceVersion"))
+        )
 
 
 def record(
@@ -281,15 +358,7 @@ def record(
 
 
 def _replace(stored: store.Store, **changes: str | None) -> store.Store:
-    from dataclasses import replace
-
     return replace(stored, **changes)  # type: ignore[arg-type]
-
-
-async def destroy_keks(provider: KeyProvider, stored: store.Store) -> list[str]:
-    """Destroy the per-key KEKs the store's versions name, where the provider has them."""
-    kek_ids = {v.kms_key_id for v in stored.versions if v.provider == provider.provider_id}
-    return [kek for kek in sorted(kek_ids) if await asyncio.to_thread(provider.destroy_kek, kek)]
 
 
 def precise(moment: datetime) -> str:

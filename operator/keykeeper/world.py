@@ -1,9 +1,12 @@
 """What the operator knows of the cluster between API calls, fed by kopf's watches.
 
-Policies, namespaces, an index of ApiKeys (which policy each names and which
-namespaces it asks for), and every Secret keykeeper manages (with HMAC fingerprints
-of their data, never the data). The reconciler reads this instead of listing, so a
-key that nothing touches costs no API call; it re-reads the objects it writes.
+Policies, namespaces, an index of ApiKeys (which policy each names, which
+namespaces it asks for by name and which selectors it uses), and every Secret
+keykeeper projected (with HMAC fingerprints of their data, never the data). A Secret
+counts as projected only with a valid ownership proof (see ``projection``): one with
+forged labels is not recorded, so it queues nothing and costs nothing. The
+reconciler reads this instead of listing, so a key that nothing touches costs no API
+call; it re-reads the objects it writes.
 """
 
 from __future__ import annotations
@@ -14,9 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keykeeper import labels
-from keykeeper.api import ApiKeySpec, KeyPolicySpec, parse_apikey_spec, parse_policy_spec
+from keykeeper.api import (
+    ApiKeySpec,
+    KeyPolicySpec,
+    LabelSelector,
+    parse_apikey_spec,
+    parse_policy_spec,
+)
 from keykeeper.authz import NamespaceInfo
 from keykeeper.errors import SpecError
+from keykeeper.projection import ProjectedSecret, Prover, proven_owner
+from keykeeper.selectors import matches
 
 KeyRef = tuple[str, str]  # (namespace, name)
 
@@ -30,20 +41,6 @@ class PolicyView:
     body: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-@dataclass(frozen=True)
-class ProjectedSecret:
-    """A Secret keykeeper projected, as the watch last saw it."""
-
-    namespace: str
-    name: str
-    owner: KeyRef
-    version: str
-    fingerprints: dict[str, str]  # data key -> HMAC fingerprint of its value
-    annotations: dict[str, str]
-    secret_type: str
-    uid: str
-
-
 @dataclass
 class World:
     namespaces: dict[str, NamespaceInfo] = field(default_factory=dict)
@@ -51,7 +48,7 @@ class World:
     key_policy: dict[KeyRef, str] = field(default_factory=dict)
     policy_keys: dict[str, set[KeyRef]] = field(default_factory=lambda: defaultdict(set))
     key_targets: dict[KeyRef, frozenset[str]] = field(default_factory=dict)
-    key_selects: set[KeyRef] = field(default_factory=set)
+    key_selectors: dict[KeyRef, tuple[LabelSelector, ...]] = field(default_factory=dict)
     projected: dict[KeyRef, ProjectedSecret] = field(default_factory=dict)
     by_owner: dict[KeyRef, set[KeyRef]] = field(default_factory=lambda: defaultdict(set))
     own_writes: dict[tuple[str, str, str], str] = field(default_factory=dict)
@@ -73,8 +70,8 @@ class World:
 
     # -- namespaces ----------------------------------------------------------------------------
 
-    def put_namespace(self, body: dict[str, Any]) -> bool:
-        """Record a namespace; True if what authorization sees of it changed."""
+    def put_namespace(self, body: dict[str, Any]) -> NamespaceInfo | None:
+        """Record a namespace; what it was before if authorization sees a change, else None."""
         meta = body.get("metadata", {})
         info = NamespaceInfo(
             meta["name"],
@@ -82,19 +79,29 @@ class World:
             terminating=bool(meta.get("deletionTimestamp"))
             or body.get("status", {}).get("phase") == "Terminating",
         )
-        changed = self.namespaces.get(info.name) != info
+        before = self.namespaces.get(info.name)
         self.namespaces[info.name] = info
-        return changed
+        if before == info:
+            return None
+        return before or NamespaceInfo(info.name, {}, terminating=True)
 
-    def drop_namespace(self, name: str) -> bool:
-        return self.namespaces.pop(name, None) is not None
+    def drop_namespace(self, name: str) -> NamespaceInfo | None:
+        return self.namespaces.pop(name, None)
 
-    def keys_affected_by_namespace(self, name: str) -> set[KeyRef]:
-        return {
+    def keys_affected_by_namespace(self, name: str, before: NamespaceInfo) -> set[KeyRef]:
+        """Keys whose targets a change of ``name`` (from ``before``) can add or remove:
+        keys in it, keys naming it, and keys whose selectors match its old or new labels."""
+        after = self.namespaces.get(name)
+        label_sets = [before.labels, after.labels if after else {}]
+        affected = {
             ref
             for ref in self.key_policy
-            if ref[0] == name or ref in self.key_selects or name in self.key_targets.get(ref, ())
+            if ref[0] == name or name in self.key_targets.get(ref, ())
         }
+        for ref, selectors in self.key_selectors.items():
+            if any(matches(sel, lbl) for sel in selectors for lbl in label_sets):
+                affected.add(ref)
+        return affected
 
     # -- policies ------------------------------------------------------------------------------
 
@@ -137,10 +144,11 @@ class World:
             spec = None
         projections = spec.projections if spec else ()
         self.key_targets[ref] = frozenset(p.namespace for p in projections if p.namespace)
-        if any(p.namespace_selector is not None for p in projections):
-            self.key_selects.add(ref)
+        selectors = tuple(p.namespace_selector for p in projections if p.namespace_selector)
+        if selectors:
+            self.key_selectors[ref] = selectors
         else:
-            self.key_selects.discard(ref)
+            self.key_selectors.pop(ref, None)
         return ref
 
     def drop_key(self, ref: KeyRef) -> None:
@@ -148,28 +156,30 @@ class World:
         if old is not None:
             self.policy_keys[old].discard(ref)
         self.key_targets.pop(ref, None)
-        self.key_selects.discard(ref)
+        self.key_selectors.pop(ref, None)
 
     # -- projected secrets -----------------------------------------------------------------------
 
     def put_secret(
-        self, body: dict[str, Any], fingerprint: Callable[[bytes], str]
+        self, body: dict[str, Any], fingerprint: Callable[[bytes], str], prove: Prover
     ) -> KeyRef | None:
-        """Record a projected Secret; returns the ApiKey it belongs to."""
+        """Record a projected Secret; returns the ApiKey it belongs to (None: not ours)."""
         import base64
 
         meta = body.get("metadata", {})
-        lbl = meta.get("labels") or {}
-        if lbl.get(labels.ROLE) != labels.ROLE_PROJECTION:
-            return None
-        owner = (lbl.get(labels.APIKEY_NAMESPACE, ""), lbl.get(labels.APIKEY_NAME, ""))
         ref = (meta["namespace"], meta["name"])
+        proven = proven_owner(body, prove)
+        if proven is None:
+            self.drop_secret(ref)  # e.g. its proof was stripped: it is no longer ours
+            return None
+        owner, owner_uid = proven
         annotations = dict(meta.get("annotations") or {})
         self.drop_secret(ref)
         self.projected[ref] = ProjectedSecret(
             namespace=ref[0],
             name=ref[1],
             owner=owner,
+            owner_uid=owner_uid,
             version=annotations.get(labels.VERSION, ""),
             fingerprints={
                 k: fingerprint(base64.b64decode(v)) for k, v in (body.get("data") or {}).items()

@@ -129,11 +129,19 @@ class Cluster:
         name: str,
         data: dict[str, bytes],
         labels: dict[str, str] | None = None,
+        *,
+        importable_by: str | None = None,
+        annotations: dict[str, str] | None = None,
+        type_: str | None = None,
     ) -> None:
+        notes = dict(annotations or {})
+        if importable_by is not None:
+            notes["keykeeper.dev/importable-by"] = importable_by
         self.core.create_namespaced_secret(
             namespace,
             client.V1Secret(
-                metadata=client.V1ObjectMeta(name=name, labels=labels),
+                type=type_,
+                metadata=client.V1ObjectMeta(name=name, labels=labels, annotations=notes or None),
                 data={k: base64.b64encode(v).decode() for k, v in data.items()},
             ),
         )

@@ -67,8 +67,8 @@ def test_secret_ref_import_and_delete_after(operator: Operator, kk: Cluster, lea
     )
     value = b"sk_test_" + b"A1b2C3d4" * 4
     leaks.add(value)
-    kk.put_secret(home, "import-me", {"token": value})
-    kk.put_secret(home, "keep-me", {"api-key": value})
+    kk.put_secret(home, "import-me", {"token": value}, importable_by="moved")
+    kk.put_secret(home, "keep-me", {"api-key": value}, importable_by="other, copied")
     kk.create(
         apikey(
             home,
@@ -113,7 +113,7 @@ def test_secret_ref_missing_then_created(operator: Operator, kk: Cluster, leaks:
     assert any(e.reason == "SourceNotFound" and e.type == "Warning" for e in kk.events(home, "k"))
     value = b"imported-later-" + b"x" * 16
     leaks.add(value)
-    kk.put_secret(home, "later", {"api-key": value})
+    kk.put_secret(home, "later", {"api-key": value}, importable_by="k")
     kk.patch_key(home, "k", {"metadata": {"annotations": {"poke": "1"}}})  # or wait for the retry
     assert wait_for(lambda: kk.value(home, "k"), timeout=45) == value
 
@@ -127,8 +127,8 @@ def test_values_breaking_the_policy_are_conditioned_not_projected(
     short, wrong = b"sk_live_short", b"pk_live_" + b"z" * 30
     leaks.add(short)
     leaks.add(wrong)
-    kk.put_secret(home, "short", {"api-key": short})
-    kk.put_secret(home, "wrong", {"api-key": wrong})
+    kk.put_secret(home, "short", {"api-key": short}, importable_by="short")
+    kk.put_secret(home, "wrong", {"api-key": wrong}, importable_by="wrong")
     for name in ("short", "wrong"):
         kk.create(
             apikey(

@@ -5,7 +5,7 @@ HKDF-SHA256 splits it into independent subkeys, one per purpose, so a key used t
 wrap DEKs is never also used to MAC the audit log or to fingerprint values::
 
     subkey(purpose) = HKDF(ikm=master, salt=b"", info=b"keykeeper.dev/local/" + purpose, 32)
-    purposes: b"wrap", b"audit-mac", b"fingerprint", b"key-id"
+    purposes: b"wrap", b"audit-mac", b"fingerprint", b"key-id", b"ownership"
 
 The key id (which names the master key in envelopes and audit records) is the hex of
 the first 8 bytes of ``subkey(b"key-id")``: stable, and revealing nothing usable.
@@ -45,6 +45,7 @@ class Purpose(StrEnum):
     AUDIT_MAC = "audit-mac"
     FINGERPRINT = "fingerprint"
     KEY_ID = "key-id"
+    OWNERSHIP = "ownership"
 
 
 class MasterKey:
@@ -72,6 +73,20 @@ class MasterKey:
 
     def __repr__(self) -> str:
         return f"MasterKey(key_id={self.key_id!r})"
+
+
+def ownership_proof(
+    ownership_key: bytes, key_uid: str, key_namespace: str, key_name: str, namespace: str, name: str
+) -> str:
+    """Proof that keykeeper wrote the Secret ``namespace/name`` for the ApiKey with ``key_uid``.
+
+    Labels can be forged by anyone who may create a Secret; this HMAC cannot, so a
+    Secret is treated as a projection (withdrawn, overwritten, attributed to a key) only
+    when it carries the proof for exactly its own place and owner.
+    """
+    parts = (key_uid, key_namespace, key_name, namespace, name)
+    message = b"".join(len(p.encode()).to_bytes(2, "big") + p.encode() for p in parts)
+    return "hmac-sha256:" + hmac.new(ownership_key, message, hashlib.sha256).hexdigest()
 
 
 def fingerprint(fingerprint_key: bytes, value: bytes) -> str:
