@@ -13,6 +13,12 @@ meaning sorted keys, no spaces, UTF-8. Each record names the MAC of the one befo
 record breaks the chain at that point, and only the holder of the audit key (a
 subkey of the master key) can write a valid record. Records carry fingerprints,
 never values.
+
+The chain alone cannot tell a log whose newest records were dropped (or that was
+emptied) from a shorter one. So the head (seq and MAC of the last record) is anchored
+outside the file, in the cluster (``keykeeper.anchor``), regularly and at shutdown;
+``verify`` with the anchor reports truncation, rollback and emptying. Records newer
+than the last anchor can still be dropped unseen: the anchor interval bounds that.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterable
@@ -28,7 +35,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keykeeper.errors import KeykeeperError
+
 GENESIS = "0" * 64
+GENESIS_SEQ = 0
+GAP = "AuditGap"
+log = logging.getLogger("keykeeper.audit")
 FIELDS = (
     "seq",
     "ts",
@@ -53,28 +65,102 @@ def mac_of(key: bytes, record: dict[str, Any]) -> str:
     return hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
 
 
-class AuditLog:
-    """Appends chained records to a file; safe to call from several threads."""
+class AuditWriteError(KeykeeperError):
+    """A record could not be written whole and durable; the action it announces is not taken."""
 
-    def __init__(self, path: Path, key: bytes) -> None:
+    reason = "AuditWriteFailed"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The log's head as last recorded outside the file (in the cluster).
+
+    ``mac`` is the head record's MAC; ``seal`` is an HMAC over the anchor itself, so
+    someone who may write the anchor's Secret but lacks the audit key cannot forge one.
+    """
+
+    seq: int
+    mac: str
+    seal: str = ""
+
+    @classmethod
+    def of(cls, key: bytes, seq: int, mac: str) -> Anchor:
+        return cls(seq, mac, _anchor_seal(key, seq, mac))
+
+    def authentic(self, key: bytes) -> bool:
+        return hmac.compare_digest(self.seal, _anchor_seal(key, self.seq, self.mac))
+
+
+def _anchor_seal(key: bytes, seq: int, mac: str) -> str:
+    body = _canonical({"anchor": {"seq": seq, "mac": mac}})
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+class AuditLog:
+    """Appends chained records to a file; safe to call from several threads.
+
+    Every record is written with one ``write`` whose byte count is checked and then
+    ``fdatasync``-ed before ``append`` returns, and callers append *before* the action
+    a record announces: if the record cannot be written, the action is not taken.
+    At start the tail's MAC is checked; a torn or altered tail is moved to a
+    quarantine file beside the log and a ``AuditGap`` record says so, so the chain
+    continues from the last record that verifies.
+    """
+
+    def __init__(self, path: Path, key: bytes, *, fsync: bool = True) -> None:
         self.path = path
         self._key = key
+        self._fsync = fsync
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._seq, self._prev = self._tail()
+        self._seq, self._prev = GENESIS_SEQ, GENESIS
+        quarantined = self._recover()
+        if quarantined is not None:
+            self.append(
+                GAP,
+                detail=f"a torn or unverifiable tail ({quarantined[1]} bytes) was moved to "
+                f"{quarantined[0].name}",
+            )
 
-    def _tail(self) -> tuple[int, str]:
+    def head(self) -> tuple[int, str]:
+        with self._lock:
+            return self._seq, self._prev
+
+    def _recover(self) -> tuple[Path, int] | None:
+        """Find the last record that verifies; quarantine whatever follows it."""
         if not self.path.exists():
-            return 0, GENESIS
-        last = None
-        with self.path.open("rb") as handle:
-            for line in handle:
-                if line.strip():
-                    last = line
-        if last is None:
-            return 0, GENESIS
-        record = json.loads(last)
-        return int(record["seq"]), str(record["mac"])
+            return None
+        data = self.path.read_bytes()
+        end = len(data)
+        while end > 0:
+            start = data.rfind(b"\n", 0, end - 1) + 1
+            line = data[start:end].strip()
+            if line:
+                record = _parse(line)
+                if record is not None and hmac.compare_digest(
+                    str(record["mac"]), mac_of(self._key, record)
+                ):
+                    self._seq, self._prev = int(record["seq"]), str(record["mac"])
+                    break
+            end = start
+        good = data[:end] if end == 0 or data[end - 1 : end] == b"\n" else data[:end] + b"\n"
+        rest = data[end:]
+        if not rest.strip():
+            return None
+        quarantine = self.path.with_name(
+            f"{self.path.name}.quarantined-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+        )
+        quarantine.write_bytes(rest)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_bytes(good)
+        os.replace(tmp, self.path)
+        log.warning(
+            "audit log %s: %d bytes after the last verifiable record moved to %s",
+            self.path,
+            len(rest),
+            quarantine,
+        )
+        return quarantine, len(rest)
 
     def append(
         self,
@@ -105,13 +191,32 @@ class AuditLog:
             }
             record["mac"] = mac_of(self._key, record)
             line = _canonical(record) + b"\n"
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line)  # one write: a record is never interleaved with another
-            finally:
-                os.close(fd)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    written = os.write(fd, line)  # one write: never interleaved with another
+                    if written != len(line):
+                        raise AuditWriteError(
+                            f"audit log {self.path}: wrote {written} of {len(line)} bytes"
+                        )
+                    if self._fsync:
+                        os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise AuditWriteError(f"audit log {self.path}: {exc.strerror}") from None
             self._seq, self._prev = record["seq"], record["mac"]
             return record
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or "mac" not in record or "seq" not in record:
+        return None
+    return record
 
 
 @dataclass(frozen=True)
@@ -124,14 +229,26 @@ class Verdict:
     def __str__(self) -> str:
         if self.ok:
             return f"OK: {self.records} records, chain intact"
-        return (
-            f"BROKEN at line {self.line}: {self.problem} "
-            f"({self.records} records verified before it)"
-        )
+        where = f" at line {self.line}" if self.line is not None else ""
+        return f"BROKEN{where}: {self.problem} ({self.records} records verified before it)"
 
 
-def verify(lines: Iterable[bytes | str], key: bytes) -> Verdict:
-    """Check every record's MAC, its link to the one before, and the sequence numbers."""
+def find(path: Path, seq: int) -> dict[str, Any] | None:
+    """The record with sequence number ``seq`` in the log at ``path``, if it is there."""
+    if not path.exists():
+        return None
+    with path.open("rb") as handle:
+        for line in handle:
+            record = _parse(line.strip()) if line.strip() else None
+            if record is not None and record.get("seq") == seq:
+                return record
+    return None
+
+
+def verify(lines: Iterable[bytes | str], key: bytes, anchor: Anchor | None = None) -> Verdict:
+    """Check every record's MAC, its link to the one before, and the sequence numbers;
+    with ``anchor``, also that the log still reaches the anchored head (so dropped
+    newest records, a rollback or an emptied file are caught)."""
     prev, seq, count = GENESIS, 0, 0
     for number, raw in enumerate(lines, start=1):
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
@@ -164,4 +281,24 @@ def verify(lines: Iterable[bytes | str], key: bytes) -> Verdict:
                 False, count, number, f"sequence jumps from {seq} to {record.get('seq')}"
             )
         prev, seq, count = str(record["mac"]), int(record["seq"]), count + 1
+        if anchor is not None and seq == anchor.seq and prev != anchor.mac:
+            return Verdict(
+                False,
+                count,
+                number,
+                f"record seq={seq} is not the anchored one (the log was rolled back or replaced)",
+            )
+    if anchor is not None:
+        if not anchor.authentic(key):
+            return Verdict(
+                False, count, None, "the anchor is not authentic (forged or another key)"
+            )
+        if seq < anchor.seq:
+            return Verdict(
+                False,
+                count,
+                None,
+                f"the log ends at seq={seq} but seq={anchor.seq} was anchored: "
+                f"{anchor.seq - seq} newest records are missing (truncated or emptied)",
+            )
     return Verdict(True, count)

@@ -1,7 +1,7 @@
 """The ``keykeeper`` command (also installed as the kubectl plugin ``kubectl-keykeeper``).
 
 keykeeper run                       run the operator (settings from flags and env)
-keykeeper audit verify LOG          check an audit log's HMAC chain
+keykeeper audit verify LOG          check an audit log's HMAC chain against its anchor
 """
 
 from __future__ import annotations
@@ -47,6 +47,24 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="a file holding the base64 master key (default: read it from the cluster)",
     )
+    source.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="the operator runs in passphrase mode: derive the key from this passphrase "
+        "(the KDF parameters are read from the cluster, or given with --kdf)",
+    )
+    verify.add_argument("--kdf", help="the KDF string (argon2id$... or pbkdf2-sha256$...)")
+    anchor = verify.add_mutually_exclusive_group()
+    anchor.add_argument(
+        "--anchor-file",
+        type=Path,
+        help="the anchor Secret as JSON (default: read it from the cluster)",
+    )
+    anchor.add_argument(
+        "--no-anchor",
+        action="store_true",
+        help="check the chain only (a truncated or emptied log then goes unnoticed)",
+    )
     verify.add_argument("--namespace", default="keykeeper-system")
     verify.add_argument("--secret", default="keykeeper-master-key")
 
@@ -62,23 +80,62 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    from keykeeper.audit import verify
-    from keykeeper.crypto.kdf import MasterKey, Purpose
+    import json
 
+    from keykeeper import anchor
+    from keykeeper.audit import verify
+    from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, Purpose, derive_master_key
+
+    cluster = _ClusterReader(args.namespace)
     if args.master_key_file:
-        raw = base64.b64decode(args.master_key_file.read_text().strip())
+        master = MasterKey(base64.b64decode(args.master_key_file.read_text().strip()))
+    elif args.passphrase_file:
+        kdf = args.kdf or cluster.data(args.secret).get("kdf", b"").decode()
+        master = derive_master_key(
+            args.passphrase_file.read_text().strip(), PassphraseKdf.decode(kdf)
+        )
     else:
+        master = MasterKey(cluster.data(args.secret)["master-key"])
+    key = master.subkey(Purpose.AUDIT_MAC)
+    found = None
+    if args.anchor_file:
+        found = anchor.parse(json.loads(args.anchor_file.read_text()))
+    elif not args.no_anchor:
+        found = anchor.parse(cluster.body(anchor.ANCHOR_SECRET))
+        if found is None:
+            print("note: no anchor in the cluster; checking the chain only", file=sys.stderr)
+    with args.log.open("rb") as handle:
+        verdict = verify(handle, key, found)
+    print(verdict)
+    return 0 if verdict.ok else 1
+
+
+class _ClusterReader:
+    """Secrets of the operator's namespace, read with the user's kubeconfig on demand."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def body(self, name: str) -> dict[str, object] | None:
         from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
 
         from keykeeper.kube import load_client
 
-        secret = client.CoreV1Api(load_client()).read_namespaced_secret(args.secret, args.namespace)
-        raw = base64.b64decode((secret.data or {})["master-key"])
-    key = MasterKey(raw).subkey(Purpose.AUDIT_MAC)
-    with args.log.open("rb") as handle:
-        verdict = verify(handle, key)
-    print(verdict)
-    return 0 if verdict.ok else 1
+        try:
+            secret = client.CoreV1Api(load_client()).read_namespaced_secret(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        found: dict[str, object] = client.ApiClient().sanitize_for_serialization(secret)  # type: ignore[no-untyped-call]
+        return found
+
+    def data(self, name: str) -> dict[str, bytes]:
+        found = self.body(name) or {}
+        encoded = found.get("data") or {}
+        assert isinstance(encoded, dict)
+        return {k: base64.b64decode(v) for k, v in encoded.items()}
 
 
 if __name__ == "__main__":

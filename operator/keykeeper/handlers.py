@@ -33,6 +33,11 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     await runtime.start()
 
 
+@kopf.on.cleanup()
+async def operator_cleanup(memo: Any, **_: Any) -> None:
+    await _runtime(memo).stop()
+
+
 @kopf.on.event("keykeeper.dev", "v1alpha1", "apikeys")
 async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from keykeeper import labels
+from keykeeper.anchor import Anchorer
 from keykeeper.audit import AuditLog
 from keykeeper.crypto.envelope import Binding, open_envelope, seal_envelope
 from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, derive_master_key
@@ -46,12 +47,24 @@ class Runtime:
     policy_queue: WorkQueue[str] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    anchorer: Anchorer | None = None
+
+    async def stop(self) -> None:
+        """Graceful shutdown: the audit log's head is anchored before the process ends."""
+        for task in self.tasks:
+            task.cancel()
+        if self.anchorer is not None:
+            await self.anchorer.anchor()
+        if self.vault is not None:
+            self.vault.close()
 
     async def start(self) -> None:
         master = await self._master_key()
         self.vault = Vault(master, registry)
         await self._sealing_keys()
         audit = AuditLog(self.settings.audit_log, self.vault.audit_key)
+        self.anchorer = Anchorer(self.kube, self.settings.namespace, audit, self.vault.audit_key)
+        await self.anchorer.check_at_start()
         sink = EventSink(self.kube, self.settings.instance)
         self.reconciler = Reconciler(
             self.kube, self.world, self.vault, sink, audit, self.settings.namespace
@@ -77,6 +90,7 @@ class Runtime:
         self.tasks = [
             asyncio.create_task(self.queue.run(), name="keykeeper-keys"),
             asyncio.create_task(self.policy_queue.run(), name="keykeeper-policies"),
+            asyncio.create_task(self.anchorer.run(), name="keykeeper-audit-anchor"),
         ]
         self.ready.set()
 

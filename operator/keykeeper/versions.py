@@ -128,7 +128,6 @@ class VersionKeeper:
                     ref, spec, policy, await provider(), stored, action.reason, notes
                 )
             elif isinstance(action, lifecycle.RetirePrevious):
-                stored = await self.write(ref, stored.retired(action.version))
                 record(
                     self.audit,
                     events.ERASED,
@@ -137,6 +136,7 @@ class VersionKeeper:
                     None,
                     f"previous version {action.version} destroyed after its grace period",
                 )
+                stored = await self.write(ref, stored.retired(action.version))
                 notes.append(
                     (
                         events.NORMAL,
@@ -146,8 +146,6 @@ class VersionKeeper:
                     )
                 )
             elif isinstance(action, lifecycle.RecordRevocation):
-                stored = await self.write(ref, _replace(stored, revoked_at=precise(self.clock())))
-                erase_at = self.clock() + policy.retention.revoked_delta
                 record(
                     self.audit,
                     events.REVOKED,
@@ -156,6 +154,8 @@ class VersionKeeper:
                     stored.current,
                     "projections withdrawn",
                 )
+                stored = await self.write(ref, _replace(stored, revoked_at=precise(self.clock())))
+                erase_at = self.clock() + policy.retention.revoked_delta
                 notes.append(
                     (
                         events.WARNING,
@@ -192,14 +192,15 @@ class VersionKeeper:
         )
         previous = stored.current
         stored = replace(stored, kms=policy.kms.model_dump(by_alias=True, mode="json"))
+        record(self.audit, events.ENCRYPTED, ref, stored.uid, version, f"under {sealed.kms_key_id}")
         if previous is None:
-            stored = await self.write(ref, stored.with_version(version, sealed.envelope))
             detail = f"from {spec.source.kind}" + (
                 f" {ref[0]}/{spec.source.secret_ref.name} (uid {imported.uid})"
                 if imported is not None and spec.source.secret_ref is not None
                 else ""
             )
             record(self.audit, events.CREATED, ref, stored.uid, version, detail)
+            stored = await self.write(ref, stored.with_version(version, sealed.envelope))
             notes.append(
                 (
                     events.NORMAL,
@@ -210,7 +211,6 @@ class VersionKeeper:
         else:
             # a damaged version is never kept as Previous; a healthy one stays for the grace period
             expires = None if reason == "Recovery" else precise(now + policy.rotation.grace_delta)
-            stored = await self.write(ref, stored.rotated(version, sealed.envelope, expires))
             kept = (
                 f"; version {previous.version} stays projected as <key>.previous until {expires}"
                 if expires
@@ -224,6 +224,7 @@ class VersionKeeper:
                 version,
                 f"{reason}: {previous.version} -> {number}",
             )
+            stored = await self.write(ref, stored.rotated(version, sealed.envelope, expires))
             notes.append(
                 (
                     events.NORMAL,
@@ -232,7 +233,6 @@ class VersionKeeper:
                     f"fingerprint {version.fingerprint}){kept}",
                 )
             )
-        record(self.audit, events.ENCRYPTED, ref, stored.uid, version, f"under {sealed.kms_key_id}")
         notes.append(
             (
                 events.NORMAL,
@@ -243,15 +243,15 @@ class VersionKeeper:
         ref_source = spec.source.secret_ref
         if ref_source is not None and ref_source.delete_after_import and imported is not None:
             # exactly the object that was read, and only if it still consents (uid precondition)
-            await self.kube.delete(secret_path(ref[0], ref_source.name), uid=imported.uid)
             record(
                 self.audit,
                 "SourceDeleted",
                 ref,
                 stored.uid,
                 version,
-                f"deleted {ref[0]}/{ref_source.name} (uid {imported.uid}) after import",
+                f"deleting {ref[0]}/{ref_source.name} (uid {imported.uid}) after import",
             )
+            await self.kube.delete(secret_path(ref[0], ref_source.name), uid=imported.uid)
         return stored
 
     async def erase(self, ref: KeyRef, stored: store.Store, notes: list[Note]) -> store.Store:
@@ -277,8 +277,8 @@ class VersionKeeper:
         )
         done: list[str] = []
         for kek in stored.keks_pending:
-            if await asyncio.to_thread(provider.destroy_kek, kek):
-                record(self.audit, events.ERASED, ref, stored.uid, None, f"KEK {kek} destroyed")
+            record(self.audit, events.ERASED, ref, stored.uid, None, f"destroying KEK {kek}")
+            await asyncio.to_thread(provider.destroy_kek, kek)  # False: nothing per-key to destroy
             done.append(kek)
         left = tuple(k for k in stored.keks_pending if k not in done)
         return await self.write(ref, replace(stored, keks_pending=left))
@@ -286,8 +286,8 @@ class VersionKeeper:
     async def record_integrity_failure(
         self, ref: KeyRef, stored: store.Store, problem: str, notes: list[Note]
     ) -> store.Store:
-        stored = await self.write(ref, _replace(stored, integrity_failed_at=precise(self.clock())))
         record(self.audit, events.INTEGRITY_FAILURE, ref, stored.uid, stored.current, problem[:200])
+        stored = await self.write(ref, _replace(stored, integrity_failed_at=precise(self.clock())))
         notes.append(
             (
                 events.WARNING,

@@ -36,6 +36,7 @@ class Operator:
     def install(self) -> None:
         self.plane.kubectl("create", "namespace", NAMESPACE, check=False)
         self.plane.kubectl("apply", "-f", str(REPO / "deploy" / "rbac.yaml"))
+        self.plane.kubectl("apply", "-f", str(REPO / "deploy" / "admission-policy.yaml"))
         self.identity = self.plane.service_account(NAMESPACE, "keykeeper")
 
     def start(self) -> None:

@@ -78,3 +78,77 @@ def test_tampering_is_reported_at_the_first_broken_record(
 
 def test_another_key_cannot_verify(log: Path) -> None:
     assert not verify(lines(log), b"x" * 32).ok
+
+
+# -- loss is detected: the anchor, the tail, the write ------------------------------------------
+
+from keykeeper.audit import GAP, Anchor, AuditWriteError  # noqa: E402
+
+
+def head_anchor(path: Path) -> Anchor:
+    last = json.loads(lines(path)[-1])
+    return Anchor.of(KEY, last["seq"], last["mac"])
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        pytest.param(lambda ls: ls[:-2], "2 newest records are missing", id="newest-dropped"),
+        pytest.param(lambda ls: [], "5 newest records are missing", id="emptied"),
+        pytest.param(lambda ls: ls[:-1], "1 newest records are missing", id="last-dropped"),
+    ],
+)
+def test_the_anchor_catches_what_the_chain_cannot(log: Path, tamper, problem: str) -> None:  # type: ignore[no-untyped-def]
+    anchor = head_anchor(log)
+    shortened = tamper(lines(log))
+    assert verify(shortened, KEY).ok  # the chain alone is fooled
+    verdict = verify(shortened, KEY, anchor)
+    assert not verdict.ok
+    assert problem in verdict.problem
+
+
+def test_a_rolled_back_log_is_caught(tmp_path: Path, log: Path) -> None:
+    anchor = head_anchor(log)
+    other = AuditLog(tmp_path / "other.jsonl", KEY)
+    for n in range(6):
+        other.append("Projected", detail=f"other {n}")
+    verdict = verify(lines(other.path), KEY, anchor)
+    assert not verdict.ok
+    assert "not the anchored one" in verdict.problem
+
+
+def test_a_forged_anchor_is_refused(log: Path) -> None:
+    forged = Anchor(3, json.loads(lines(log)[2])["mac"], "0" * 64)
+    assert "not authentic" in verify(lines(log), KEY, forged).problem
+
+
+def test_a_torn_tail_is_quarantined_and_the_chain_goes_on(log: Path) -> None:
+    with log.open("ab") as handle:
+        handle.write(b'{"seq": 6, "ts": "2026-')  # a crash mid-write
+    audit = AuditLog(log, KEY)
+    audit.append("Projected", detail="after the crash")
+    records = [json.loads(line) for line in lines(log)]
+    assert [r["action"] for r in records[-2:]] == [GAP, "Projected"]
+    assert verify(lines(log), KEY).ok
+    quarantined = list(log.parent.glob("audit.jsonl.quarantined-*"))
+    assert len(quarantined) == 1
+    assert quarantined[0].read_bytes().startswith(b'{"seq": 6')
+
+
+def test_an_altered_tail_is_not_trusted(log: Path) -> None:
+    altered = lines(log)
+    altered[-1] = edit(altered[-1])
+    log.write_text("\n".join(altered) + "\n")
+    AuditLog(log, KEY).append("Projected")
+    records = [json.loads(line) for line in lines(log)]
+    # the chain continues from the last record that verifies, with the gap said
+    assert [(r["seq"], r["action"]) for r in records[-2:]] == [(5, GAP), (6, "Projected")]
+    assert verify(lines(log), KEY).ok
+
+
+def test_a_record_that_cannot_be_written_raises(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl", KEY)
+    audit.path = tmp_path / "gone" / "audit.jsonl"  # the volume went away
+    with pytest.raises(AuditWriteError):
+        audit.append("Projected")
+    assert audit.head() == (0, "0" * 64)  # nothing counted as written

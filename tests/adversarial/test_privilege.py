@@ -1,0 +1,101 @@
+"""Finding 8 — least privilege enforced by the apiserver, not only promised.
+
+The operator's own identity (its ServiceAccount token, as a thief would hold it) is
+used directly against the real apiserver: the admission policy refuses every Secret
+write that is not keykeeper's own, and RBAC refuses the verbs keykeeper never uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.cluster import api_client
+from tests.integration.kk import Cluster
+from tests.integration.operator import Operator
+
+pytestmark = pytest.mark.cluster
+
+OURS = {"app.kubernetes.io/managed-by": "keykeeper"}
+
+
+@pytest.fixture
+def as_operator(operator: Operator) -> Iterator[client.CoreV1Api]:
+    assert operator.identity is not None
+    with api_client(operator.identity) as api:
+        yield client.CoreV1Api(api)
+
+
+def refused(call: object, *args: object, **kwargs: object) -> ApiException:
+    try:
+        call(*args, **kwargs)  # type: ignore[operator]
+    except ApiException as exc:
+        assert exc.status in (403, 422), exc
+        return exc
+    raise AssertionError("the apiserver allowed it")
+
+
+def secret(name: str, labels: dict[str, str] | None = None, **annotations: str) -> dict:  # type: ignore[type-arg]
+    return {
+        "metadata": {"name": name, "labels": labels, "annotations": annotations or None},
+        "data": {"k": "dg=="},
+    }
+
+
+def test_the_operator_cannot_write_secrets_that_are_not_its_own(
+    as_operator: client.CoreV1Api, kk: Cluster
+) -> None:
+    ns = kk.namespace("workload")
+    kk.core.create_namespaced_secret(ns, secret("db-password"))
+    kk.core.create_namespaced_secret(
+        ns, secret("consenting", **{"keykeeper.dev/importable-by": "k"})
+    )
+    # create: only with keykeeper's label
+    assert (
+        "managed-by=keykeeper"
+        in refused(as_operator.create_namespaced_secret, ns, secret("planted")).body
+    )
+    # update: not someone else's, not even by adding the label
+    refused(as_operator.replace_namespaced_secret, "db-password", ns, secret("db-password"))
+    refused(as_operator.replace_namespaced_secret, "db-password", ns, secret("db-password", OURS))
+    refused(as_operator.patch_namespaced_secret, "db-password", ns, {"metadata": {"labels": OURS}})
+    # delete: not someone else's
+    refused(as_operator.delete_namespaced_secret, "db-password", ns)
+    assert kk.secret(ns, "db-password") is not None
+    # what keykeeper does need still works
+    as_operator.create_namespaced_secret(ns, secret("projected", OURS))
+    as_operator.replace_namespaced_secret("projected", ns, secret("projected", OURS))
+    refused(  # and its own Secrets stay labelled as its own
+        as_operator.replace_namespaced_secret, "projected", ns, secret("projected", {"x": "y"})
+    )
+    as_operator.delete_namespaced_secret("projected", ns)
+    as_operator.delete_namespaced_secret("consenting", ns)
+
+
+def test_unused_verbs_are_not_granted(operator: Operator) -> None:
+    assert operator.identity is not None
+    with api_client(operator.identity) as api:
+        custom = client.CustomObjectsApi(api)
+        refused(
+            custom.patch_cluster_custom_object,
+            "keykeeper.dev",
+            "v1alpha1",
+            "keypolicies",
+            "any",
+            {"spec": {"sourceNamespaces": {"selector": {}}}},
+        )
+        refused(
+            client.EventsV1Api(api).create_namespaced_event,
+            "default",
+            {"metadata": {"name": "x"}, "eventTime": "2026-01-01T00:00:00.000000Z"},
+        )
+        refused(
+            client.CoreV1Api(api).patch_namespaced_event,
+            "x",
+            "default",
+            {"message": "rewritten history"},
+        )
+        refused(client.CoreV1Api(api).list_config_map_for_all_namespaces)
