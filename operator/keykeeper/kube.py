@@ -175,30 +175,30 @@ def _segment(text: str) -> str:
     return urllib.parse.quote(text, safe="")
 
 
-def secret_path(namespace: str, name: str = "") -> str:
+def secret_path(namespace: str, name: str | None = None) -> str:
     """``/api/v1/namespaces/{ns}/secrets[/{name}]``, refusing anything that is not a name."""
     base = f"/api/v1/namespaces/{_segment(names.namespace(namespace))}/secrets"
-    return f"{base}/{_segment(names.object_name(name))}" if name else base
+    return base if name is None else f"{base}/{_segment(names.object_name(name))}"
 
 
-def configmap_path(namespace: str, name: str = "") -> str:
+def configmap_path(namespace: str, name: str | None = None) -> str:
     base = f"/api/v1/namespaces/{_segment(names.namespace(namespace))}/configmaps"
-    return f"{base}/{_segment(names.object_name(name))}" if name else base
+    return base if name is None else f"{base}/{_segment(names.object_name(name))}"
 
 
 def events_path(namespace: str) -> str:
     return f"/api/v1/namespaces/{_segment(names.namespace(namespace))}/events"
 
 
-def apikey_path(namespace: str, name: str = "", status: bool = False) -> str:
+def apikey_path(namespace: str, name: str | None = None, status: bool = False) -> str:
     base = f"/apis/keykeeper.dev/v1alpha1/namespaces/{_segment(names.namespace(namespace))}/apikeys"
-    path = f"{base}/{_segment(names.object_name(name))}" if name else base
+    path = base if name is None else f"{base}/{_segment(names.object_name(name))}"
     return path + "/status" if status else path
 
 
-def keypolicy_path(name: str = "", status: bool = False) -> str:
+def keypolicy_path(name: str | None = None, status: bool = False) -> str:
     base = "/apis/keykeeper.dev/v1alpha1/keypolicies"
-    path = f"{base}/{_segment(names.object_name(name))}" if name else base
+    path = base if name is None else f"{base}/{_segment(names.object_name(name))}"
     return path + "/status" if status else path
 
 

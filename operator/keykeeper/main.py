@@ -9,6 +9,7 @@ import logging
 
 import kopf
 
+from keykeeper.hardening import harden_process
 from keykeeper.kube import Kube, load_client
 from keykeeper.runtime import Runtime
 from keykeeper.settings import Settings
@@ -17,6 +18,7 @@ _FORMATS = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN, "full": 
 
 
 def run_operator(args: argparse.Namespace) -> int:
+    harden_process()  # before any key material exists in this process
     settings = Settings.from_env()
     overrides = {
         "namespace": args.namespace,

@@ -34,7 +34,6 @@ SECRET_NAME_TAKEN = "SecretNameTaken"  # noqa: S105 - a reason, not a secret
 # Reasons a tenant may see for a denied target; the others fold into NOT_AUTHORIZED.
 PUBLIC_REASONS = frozenset(
     {
-        authz.NOT_AUTHORIZED,
         authz.POLICY_NOT_FOUND,
         authz.KEY_NOT_PROJECTING,
         authz.SOURCE_NOT_ALLOWED,
@@ -93,7 +92,8 @@ class Plan:
 
 
 def public(decision: Decision, target: Target) -> Decision:
-    """The decision as the tenant may see it."""
+    """The decision as the tenant may see it: "not authorized", "not there" and
+    "terminating" read the same, word for word."""
     if decision.reason in PUBLIC_REASONS:
         return decision
     return Decision(

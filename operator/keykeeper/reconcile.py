@@ -300,7 +300,7 @@ class Reconciler:
         for target in planned.keep:
             assert current is not None
             run.results.append(_projected(target, current.version))
-        values = _Values(self.vault, run.ref, stored, providers)
+        values = _Values(self.vault, run.ref, run.uid, stored, providers)
         for target in planned.write:
             run.results.append(await self._write_target(run, target, stored, phase, values))
 
@@ -538,13 +538,17 @@ class _Lazy:
 class _Values:
     """Plaintext of a key's versions, opened at most once per reconcile, on demand."""
 
-    def __init__(self, vault: Vault, ref: KeyRef, stored: store.Store, providers: _Lazy) -> None:
-        self._vault, self._ref, self._stored, self._providers = vault, ref, stored, providers
+    def __init__(
+        self, vault: Vault, ref: KeyRef, uid: str, stored: store.Store, providers: _Lazy
+    ) -> None:
+        # the AAD binds the live object's uid, never one read back from the store
+        self._vault, self._ref, self._uid = vault, ref, uid
+        self._stored, self._providers = stored, providers
         self._opened: dict[int, bytes] = {}
 
     async def of(self, version: int) -> bytes:
         if version not in self._opened:
-            binding = Binding(self._ref[0], self._ref[1], self._stored.uid, version)
+            binding = Binding(self._ref[0], self._ref[1], self._uid, version)
             self._opened[version] = await self._vault.open(
                 self._stored.envelopes[version], binding, await self._providers.get()
             )

@@ -19,8 +19,16 @@ from keykeeper.audit import AuditLog
 from keykeeper.crypto.envelope import Binding, open_envelope, seal_envelope
 from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, derive_master_key
 from keykeeper.crypto.sealed import SealingKeyPair
+from keykeeper.errors import KeykeeperError
 from keykeeper.events import EventSink
-from keykeeper.kube import ApiUnavailable, Conflict, Kube, keypolicy_path, secret_path
+from keykeeper.kube import (
+    ApiUnavailable,
+    Conflict,
+    Kube,
+    configmap_path,
+    keypolicy_path,
+    secret_path,
+)
 from keykeeper.policies import reconcile_policy
 from keykeeper.providers import registry
 from keykeeper.reconcile import Reconciler
@@ -108,6 +116,12 @@ class Runtime:
             return derive_master_key(passphrase, kdf)
         if "master-key" in data:
             return MasterKey(base64.b64decode(data["master-key"]))
+        if found is not None:
+            # never generate a new key over an existing Secret: every envelope would be lost
+            raise KeykeeperError(
+                f"Secret {self.settings.namespace}/{self.settings.master_key_secret} exists but "
+                "holds no master-key (nor kdf, in passphrase mode); refusing to start"
+            )
         master = MasterKey.generate()
         if not await self._create_master_secret({"master-key": master.export()}):
             return await self._master_key()  # another replica made it first
@@ -178,8 +192,7 @@ class Runtime:
             "suite": "HPKE ML-KEM-768+X25519 / HKDF-SHA256 / AES-256-GCM",
             "publicKey": base64.b64encode(pair.public.raw).decode(),
         }
-        path = f"/api/v1/namespaces/{ns}/configmaps"
-        existing = await self.kube.get_or_none(f"{path}/{SEALING_PUBLIC}")
+        existing = await self.kube.get_or_none(configmap_path(ns, SEALING_PUBLIC))
         if existing is not None and existing.get("data") == data:
             return
         body = {
@@ -193,9 +206,9 @@ class Runtime:
             "data": data,
         }
         if existing is None:
-            await self.kube.create(path, body)
+            await self.kube.create(configmap_path(ns), body)
         else:
-            await self.kube.replace(f"{path}/{SEALING_PUBLIC}", body)
+            await self.kube.replace(configmap_path(ns, SEALING_PUBLIC), body)
 
     async def _preload(self) -> None:
         assert self.vault is not None

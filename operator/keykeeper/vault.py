@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,10 +20,12 @@ from keykeeper.api import Kms
 from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, parse, seal_envelope
 from keykeeper.crypto.kdf import MasterKey, Purpose, fingerprint, ownership_proof
 from keykeeper.crypto.sealed import SealingKeyPair, open_sealed
-from keykeeper.errors import InvalidProviderConfig, KeyDisabled
-from keykeeper.kube import Kube, secret_path
+from keykeeper.errors import InvalidProviderConfig, KeyDisabled, KeykeeperError
+from keykeeper.kube import Kube
 from keykeeper.providers import KeyProvider, ProviderSettings, Registry
 from keykeeper.providers.local import LocalProvider
+
+log = logging.getLogger("keykeeper.vault")
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,9 @@ class Vault:
         self.audit_key = master.subkey(Purpose.AUDIT_MAC)
         self._ownership_key = master.subkey(Purpose.OWNERSHIP)
         self._registry = registry
-        self._providers: dict[str, KeyProvider] = {}
+        # (spec.kms) -> (credentials Secret resourceVersion, provider); bounded, and a
+        # provider dropped from it (evicted, or its credentials changed) is closed
+        self._providers: OrderedDict[str, tuple[str, KeyProvider]] = OrderedDict()
         self.sealing_keys: dict[str, SealingKeyPair] = {}
 
     def fingerprint(self, value: bytes) -> str:
@@ -57,14 +63,18 @@ class Vault:
     ) -> KeyProvider:
         if kms.provider == "local":
             return self.local
-        cache_key = json.dumps(
-            [kms.provider, kms.key_ref, sorted(kms.options.items()), credentials_version]
-        )
-        provider = self._providers.get(cache_key)
-        if provider is None:
-            settings = ProviderSettings(kms.key_ref, dict(credentials or {}), dict(kms.options))
-            provider = self._registry.create(kms.provider, settings)
-            self._providers[cache_key] = provider
+        cache_key = json.dumps([kms.provider, kms.key_ref, sorted(kms.options.items())])
+        cached = self._providers.get(cache_key)
+        if cached is not None and cached[0] == credentials_version:
+            self._providers.move_to_end(cache_key)
+            return cached[1]
+        settings = ProviderSettings(kms.key_ref, dict(credentials or {}), dict(kms.options))
+        provider = self._registry.create(kms.provider, settings)
+        if cached is not None:
+            _close(cached[1])
+        self._providers[cache_key] = (credentials_version, provider)
+        while len(self._providers) > PROVIDER_CACHE:
+            _close(self._providers.popitem(last=False)[1][1])
         return provider
 
     async def provider_for(self, kms: Kms, kube: Kube, namespace: str) -> KeyProvider:
@@ -78,7 +88,7 @@ class Vault:
             return await asyncio.to_thread(self.provider, kms)
         ref = kms.credentials_secret_ref
         secret_ns = ref.namespace or namespace
-        found = await kube.get_or_none(secret_path(secret_ns, ref.name))
+        found = await kube.get_secret(secret_ns, ref.name)
         if found is None:
             raise InvalidProviderConfig(
                 f"the credentials Secret {secret_ns}/{ref.name} does not exist"
@@ -96,10 +106,10 @@ class Vault:
 
     async def open(self, envelope: bytes, binding: Binding, provider: KeyProvider) -> bytes:
         def resolve(provider_id: str) -> KeyWrapper:
+            # only the provider the policy names: an envelope naming another one (even
+            # local) is not opened behind the policy's back
             if provider_id == provider.provider_id:
                 return provider
-            if provider_id == "local":
-                return self.local
             raise KeyDisabled(
                 f"the envelope was made by the {provider_id} provider, but the policy now "
                 f"names {provider.provider_id}"
@@ -111,8 +121,15 @@ class Vault:
         return open_sealed(text, namespace, name, self.sealing_keys)
 
     def close(self) -> None:
-        for provider in self._providers.values():
-            try:
-                provider.close()
-            except InvalidProviderConfig:
-                continue
+        while self._providers:
+            _close(self._providers.popitem()[1][1])
+
+
+PROVIDER_CACHE = 64
+
+
+def _close(provider: KeyProvider) -> None:
+    try:
+        provider.close()
+    except KeykeeperError as exc:
+        log.warning("closing a %s provider: %s", provider.provider_id, exc)

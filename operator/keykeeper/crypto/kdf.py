@@ -37,6 +37,10 @@ ARGON2_MEMORY_KIB = 64 * 1024
 ARGON2_TIME = 3
 ARGON2_LANES = 4
 PBKDF2_MIN_ITERATIONS = 600_000
+PBKDF2_MAX_ITERATIONS = 10_000_000
+ARGON2_MAX_MEMORY_KIB = 1024 * 1024
+ARGON2_MAX_TIME = 16
+ARGON2_MAX_LANES = 16
 SALT_BYTES = 16
 
 
@@ -148,15 +152,24 @@ class PassphraseKdf:
         )
 
     def validate(self) -> None:
-        """Refuse parameters weaker than the ones keykeeper writes."""
-        if len(self.salt) < SALT_BYTES:
-            raise ValueError(f"the KDF salt must be at least {SALT_BYTES} bytes")
+        """Refuse parameters weaker than the ones keykeeper writes, each on its own (not
+        as a tuple: m=1 GiB does not make up for t=1), and ones so large that deriving
+        would exhaust the operator (the parameters sit in a Secret an attacker may edit)."""
+        if not SALT_BYTES <= len(self.salt) <= 64:
+            raise ValueError(f"the KDF salt must be {SALT_BYTES} to 64 bytes")
         if self.algorithm is KdfAlgorithm.ARGON2ID:
-            if (self.memory_kib, self.time_cost) < (ARGON2_MEMORY_KIB, ARGON2_TIME):
-                raise ValueError("Argon2id needs at least m=65536 KiB and t=3")
-        elif self.iterations < PBKDF2_MIN_ITERATIONS:
+            if not ARGON2_MEMORY_KIB <= self.memory_kib <= ARGON2_MAX_MEMORY_KIB:
+                raise ValueError(
+                    f"Argon2id memory must be {ARGON2_MEMORY_KIB} to {ARGON2_MAX_MEMORY_KIB} KiB"
+                )
+            if not ARGON2_TIME <= self.time_cost <= ARGON2_MAX_TIME:
+                raise ValueError(f"Argon2id time cost must be {ARGON2_TIME} to {ARGON2_MAX_TIME}")
+            if not 1 <= self.lanes <= ARGON2_MAX_LANES:
+                raise ValueError(f"Argon2id lanes must be 1 to {ARGON2_MAX_LANES}")
+        elif not PBKDF2_MIN_ITERATIONS <= self.iterations <= PBKDF2_MAX_ITERATIONS:
             raise ValueError(
-                f"PBKDF2-HMAC-SHA256 needs at least {PBKDF2_MIN_ITERATIONS} iterations"
+                f"PBKDF2-HMAC-SHA256 needs {PBKDF2_MIN_ITERATIONS} to "
+                f"{PBKDF2_MAX_ITERATIONS} iterations"
             )
 
 

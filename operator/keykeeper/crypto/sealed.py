@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ _MLKEM_PUBLIC = 1184
 _PUBLIC = _MLKEM_PUBLIC + 32
 _PRIVATE = 64 + 32
 MAX_SEALED_VALUE = 64 * 1024
+_KEY_ID = re.compile(rb"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,11 @@ def _split(text: str) -> tuple[bytes, str, bytes]:
         raise InvalidValue("the sealed value has an unknown suite")
     end = 2 + raw[1]
     key_id = raw[2:end]
-    if len(key_id) != raw[1] or not key_id.isascii() or len(raw) <= end + 1120:
+    if len(key_id) != raw[1] or len(raw) <= end + 1120:
         raise InvalidValue("the sealed value is truncated")
+    if _KEY_ID.fullmatch(key_id) is None:
+        # the key id reaches status, Events, audit and logs: only 16 hex digits get there
+        raise InvalidValue("the sealed value names a malformed sealing key id")
     return raw[:end], key_id.decode(), raw[end:]
 
 

@@ -17,8 +17,11 @@ its version. A DEK is wrapped by encrypting it on the token:
 
 Sessions come from a bounded pool (``options["pool-size"]``, default 4): a PKCS#11
 session must not be used from two threads at once, and opening one per call is slow.
-The user PIN comes from ``credentials["pin"]``, the file ``options["pin-file"]`` or the
-environment variable ``KEYKEEPER_PKCS11_PIN``; it is never logged or echoed.
+The user PIN comes only from ``credentials["pin"]`` (the policy's credentials Secret);
+it is never logged or echoed. A policy author does not choose host paths: the module
+(``options["module"]``) must be one the operator's environment allows
+(``KEYKEEPER_PKCS11_MODULES``, colon-separated; by default the SoftHSM2 locations), so a
+KeyPolicy cannot make the operator load an arbitrary shared library or read a file.
 """
 
 from __future__ import annotations
@@ -364,13 +367,32 @@ def _bytes(result: bytes | Iterator[bytes]) -> bytes:
     return result if isinstance(result, bytes) else b"".join(result)
 
 
+ALLOWED_MODULES = (DEFAULT_MODULE, "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
+
+
+def allowed_modules() -> tuple[str, ...]:
+    configured = os.environ.get("KEYKEEPER_PKCS11_MODULES", "")
+    return tuple(p for p in configured.split(":") if p) or ALLOWED_MODULES
+
+
 def create(settings: ProviderSettings) -> Pkcs11Provider:
     options = settings.options
     token = options.get("token", "")
     if not token:
         raise InvalidProviderConfig("the pkcs11 provider needs options.token (the token label)")
+    allowed = allowed_modules()
+    module = options.get("module") or allowed[0]
+    if module not in allowed:
+        raise InvalidProviderConfig(
+            "options.module is not one of the PKCS#11 modules this operator allows "
+            "(KEYKEEPER_PKCS11_MODULES)"
+        )
+    if "pin-file" in options:
+        raise InvalidProviderConfig(
+            "options.pin-file is not supported: put the PIN in the credentials Secret"
+        )
     return Pkcs11Provider(
-        module=options.get("module") or os.environ.get("PKCS11_MODULE", DEFAULT_MODULE),
+        module=module,
         token_label=token,
         pin=_pin(settings),
         kek_label=settings.key_ref or "keykeeper-kek",
@@ -382,19 +404,9 @@ def create(settings: ProviderSettings) -> Pkcs11Provider:
 
 
 def _pin(settings: ProviderSettings) -> str:
-    if settings.credentials.get("pin"):
-        return settings.credentials["pin"]
-    pin_file = settings.options.get("pin-file")
-    if pin_file:
-        try:
-            return Path(pin_file).read_text().strip()
-        except OSError as exc:
-            raise InvalidProviderConfig(
-                f"cannot read the PIN file {pin_file}: {exc.strerror}"
-            ) from None
-    pin = os.environ.get("KEYKEEPER_PKCS11_PIN", "")
+    pin = settings.credentials.get("pin", "")
     if not pin:
         raise InvalidProviderConfig(
-            "no PKCS#11 PIN: set credentials 'pin', options 'pin-file' or KEYKEEPER_PKCS11_PIN"
+            "no PKCS#11 PIN: the policy's credentialsSecretRef must name a Secret with key 'pin'"
         )
     return pin
