@@ -1,0 +1,161 @@
+"""Finding 9 — a selector over every namespace, and status as an oracle; and the parts of
+finding 10 that a tenant aims at the operator itself (its namespace, its event loop).
+
+A tenant's ``namespaceSelector: {}`` used to put one status entry per namespace into
+the ApiKey (past the object size limit at 2,000 namespaces), and status told apart
+"does not exist" from "not authorized". Now status names only authorized targets and
+the ones the author named, with one reason for both cases, and counts the rest.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.adversarial.tenant import Tenant, tenant
+from tests.cluster import Leaks
+from tests.controlplane import ControlPlane
+from tests.integration.kk import Cluster, apikey, condition, keypolicy, unique
+from tests.integration.operator import Operator, wait_for
+
+pytestmark = pytest.mark.cluster
+
+MANY = 120
+
+
+@pytest.fixture
+def attacker(control_plane: ControlPlane, kk: Cluster, operator: Operator) -> Tenant:
+    with tenant(control_plane, kk) as found:
+        return found
+
+
+def status(kk: Cluster, namespace: str, name: str) -> dict:  # type: ignore[type-arg]
+    return (kk.key(namespace, name) or {}).get("status") or {}
+
+
+def test_a_selector_over_every_namespace_stays_small_and_says_nothing(
+    attacker: Tenant, kk: Cluster, leaks: Leaks
+) -> None:
+    crowd = unique("crowd")
+    for _ in range(MANY):
+        kk.namespace("crowd", {"crowd": crowd})
+    allowed = [kk.namespace("allowed", {"crowd": crowd}) for _ in range(2)]
+    exists_unauthorized = kk.namespace("exists")
+    policy = unique("pol")
+    kk.create(keypolicy(policy, targets={"names": allowed}))
+    home = attacker.namespace
+    attacker.kk.create(
+        apikey(
+            home,
+            "k",
+            policy,
+            projections=[
+                {"namespaceSelector": {}},
+                {"namespace": exists_unauthorized, "secretName": "probe"},
+                {"namespace": "does-not-exist", "secretName": "probe"},
+            ],
+        )
+    )
+    for ns in allowed:
+        leaks.add(wait_for(lambda ns=ns: kk.value(ns, "k")))
+    found = wait_for(
+        lambda: (s := status(kk, home, "k")).get("targets", {}).get("projected") == 3 and s,
+        what="the two policy targets and the key's own namespace projected",
+    )
+    shown = {(p["namespace"], p["secretName"]): p for p in found["projections"]}
+    assert set(shown) == {
+        *((ns, "k") for ns in [*allowed, home]),
+        (exists_unauthorized, "probe"),
+        ("does-not-exist", "probe"),
+    }, "only authorized and explicitly named targets are named"
+    probe_a, probe_b = shown[(exists_unauthorized, "probe")], shown[("does-not-exist", "probe")]
+    assert probe_a["reason"] == probe_b["reason"] == "NotAuthorizedByPolicy"
+    assert probe_a["message"].replace(exists_unauthorized, "X") == probe_b["message"].replace(
+        "does-not-exist", "X"
+    ), "an existing and a missing namespace read the same"
+    assert found["targets"]["denied"] >= MANY + 2
+    assert len(json.dumps(found)) < 4096
+    # Events for the selector's denials are one count, not one per namespace
+    denied_events = [e for e in kk.events(home, "k") if e.reason == "ProjectionDenied"]
+    assert len(denied_events) <= 4
+
+
+def test_authorized_targets_are_capped(attacker: Tenant, kk: Cluster, leaks: Leaks) -> None:
+    crowd = unique("crowd")
+    for _ in range(130):
+        kk.namespace("wide", {"wide": crowd})
+    policy = unique("pol")
+    kk.create(keypolicy(policy, targets={"selector": {"matchLabels": {"wide": crowd}}}))
+    home = attacker.namespace
+    attacker.kk.create(
+        apikey(
+            home, "k", policy, projections=[{"namespaceSelector": {"matchLabels": {"wide": crowd}}}]
+        )
+    )
+    try:
+        found = wait_for(
+            lambda: (s := status(kk, home, "k")).get("targets", {}).get("projected") == 128 and s,
+            timeout=90,
+            what="128 targets projected",
+        )
+    except AssertionError:
+        raise AssertionError(json.dumps(status(kk, home, "k"))[:3000]) from None
+    capped = [p for p in found["projections"] if p.get("reason") == "TooManyTargets"]
+    assert len(capped) == 2
+    assert condition(kk.key(home, "k"), "Projected")["reason"] == "PartiallyProjected"
+    first = next(p for p in found["projections"] if p["state"] == "Projected")
+    leaks.add(kk.value(first["namespace"], "k"))  # type: ignore[arg-type]
+
+
+def test_the_operators_namespace_is_never_a_target_or_source(
+    operator: Operator, attacker: Tenant, kk: Cluster
+) -> None:
+    policy = unique("pol")
+    kk.create(keypolicy(policy, targets={"selector": {}}))  # a careless "everywhere"
+    home = attacker.namespace
+    attacker.kk.create(
+        apikey(
+            home,
+            "k",
+            policy,
+            projections=[{"namespace": "keykeeper-system", "secretName": "keykeeper-master-key"}],
+        )
+    )
+    wait_for(
+        lambda: (
+            [p.get("reason") for p in status(kk, home, "k").get("projections", [])]
+            == ["NotAuthorizedByPolicy"]
+        ),
+        what="the operator namespace refused as a target",
+    )
+    master = kk.secret("keykeeper-system", "keykeeper-master-key")
+    assert master is not None and "keykeeper.dev/apikey-name" not in (master.metadata.labels or {})
+    kk.create(apikey("keykeeper-system", unique("inside"), policy))
+    inside = next(k for k in kk.apikeys() if k["metadata"]["namespace"] == "keykeeper-system")
+    wait_for(
+        lambda: (
+            condition(kk.key("keykeeper-system", inside["metadata"]["name"]), "Ready").get("reason")
+            == "SourceNamespaceNotAllowed"
+        ),
+        what="the operator namespace refused as a source",
+    )
+    kk.delete_key("keykeeper-system", inside["metadata"]["name"])
+
+
+def test_a_catastrophic_pattern_cannot_stall_the_operator(
+    attacker: Tenant, kk: Cluster, leaks: Leaks
+) -> None:
+    policy = unique("pol")
+    kk.create(keypolicy(policy, value={"pattern": "^([A-Za-z0-9]+_?)+$"}))
+    home = attacker.namespace
+    hostile = b"a" * 4000 + b"!"
+    leaks.add(hostile)
+    attacker.kk.put_secret(home, "src", {"api-key": hostile}, importable_by="k")
+    attacker.kk.create(apikey(home, "k", policy, source={"secretRef": {"name": "src"}}))
+    attacker.kk.create(apikey(home, "bystander", policy, projections=[{"namespace": home}]))
+    wait_for(
+        lambda: condition(kk.key(home, "k"), "Ready").get("reason") == "InvalidValue",
+        what="InvalidValue, promptly",
+    )
+    leaks.add(wait_for(lambda: kk.value(home, "bystander"), what="other keys go on"))
