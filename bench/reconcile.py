@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.cluster import api_client
 from tests.controlplane import ControlPlane
-from tests.integration.conftest import api_client
 from tests.integration.kk import Cluster, apikey, keypolicy
 from tests.integration.operator import SERVICE_ACCOUNT, running_operator, wait_for
 

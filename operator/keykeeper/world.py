@@ -51,7 +51,9 @@ class World:
     key_selectors: dict[KeyRef, tuple[LabelSelector, ...]] = field(default_factory=dict)
     projected: dict[KeyRef, ProjectedSecret] = field(default_factory=dict)
     by_owner: dict[KeyRef, set[KeyRef]] = field(default_factory=lambda: defaultdict(set))
-    own_writes: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # resourceVersions of the operator's own recent writes per object (a reconcile can
+    # write one object twice, e.g. the finalizer and then the status: both echoes are ours)
+    own_writes: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
 
     # -- echoes of the operator's own writes ---------------------------------------------------
 
@@ -59,14 +61,19 @@ class World:
         """Remember the resourceVersion a write produced, so its watch echo is not work."""
         version = written.get("metadata", {}).get("resourceVersion")
         if version:
-            self.own_writes[(kind, *ref)] = version
+            recent = self.own_writes.setdefault((kind, *ref), [])
+            recent.append(version)
+            del recent[:-4]
 
     def is_own_echo(self, kind: str, ref: KeyRef, body: dict[str, Any]) -> bool:
         version = body.get("metadata", {}).get("resourceVersion")
-        if version is not None and self.own_writes.get((kind, *ref)) == version:
+        recent = self.own_writes.get((kind, *ref))
+        if version is None or not recent or version not in recent:
+            return False
+        del recent[: recent.index(version) + 1]  # this echo, and any older ones, are seen
+        if not recent:
             del self.own_writes[(kind, *ref)]
-            return True
-        return False
+        return True
 
     # -- namespaces ----------------------------------------------------------------------------
 
