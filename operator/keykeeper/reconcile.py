@@ -275,10 +275,20 @@ class Reconciler:
         run.results = [_denied(d) for d in planned.deny]
 
     async def _withdraw(self, run: Run, held: tuple[plan.Held, ...] | list[plan.Held]) -> None:
+        """Delete each held Secret (exactly that object: uid precondition). One that cannot
+        be deleted now is retried soon and never stops the others."""
         for secret in held:
             where = f"{secret.namespace}/{secret.name}"
             record(self.audit, events.PROJECTION_WITHDRAWN, run.ref, run.uid, None, where)
-            if await self.kube.delete(secret_path(secret.namespace, secret.name), uid=secret.uid):
+            try:
+                gone = await self.kube.delete(
+                    secret_path(secret.namespace, secret.name), uid=secret.uid
+                )
+            except KeykeeperError as exc:
+                log.warning("%s/%s: withdrawing %s failed: %s", *run.ref, where, exc)
+                run.again(TARGET_RETRY)
+                continue
+            if gone:
                 run.notes.append((events.NORMAL, events.PROJECTION_WITHDRAWN, f"withdrew {where}"))
             self.world.drop_secret((secret.namespace, secret.name))
 

@@ -152,3 +152,36 @@ def test_a_record_that_cannot_be_written_raises(tmp_path: Path) -> None:
     with pytest.raises(AuditWriteError):
         audit.append("Projected")
     assert audit.head() == (0, "0" * 64)  # nothing counted as written
+
+
+def test_audit_verify_works_in_passphrase_mode(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from keykeeper.cli import main
+    from keykeeper.crypto.kdf import PassphraseKdf, Purpose, derive_master_key
+
+    passphrase = "correct horse battery staple 4 Argon2id!"
+    kdf = PassphraseKdf.new()
+    key = derive_master_key(passphrase, kdf).subkey(Purpose.AUDIT_MAC)
+    audit = AuditLog(tmp_path / "audit.jsonl", key)
+    for n in range(3):
+        audit.append("Projected", detail=str(n))
+    (tmp_path / "pass").write_text(passphrase)
+    (tmp_path / "anchor.json").write_text(
+        json.dumps(
+            {
+                "metadata": {
+                    "annotations": {
+                        "keykeeper.dev/audit-seq": "3",
+                        "keykeeper.dev/audit-mac": audit.head()[1],
+                        "keykeeper.dev/audit-seal": Anchor.of(key, *audit.head()).seal,
+                    }
+                }
+            }
+        )
+    )
+    argv = ["audit", "verify", str(audit.path), "--passphrase-file", str(tmp_path / "pass")]
+    argv += ["--kdf", kdf.encode(), "--anchor-file", str(tmp_path / "anchor.json")]
+    assert main(argv) == 0
+    assert "OK: 3 records" in capsys.readouterr().out
+    audit.path.write_text("")  # emptied
+    assert main(argv) == 1
+    assert "3 newest records are missing" in capsys.readouterr().out
