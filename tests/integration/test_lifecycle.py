@@ -55,7 +55,11 @@ def test_scheduled_rotation_is_zero_downtime(operator: Operator, kk: Cluster, le
     second = rotated["api-key"]
     leaks.add(second)
     assert second != first
-    st = status(kk, home, "k")
+    # Secrets are written before the status that reports them: wait for the status
+    st = wait_for(
+        lambda: (s := status(kk, home, "k")).get("currentVersion") == 2 and s,
+        what="status reports version 2",
+    )
     states = {v["version"]: v["state"] for v in st["versions"]}
     assert states[1] == "Previous" and states[2] == "Current"
     assert next(v for v in st["versions"] if v["version"] == 1)["expiresAt"]
