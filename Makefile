@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # The main job on the embedded default: a local control plane, the operator with the
 # local provider, examples/ applied, the projected Secrets and Events shown.
 dev: deps
-	$(BIN)/python -m tests.controlplane --dev
+	$(BIN)/python -m devtools.controlplane --dev
 
 # Everything the tests need: Python packages, SoftHSM2, the upstream control plane.
 deps: $(STAMP) controlplane
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 controlplane:
-	@bash tests/controlplane/build.sh >/dev/null
+	@bash devtools/controlplane/build.sh >/dev/null
 
 # The test command: static checks, then every test (unit, providers, integration).
 test: deps lint
@@ -38,14 +38,14 @@ integration: deps
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests bench devtools
+	$(BIN)/ruff format --check operator tests bench devtools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 # A real control plane for a person: prints the KUBECONFIG to export.
 cluster: deps
-	$(BIN)/python -m tests.controlplane
+	$(BIN)/python -m devtools.controlplane
 
 bench: deps
 	$(BIN)/python bench/crypto.py

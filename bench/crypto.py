@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.softhsm import init_token
+from devtools.softhsm import init_token
 
 from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, seal_envelope
 from keykeeper.crypto.kdf import MasterKey

@@ -23,12 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.adversarial.fuzzing import Fuzz, crashes
-from tests.cluster import api_client
-from tests.controlplane import ControlPlane
-from tests.integration.kk import Cluster
-from tests.integration.operator import running_operator, wait_for
-from tests.integration.test_sources import public_key
+from devtools.controlplane import ControlPlane
+from devtools.fuzzing import Fuzz, crashes
+from devtools.kk import Cluster, api_client, public_key
+from devtools.operator import running_operator, wait_for
 
 
 def leaked(fuzz: Fuzz, haystacks: dict[str, str]) -> list[str]:

@@ -20,10 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.cluster import api_client
-from tests.controlplane import ControlPlane
-from tests.integration.kk import Cluster, apikey, keypolicy
-from tests.integration.operator import SERVICE_ACCOUNT, running_operator
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, api_client, apikey, keypolicy
+from devtools.operator import SERVICE_ACCOUNT, running_operator
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

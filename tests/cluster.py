@@ -1,4 +1,4 @@
-"""Fixtures for tests against the real control plane (see tests/controlplane), shared by
+"""Fixtures for tests against the real control plane (see devtools/controlplane), shared by
 tests/integration and tests/adversarial through the root conftest: one control plane
 and one operator process per session."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 
 import pytest
-from kubernetes import client, config
-
-from tests.controlplane import ControlPlane, Identity
+from devtools.controlplane import ControlPlane
+from devtools.kk import api_client
+from kubernetes import client
 
 _PLANE: ControlPlane | None = None
 
@@ -24,14 +24,6 @@ def control_plane() -> Iterator[ControlPlane]:
     finally:
         _PLANE = None
         plane.stop()
-
-
-def api_client(identity: Identity) -> client.ApiClient:
-    configuration = client.Configuration()
-    config.load_kube_config(
-        config_file=str(identity.kubeconfig), client_configuration=configuration
-    )
-    return client.ApiClient(configuration)
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +51,8 @@ def pytest_runtest_makereport(
 
 # -- the operator under test ------------------------------------------------------------------
 
-from tests.integration.kk import Cluster  # noqa: E402
-from tests.integration.operator import Operator, running_operator  # noqa: E402
+from devtools.kk import Cluster  # noqa: E402
+from devtools.operator import Operator, running_operator  # noqa: E402
 
 _OPERATOR: Operator | None = None
 

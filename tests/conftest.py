@@ -4,8 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.softhsm import Token, init_token
+from devtools.softhsm import Token, init_token
 
 
 @pytest.fixture(scope="session")

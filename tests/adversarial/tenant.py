@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, api_client, unique
+from devtools.operator import SERVICE_ACCOUNT
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from tests.cluster import api_client
-from tests.controlplane import ControlPlane
-from tests.integration.kk import Cluster, unique
-from tests.integration.operator import SERVICE_ACCOUNT
 
 
 @dataclass

@@ -13,10 +13,9 @@ import subprocess
 import sys
 
 import pytest
-
-from tests.controlplane import ControlPlane
-from tests.integration.kk import Cluster, apikey, keypolicy, unique
-from tests.integration.operator import REPO, Operator, wait_for
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, keypolicy, unique
+from devtools.operator import REPO, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

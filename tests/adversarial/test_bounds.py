@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, condition, keypolicy, unique
+from devtools.operator import Operator, wait_for
 
 from tests.adversarial.tenant import Tenant, tenant
 from tests.cluster import Leaks
-from tests.controlplane import ControlPlane
-from tests.integration.kk import Cluster, apikey, condition, keypolicy, unique
-from tests.integration.operator import Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -10,12 +10,12 @@ so no policy is needed), and a deleted ApiKey keeps its finalizer until that is 
 from __future__ import annotations
 
 import pytest
+from devtools.kk import Cluster, apikey, condition, keypolicy, unique
+from devtools.operator import Operator, wait_for
+from devtools.softhsm import Token
 
 from tests.cluster import Leaks
-from tests.integration.kk import Cluster, apikey, condition, keypolicy, unique
-from tests.integration.operator import Operator, wait_for
 from tests.integration.test_hsm import labels_on_token
-from tests.softhsm import Token
 
 pytestmark = pytest.mark.cluster
 

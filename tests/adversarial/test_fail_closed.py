@@ -13,15 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, condition, keypolicy, projection_states, public_key, unique
+from devtools.operator import Operator, wait_for
+from devtools.softhsm import Token
 
 from keykeeper.crypto.sealed import seal
 from tests.adversarial.tenant import Tenant, now, operator_requests, tenant
 from tests.cluster import Leaks
-from tests.controlplane import ControlPlane
-from tests.integration.kk import Cluster, apikey, condition, keypolicy, projection_states, unique
-from tests.integration.operator import Operator, wait_for
-from tests.integration.test_sources import public_key
-from tests.softhsm import Token
 
 pytestmark = pytest.mark.cluster
 ROTATE = "keykeeper.dev/rotate-requested-at"

@@ -10,13 +10,12 @@ import os
 import random
 
 import pytest
+from devtools.controlplane import ControlPlane
+from devtools.fuzzing import Fuzz, crashes
+from devtools.kk import Cluster, public_key
+from devtools.operator import Operator, wait_for
 
-from tests.adversarial.fuzzing import Fuzz, crashes
 from tests.cluster import Leaks
-from tests.controlplane import ControlPlane
-from tests.integration.kk import Cluster
-from tests.integration.operator import Operator, wait_for
-from tests.integration.test_sources import public_key
 
 pytestmark = pytest.mark.cluster
 

@@ -9,12 +9,12 @@ Opaque; messages never say how long a value is; the audit names the exact Secret
 from __future__ import annotations
 
 import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, condition, keypolicy, unique
+from devtools.operator import Operator, wait_for
 
 from tests.adversarial.tenant import Tenant, tenant
 from tests.cluster import Leaks
-from tests.controlplane import ControlPlane
-from tests.integration.kk import Cluster, apikey, condition, keypolicy, unique
-from tests.integration.operator import Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

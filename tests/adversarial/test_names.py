@@ -10,13 +10,13 @@ apiserver's audit log shows the operator never touched the victim's namespace.
 from __future__ import annotations
 
 import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, condition, keypolicy, unique
+from devtools.operator import Operator, wait_for
 from kubernetes.client.rest import ApiException
 
 from tests.adversarial.tenant import Tenant, now, operator_requests, tenant
 from tests.cluster import Leaks
-from tests.controlplane import ControlPlane
-from tests.integration.kk import Cluster, apikey, condition, keypolicy, unique
-from tests.integration.operator import Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

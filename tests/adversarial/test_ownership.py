@@ -9,12 +9,12 @@ the forgery is not recorded at all: no action, no Event, no audit record, no LIS
 from __future__ import annotations
 
 import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, keypolicy, projection_states, unique
+from devtools.operator import Operator, wait_for
 
 from tests.adversarial.tenant import Tenant, now, operator_requests, tenant
 from tests.cluster import Leaks
-from tests.controlplane import ControlPlane
-from tests.integration.kk import Cluster, apikey, keypolicy, projection_states, unique
-from tests.integration.operator import Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

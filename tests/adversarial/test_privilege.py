@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from devtools.kk import Cluster, api_client
+from devtools.operator import Operator
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from tests.cluster import api_client
-from tests.integration.kk import Cluster
-from tests.integration.operator import Operator
 
 pytestmark = pytest.mark.cluster
 

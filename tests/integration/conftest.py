@@ -1,5 +1,7 @@
 """The cluster fixtures live in tests/cluster.py (loaded by tests/conftest.py)."""
 
-from tests.cluster import Leaks, api_client
+from devtools.kk import api_client
+
+from tests.cluster import Leaks
 
 __all__ = ["Leaks", "api_client"]

@@ -9,17 +9,17 @@ import uuid
 from pathlib import Path
 
 import pytest
+from devtools.controlplane import ControlPlane
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from tests.controlplane import ControlPlane
 from tests.integration.conftest import api_client
 
 pytestmark = pytest.mark.cluster
 
 PINNED = re.search(
     r"k8s\.io/kubernetes (v[\d.]+)",
-    (Path(__file__).parents[1] / "controlplane" / "go.mod").read_text(),
+    (Path(__file__).parents[2] / "devtools" / "controlplane" / "go.mod").read_text(),
 )
 
 

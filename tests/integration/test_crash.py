@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, keypolicy, unique
+from devtools.operator import SERVICE_ACCOUNT, Operator, wait_for
 
 from keykeeper.crypto.envelope import Binding, open_envelope
 from keykeeper.crypto.kdf import MasterKey
 from keykeeper.providers.local import LocalProvider
-from tests.controlplane import ControlPlane
 from tests.integration.conftest import Leaks
-from tests.integration.kk import Cluster, apikey, keypolicy, unique
-from tests.integration.operator import SERVICE_ACCOUNT, Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

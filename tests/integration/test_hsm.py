@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pkcs11
 import pytest
+from devtools.kk import Cluster, apikey, condition, keypolicy, unique
+from devtools.operator import Operator, wait_for
+from devtools.softhsm import Token
 from pkcs11 import Attribute
 from pkcs11 import exceptions as p11err
 
 from tests.integration.conftest import Leaks
-from tests.integration.kk import Cluster, apikey, condition, keypolicy, unique
-from tests.integration.operator import Operator, wait_for
-from tests.softhsm import Token
 
 pytestmark = pytest.mark.cluster
 

@@ -6,12 +6,12 @@ import base64
 from datetime import UTC, datetime
 
 import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, condition, keypolicy, unique
+from devtools.operator import Operator, wait_for
 
 from keykeeper.crypto.sealed import SealingPublicKey, seal
-from tests.controlplane import ControlPlane
 from tests.integration.conftest import Leaks
-from tests.integration.kk import Cluster, apikey, condition, keypolicy, unique
-from tests.integration.operator import Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_make_dev_shows_the_projected_and_the_denied() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tests.controlplane", "--dev", "--once"],
+        [sys.executable, "-m", "devtools.controlplane", "--dev", "--once"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -9,11 +9,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, keypolicy, unique
+from devtools.operator import Operator, wait_for
 
-from tests.controlplane import ControlPlane
 from tests.integration.conftest import Leaks
-from tests.integration.kk import Cluster, apikey, keypolicy, unique
-from tests.integration.operator import Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

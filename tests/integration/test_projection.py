@@ -4,10 +4,10 @@ process under its shipped RBAC. Every test ends with a scan for leaked values.""
 from __future__ import annotations
 
 import pytest
+from devtools.kk import Cluster, apikey, condition, keypolicy, projection_states, unique
+from devtools.operator import Operator, wait_for
 
 from tests.integration.conftest import Leaks
-from tests.integration.kk import Cluster, apikey, condition, keypolicy, projection_states, unique
-from tests.integration.operator import Operator, wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 
 import pytest
-from kubernetes import client
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, condition, keypolicy, public_key, unique
+from devtools.operator import Operator, wait_for
 from kubernetes.client.rest import ApiException
 
-from keykeeper.crypto.sealed import SealingPublicKey, seal
-from tests.controlplane import ControlPlane
-from tests.integration.conftest import Leaks, api_client
-from tests.integration.kk import Cluster, apikey, condition, keypolicy, unique
-from tests.integration.operator import Operator, wait_for
+from keykeeper.crypto.sealed import seal
+from tests.integration.conftest import Leaks
 
 pytestmark = pytest.mark.cluster
 
@@ -22,18 +20,6 @@ pytestmark = pytest.mark.cluster
 def projected(kk: Cluster, namespace: str, name: str) -> bytes:
     value: bytes = wait_for(lambda: kk.value(namespace, name), what=f"{namespace}/{name}")
     return value
-
-
-def public_key(plane: ControlPlane) -> SealingPublicKey:
-    """Read the published sealing key as an ordinary authenticated user."""
-    with api_client(plane.user(unique("sealer"))) as api:
-        cm = client.CoreV1Api(api).read_namespaced_config_map(
-            "keykeeper-sealing-public", "keykeeper-system"
-        )
-    key = SealingPublicKey(base64.b64decode(cm.data["publicKey"]))
-    assert key.key_id == cm.data["keyId"]
-    assert key.fingerprint == cm.data["fingerprint"]
-    return key
 
 
 def test_generate_uses_the_policy_generator_and_overrides(

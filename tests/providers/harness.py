@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from devtools.softhsm import Token
 
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.crypto.kdf import MasterKey
 from keykeeper.providers import KeyProvider, ProviderSettings, registry
 from keykeeper.providers.local import LocalProvider
-from tests.softhsm import Token
 
 
 @dataclass(frozen=True)

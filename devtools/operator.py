@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.controlplane import ControlPlane, Identity
-from tests.controlplane.launcher import free_port
+from devtools.controlplane import ControlPlane, Identity
+from devtools.controlplane.launcher import free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "keykeeper-system"
 SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:keykeeper"
 
@@ -38,6 +38,35 @@ class Operator:
         self.plane.kubectl("apply", "-f", str(REPO / "deploy" / "rbac.yaml"))
         self.plane.kubectl("apply", "-f", str(REPO / "deploy" / "admission-policy.yaml"))
         self.identity = self.plane.service_account(NAMESPACE, "keykeeper")
+        self._wait_for_admission_policy()
+
+    def _wait_for_admission_policy(self) -> None:
+        """The apiserver enforces a new ValidatingAdmissionPolicy a moment after it is
+        created; start nothing before it refuses what it must (a dry-run as the operator)."""
+        assert self.identity is not None
+        probe = (
+            '{"apiVersion":"v1","kind":"Secret","metadata":{"name":"admission-probe",'
+            '"namespace":"keykeeper-system"}}'
+        )
+
+        def enforced() -> bool:
+            done = subprocess.run(
+                [
+                    str(self.plane.bin / "kubectl"),
+                    "--kubeconfig",
+                    str(self.identity.kubeconfig),  # type: ignore[union-attr]
+                    "create",
+                    "--dry-run=server",
+                    "-f",
+                    "-",
+                ],
+                input=probe.encode(),
+                capture_output=True,
+                check=False,
+            )
+            return done.returncode != 0 and b"managed-by=keykeeper" in done.stderr
+
+        wait_for(enforced, timeout=30, interval=0.2, what="the admission policy enforced")
 
     def start(self) -> None:
         assert self.identity is not None

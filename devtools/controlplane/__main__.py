@@ -1,4 +1,4 @@
-"""`python -m tests.controlplane`: the control plane (and keykeeper) for a person.
+"""`python -m devtools.controlplane`: the control plane (and keykeeper) for a person.
 
 make cluster   upstream etcd + kube-apiserver, RBAC on, keykeeper's CRDs installed;
                prints the KUBECONFIG to export and runs until interrupted.
@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.controlplane.launcher import REPO, ControlPlane
+from devtools.controlplane.launcher import REPO, ControlPlane
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.controlplane")
+    parser = argparse.ArgumentParser(prog="python -m devtools.controlplane")
     parser.add_argument("--dev", action="store_true", help="also run keykeeper and apply examples/")
     parser.add_argument("--once", action="store_true", help="with --dev: show the result and exit")
     args = parser.parse_args()
@@ -58,7 +58,7 @@ def main() -> int:
 
 
 def run_dev(plane: ControlPlane):  # type: ignore[no-untyped-def]
-    from tests.integration.operator import Operator, wait_for
+    from devtools.operator import Operator, wait_for
 
     operator = Operator(plane, Path(tempfile.mkdtemp(prefix="keykeeper-dev-")))
     operator.install()

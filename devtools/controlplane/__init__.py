@@ -1,5 +1,5 @@
 """A real Kubernetes control plane (upstream etcd + kube-apiserver) for tests and local use."""
 
-from tests.controlplane.launcher import ControlPlane, Identity
+from devtools.controlplane.launcher import ControlPlane, Identity
 
 __all__ = ["ControlPlane", "Identity"]

@@ -28,12 +28,12 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
+from devtools.kk import Cluster, apikey, keypolicy, unique
 from keykeeper import authz, labels
 from keykeeper.api import Phase, parse_apikey_spec, parse_policy_spec
 from keykeeper.authz import NamespaceInfo
 from keykeeper.crypto.sealed import SealingPublicKey, seal
 from keykeeper.errors import KeykeeperError, SpecError
-from tests.integration.kk import Cluster, apikey, keypolicy, unique
 
 HOSTILE_NAMES = ["../x", "..", "a/b", "%2e%2e", "UP", "x" * 300, "", "vi\u0441tim", "a..b", "x\x00"]
 DURATIONS = [

@@ -6,8 +6,11 @@ import base64
 import uuid
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+
+from devtools.controlplane import ControlPlane, Identity
+from keykeeper.crypto.sealed import SealingPublicKey
 
 GROUP, VERSION = "keykeeper.dev", "v1alpha1"
 
@@ -171,3 +174,23 @@ def projection_states(body: dict[str, Any] | None) -> dict[tuple[str, str], str]
         + (f"/{p['reason']}" if p.get("reason") else "")
         for p in ((body or {}).get("status") or {}).get("projections") or []
     }
+
+
+def api_client(identity: Identity) -> client.ApiClient:
+    configuration = client.Configuration()
+    config.load_kube_config(
+        config_file=str(identity.kubeconfig), client_configuration=configuration
+    )
+    return client.ApiClient(configuration)
+
+
+def public_key(plane: ControlPlane) -> SealingPublicKey:
+    """Read the published sealing key as an ordinary authenticated user."""
+    with api_client(plane.user(unique("sealer"))) as api:
+        cm = client.CoreV1Api(api).read_namespaced_config_map(
+            "keykeeper-sealing-public", "keykeeper-system"
+        )
+    key = SealingPublicKey(base64.b64decode(cm.data["publicKey"]))
+    assert key.key_id == cm.data["keyId"]
+    assert key.fingerprint == cm.data["fingerprint"]
+    return key

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from tests.controlplane.pki import Authority, service_account_keys
+from devtools.controlplane.pki import Authority, service_account_keys
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
