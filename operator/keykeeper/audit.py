@@ -35,7 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keykeeper.errors import KeykeeperError
+from keykeeper.errors import AuditWriteError
+
+__all__ = ["GAP", "Anchor", "AuditLog", "AuditWriteError", "mac_of"]
 
 GENESIS = "0" * 64
 GENESIS_SEQ = 0
@@ -63,12 +65,6 @@ def _canonical(record: dict[str, Any]) -> bytes:
 def mac_of(key: bytes, record: dict[str, Any]) -> str:
     body = {k: v for k, v in record.items() if k != "mac"}
     return hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
-
-
-class AuditWriteError(KeykeeperError):
-    """A record could not be written whole and durable; the action it announces is not taken."""
-
-    reason = "AuditWriteFailed"
 
 
 @dataclass(frozen=True)

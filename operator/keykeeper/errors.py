@@ -6,15 +6,23 @@ that talks to kopf can translate it (``transient`` -> ``kopf.TemporaryError``,
 otherwise ``kopf.PermanentError``)::
 
     KeykeeperError
+    ├── ApiError                      the Kubernetes API answered with an error
+    │   ├── NotFound                  404
+    │   ├── Conflict                  409: AlreadyExists, or a resourceVersion/uid precondition
+    │   ├── Forbidden                 401/403: RBAC or the admission policy refused
+    │   └── ApiUnavailable            transient: 429, 5xx, no connection
     ├── ProviderError                 a key provider (KMS/HSM) failed
     │   ├── ProviderUnavailable       transient: network, throttling, token busy
     │   ├── KeyDisabled               the KEK (or its version) is disabled or destroyed
     │   └── InvalidProviderConfig     the provider is misconfigured (or its extra is missing)
     ├── IntegrityError                a ciphertext or envelope failed to authenticate or parse
+    ├── AuditWriteError               an audit record could not be written: the action is not taken
+    ├── SourceMissing                 transient: the secretRef Secret (or its key) is not there yet
     ├── WeakPassphrase                a passphrase too weak to protect a master key
     └── SpecError                     a custom resource is semantically invalid
         ├── InvalidName               a name from a spec is not a Kubernetes object name
-        └── InvalidValue              a supplied value breaks the policy or cannot be opened
+        ├── InvalidValue              a supplied value breaks the policy or cannot be opened
+        └── ImportNotPermitted        the secretRef Secret does not consent to the import
 
 Messages never carry a key value, a data key or a passphrase: they name the
 resource, the provider and the KEK id, and say what went wrong.
@@ -83,3 +91,46 @@ class InvalidName(SpecError):
     """A name taken from a spec is not a valid Kubernetes name; it never reaches a path."""
 
     reason = "InvalidName"
+
+
+class ApiError(KeykeeperError):
+    """The Kubernetes API refused or failed a request."""
+
+    reason = "ApiError"
+
+
+class NotFound(ApiError):
+    reason = "NotFound"
+
+
+class Conflict(ApiError):
+    """AlreadyExists, or a resourceVersion or uid precondition that no longer holds."""
+
+    reason = "Conflict"
+
+
+class Forbidden(ApiError):
+    reason = "Forbidden"
+
+
+class ApiUnavailable(ApiError):
+    transient = True
+    reason = "ApiUnavailable"
+
+
+class AuditWriteError(KeykeeperError):
+    """A record could not be written whole and durable; the action it announces is not taken."""
+
+    reason = "AuditWriteFailed"
+
+
+class SourceMissing(KeykeeperError):
+    """The Secret a ``secretRef`` names, or its key, does not exist (yet)."""
+
+    reason = "SourceNotFound"
+
+
+class ImportNotPermitted(SpecError):
+    """The Secret named by ``secretRef`` has not consented to being imported by this key."""
+
+    reason = "ImportNotPermitted"

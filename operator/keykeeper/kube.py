@@ -16,28 +16,17 @@ import urllib3
 from kubernetes import client, config
 
 from keykeeper import names
-from keykeeper.errors import KeykeeperError
+from keykeeper.errors import (
+    ApiError,
+    ApiUnavailable,
+    Conflict,
+    Forbidden,
+    KeykeeperError,
+    NotFound,
+)
 
 Body = dict[str, Any]
-
-
-class NotFound(KeykeeperError):
-    reason = "NotFound"
-
-
-class Conflict(KeykeeperError):
-    """AlreadyExists or a resourceVersion conflict."""
-
-    reason = "Conflict"
-
-
-class ApiUnavailable(KeykeeperError):
-    transient = True
-    reason = "ApiUnavailable"
-
-
-class Forbidden(KeykeeperError):
-    reason = "Forbidden"
+__all__ = ["ApiUnavailable", "Body", "Conflict", "Forbidden", "Kube", "NotFound"]
 
 
 def load_client() -> client.ApiClient:
@@ -167,7 +156,7 @@ def _translate(status: int, data: bytes, method: str, path: str) -> KeykeeperErr
         return Forbidden(text)
     if status == 429 or status >= 500:
         return ApiUnavailable(text)
-    return KeykeeperError(text)
+    return ApiError(text)
 
 
 def _segment(text: str) -> str:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
-from keykeeper import labels
+from keykeeper import labels, lifecycle
 from keykeeper.kube import Body
 
 VERSIONS_ANNOTATION = "keykeeper.dev/versions"
@@ -94,6 +95,7 @@ class Store:
     erased_at: str | None = None
     integrity_failed_at: str | None = None
     keks_pending: tuple[str, ...] = ()  # per-key KEKs to destroy, kept until destroyed
+    secret_uid: str | None = None  # the store Secret's own uid (delete preconditions)
     kms: dict[str, Any] | None = None  # the spec.kms the versions were made under
 
     @property
@@ -174,6 +176,7 @@ def parse(body: Body) -> Store:
         erased_at=annotations.get(ERASED_AT),
         integrity_failed_at=annotations.get(INTEGRITY_FAILED_AT),
         keks_pending=tuple(json.loads(annotations.get(KEKS_PENDING, "[]"))),
+        secret_uid=meta.get("uid"),
         kms=kms if isinstance(kms, dict) else None,
     )
 
@@ -215,3 +218,35 @@ def render(store: Store, namespace: str, key_namespace: str, key_name: str) -> B
             f"v{n}": base64.b64encode(env).decode() for n, env in sorted(store.envelopes.items())
         },
     }
+
+
+def precise(moment: datetime) -> str:
+    """RFC 3339 with milliseconds: versions made within one second stay ordered."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def facts(stored: Store, source_fingerprint: str | None) -> lifecycle.Observed:
+    def version(v: Version | None) -> lifecycle.VersionFacts | None:
+        if v is None:
+            return None
+        return lifecycle.VersionFacts(
+            v.version,
+            _time(v.created_at),
+            v.source_fingerprint,
+            _time(v.expires_at) if v.expires_at else None,
+        )
+
+    return lifecycle.Observed(
+        current=version(stored.current),
+        previous=version(stored.previous),
+        revoked_at=_time(stored.revoked_at) if stored.revoked_at else None,
+        erased=stored.erased_at is not None,
+        integrity_failed_at=_time(stored.integrity_failed_at)
+        if stored.integrity_failed_at
+        else None,
+        source_fingerprint=source_fingerprint,
+    )
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

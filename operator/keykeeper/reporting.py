@@ -1,0 +1,74 @@
+"""Reporting one reconcile: one status write, then the Events and audit records.
+
+The status is composed by ``status.compose`` (pure) and written only when it differs
+from the one the ApiKey has; what to tell about the change comes from
+``narration.narrate`` (pure). The Events of the actions taken (Created, Projected, ...)
+were collected in the run; their audit records were written before each action.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from keykeeper import conditions, lifecycle, store
+from keykeeper.api import API_VERSION, Phase
+from keykeeper.audit import AuditLog
+from keykeeper.events import EventSink
+from keykeeper.journal import record
+from keykeeper.kube import Body, Kube, apikey_path
+from keykeeper.narration import narrate
+from keykeeper.run import Run
+from keykeeper.status import compose, mark_withdrawn
+from keykeeper.world import World
+
+log = logging.getLogger("keykeeper.reporting")
+
+
+class Reporter:
+    def __init__(
+        self,
+        kube: Kube,
+        world: World,
+        sink: EventSink,
+        audit: AuditLog,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.kube, self.world, self.sink, self.audit, self.clock = kube, world, sink, audit, clock
+
+    async def report(self, run: Run, stored: store.Store, life: lifecycle.Decision | None) -> None:
+        old = run.body.get("status") or {}
+        by_type = {c.type: c for c in (life.conditions if life else ())}
+        if run.ready.status == "True" and conditions.READY in by_type:
+            run.ready = by_type[conditions.READY]  # Suspended, Revoked, Erased, IntegrityFailure
+        run.results = mark_withdrawn(run.results, old.get("projections") or [])
+        next_at = life.next_rotation_at if life else None
+        status = compose(
+            old,
+            phase=life.phase if life else Phase(old.get("phase") or Phase.GENERATED),
+            versions=stored.versions,
+            current=stored.current.version if stored.current else None,
+            next_rotation_at=conditions.rfc3339(next_at) if next_at else None,
+            ready=run.ready,
+            extra=[by_type[conditions.ROTATION_DUE]] if conditions.ROTATION_DUE in by_type else [],
+            results=run.results,
+            generation=run.body["metadata"].get("generation", 0),
+            now=self.clock(),
+        )
+        if status != old:
+            patch = {**{k: None for k in old if k not in status}, **status}
+            written = await self.kube.patch(apikey_path(*run.ref, status=True), {"status": patch})
+            self.world.note_own_write("apikey", run.ref, written)
+        notes = list(run.notes)
+        for entry in narrate(old, status, run.ready, run.results):
+            if entry.audit is not None:
+                record(self.audit, entry.reason, run.ref, run.uid, None, entry.audit)
+            notes.append((entry.type, entry.reason, entry.message))
+        for type_, reason, message in notes:
+            log.info("%s/%s: %s: %s", run.ref[0], run.ref[1], reason, message)
+            await self.sink.emit(_ref_body(run.body), type_, reason, message)
+
+
+def _ref_body(body: Body) -> Body:
+    return {"apiVersion": API_VERSION, "kind": "ApiKey", "metadata": body["metadata"]}
