@@ -15,6 +15,19 @@ from keykeeper import __version__
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from keykeeper.main import run_operator
+
+        return run_operator(args)
+    if args.command == "audit" and args.audit_command == "verify":
+        return _audit_verify(args)
+    parser.error("unknown command")
+    return 2
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keykeeper", description="keykeeper: API keys, kept safe in Kubernetes."
     )
@@ -68,15 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--namespace", default="keykeeper-system")
     verify.add_argument("--secret", default="keykeeper-master-key")
 
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        from keykeeper.main import run_operator
-
-        return run_operator(args)
-    if args.command == "audit" and args.audit_command == "verify":
-        return _audit_verify(args)
-    parser.error("unknown command")
-    return 2
+    return parser
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

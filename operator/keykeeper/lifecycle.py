@@ -223,15 +223,9 @@ def _projecting(
     requested = intent.rotate_requested_at
     if requested is not None and requested > current.created_at and requested > now:
         waits.append(requested - now)  # a request from the future is honoured when it arrives
-    source_changed = (
-        intent.user_supplied
-        and observed.source_fingerprint is not None
-        and current.source_fingerprint is not None
-        and observed.source_fingerprint != current.source_fingerprint
-    )
     conditions: list[Condition] = []
     rotation: CreateVersion | None = None
-    if source_changed:
+    if _source_changed(intent, observed, current):
         rotation = CreateVersion("SourceChanged")
     elif requested is not None and current.created_at < requested <= now:
         rotation = CreateVersion("Requested")
@@ -239,15 +233,7 @@ def _projecting(
         if rules.strategy is RotationStrategy.GENERATE or not intent.user_supplied:
             rotation = CreateVersion("Scheduled")
         else:
-            conditions.append(
-                Condition(
-                    ROTATION_DUE,
-                    "True",
-                    "AwaitingNewValue",
-                    f"rotation was due at {due_at:%Y-%m-%dT%H:%M:%SZ}; the Manual strategy "
-                    "waits for a new source value (a new sealed value, or a changed source Secret)",
-                )
-            )
+            conditions.append(_awaiting_new_value(due_at))
             if intent.source_polled:
                 waits.append(MANUAL_POLL)
             return Decision(
@@ -277,3 +263,23 @@ def _projecting(
     )
     phase = Phase.ROTATED if previous is not None else Phase.ACTIVE
     return Decision(phase, tuple(actions), tuple(conditions), min(waits, default=None), due_at)
+
+
+def _source_changed(intent: Intent, observed: Observed, current: VersionFacts) -> bool:
+    """A user-supplied source now differs from the one the current version came from."""
+    return (
+        intent.user_supplied
+        and observed.source_fingerprint is not None
+        and current.source_fingerprint is not None
+        and observed.source_fingerprint != current.source_fingerprint
+    )
+
+
+def _awaiting_new_value(due_at: datetime) -> Condition:
+    return Condition(
+        ROTATION_DUE,
+        "True",
+        "AwaitingNewValue",
+        f"rotation was due at {due_at:%Y-%m-%dT%H:%M:%SZ}; the Manual strategy "
+        "waits for a new source value (a new sealed value, or a changed source Secret)",
+    )

@@ -15,29 +15,23 @@ its version. A DEK is wrapped by encrypting it on the token:
 ``<label>/<uid>``, so erasing a key can destroy the KEK object itself
 (:meth:`Pkcs11Provider.destroy_kek`).
 
-Sessions come from a bounded pool (``options["pool-size"]``, default 4): a PKCS#11
-session must not be used from two threads at once, and opening one per call is slow.
-The user PIN comes only from ``credentials["pin"]`` (the policy's credentials Secret);
-it is never logged or echoed. A policy author does not choose host paths: the module
-(``options["module"]``) must be one the operator's environment allows
-(``KEYKEEPER_PKCS11_MODULES``, colon-separated; by default the SoftHSM2 locations), so a
-KeyPolicy cannot make the operator load an arbitrary shared library or read a file.
+Sessions (a bounded pool, ``options["pool-size"]``, default 4), the per-module call lock
+and module loading live in ``pkcs11_sessions``. The user PIN comes only from
+``credentials["pin"]`` (the policy's credentials Secret); it is never logged or echoed.
+A policy author does not choose host paths: the module (``options["module"]``) must be
+one the operator's environment allows (``KEYKEEPER_PKCS11_MODULES``, colon-separated;
+by default the SoftHSM2 locations): no KeyPolicy makes the operator load any library.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
 from typing import cast
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11err
-from pkcs11._pkcs11 import lib as Library  # noqa: N812
 from pkcs11.mechanisms import GCMParams
 from pkcs11.types import DecryptMixin, EncryptMixin, Key, SecretKey, UnwrapMixin, WrapMixin
 
@@ -46,26 +40,12 @@ from keykeeper.errors import (
     IntegrityError,
     InvalidProviderConfig,
     KeyDisabled,
-    ProviderUnavailable,
 )
 from keykeeper.providers.base import KeyProvider, ProviderSettings, encode_context
+from keykeeper.providers.pkcs11_sessions import SessionPool
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 _IV = 12
-_LIBS: dict[str, Library] = {}
-_LIBS_LOCK = threading.Lock()
-# Errors that say the token or the session is gone for now, not that the data is bad.
-_TRANSIENT = (
-    p11err.DeviceError,
-    p11err.DeviceRemoved,
-    p11err.DeviceMemory,
-    p11err.SessionClosed,
-    p11err.SessionHandleInvalid,
-    p11err.TokenNotPresent,
-    p11err.TokenNotRecognised,
-    p11err.FunctionFailed,
-    p11err.GeneralError,
-)
 
 
 # What a token answers when the wrapped bytes do not authenticate.
@@ -80,26 +60,8 @@ _REJECTED = (
 )
 
 
-# python-pkcs11 initialises the module with C_Initialize(NULL), which by the PKCS#11
-# standard promises the module that no two threads call it at once (SoftHSM2 then
-# takes no locks of its own, and concurrent calls fail with CKR_GENERAL_ERROR). So
-# every call into one module holds that module's lock. Sessions are still pooled,
-# which saves an open and a login per operation.
-_CALL_LOCKS: dict[str, threading.Lock] = {}
-
-
 class _Kek(SecretKey, EncryptMixin, DecryptMixin, WrapMixin, UnwrapMixin):
     """What a KEK object on the token offers (python-pkcs11 mixes these in at run time)."""
-
-
-def _load(module: str) -> Library:
-    with _LIBS_LOCK:
-        if module not in _LIBS:
-            if not Path(module).exists():
-                raise InvalidProviderConfig(f"PKCS#11 module {module} does not exist")
-            _LIBS[module] = pkcs11.lib(module)
-            _CALL_LOCKS[module] = threading.Lock()
-        return _LIBS[module]
 
 
 class Pkcs11Provider(KeyProvider):
@@ -117,28 +79,11 @@ class Pkcs11Provider(KeyProvider):
         mechanism: str = "auto",
         pool_size: int = 4,
     ) -> None:
-        if pool_size < 1:
-            raise InvalidProviderConfig("pool-size must be at least 1")
-        self._pin = pin
         self._label = kek_label
         self._create = create
         self._per_key = per_key
-        self._pool: queue.LifoQueue[pkcs11.Session] = queue.LifoQueue()
-        self._opened = 0
-        self._pool_size = pool_size
-        self._pool_lock = threading.Lock()
-        try:
-            lib = _load(module)
-            self._calls = _CALL_LOCKS[module]
-            with self._calls:
-                self._token = lib.get_token(token_label=token_label)
-                mechanisms = self._token.slot.get_mechanisms()
-        except p11err.NoSuchToken:
-            raise InvalidProviderConfig(f"no PKCS#11 token labelled {token_label!r}") from None
-        except _TRANSIENT as exc:
-            raise ProviderUnavailable(
-                f"the PKCS#11 token is unavailable ({type(exc).__name__})"
-            ) from None
+        self._sessions = SessionPool(module, token_label, pin, pool_size)
+        mechanisms = self._sessions.mechanisms
         if mechanism == "auto":
             mechanism = "gcm" if Mechanism.AES_GCM in mechanisms else "kwp"
         if mechanism not in ("gcm", "kwp"):
@@ -163,7 +108,7 @@ class Pkcs11Provider(KeyProvider):
         else:
             kek_id = self._default_kek_id
         aad = encode_context(kek_id, context)
-        with self._session() as session:
+        with self._sessions.session() as session:
             key = self._find(session, kek_id)
             if self._mechanism == "gcm":
                 iv = os.urandom(_IV)
@@ -191,7 +136,7 @@ class Pkcs11Provider(KeyProvider):
 
     def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
         blob = wrapped.blob
-        with self._session() as session:
+        with self._sessions.session() as session:
             key = self._find(session, wrapped.kek_id)
             try:
                 if blob[:1] == b"G" and len(blob) > 1 + _IV + 16:
@@ -227,7 +172,7 @@ class Pkcs11Provider(KeyProvider):
             )
 
     def check(self) -> None:
-        with self._session() as session:
+        with self._sessions.session() as session:
             if not self._per_key:
                 self._find(session, self._default_kek_id)
 
@@ -235,7 +180,7 @@ class Pkcs11Provider(KeyProvider):
         label, _, _ = kek_id.partition("#")
         if not self._per_key or label == self._label:
             return False  # the shared KEK guards other keys; never destroyed from here
-        with self._session() as session:
+        with self._sessions.session() as session:
             try:
                 self._find(session, kek_id).destroy()
             except KeyDisabled:
@@ -243,26 +188,18 @@ class Pkcs11Provider(KeyProvider):
         return True
 
     def close(self) -> None:
-        while True:
-            try:
-                session = self._pool.get_nowait()
-                with self._calls:
-                    session.close()
-            except queue.Empty:
-                break
-            except p11err.PKCS11Error:
-                continue
+        self._sessions.close()
 
     # -- internals -------------------------------------------------------------------------
 
     def _kek_id_for(self, label: str, *, create: bool | None = None) -> str:
-        with self._session() as session:
+        with self._sessions.session() as session:
             found = self._search(session, label)
         if found is not None:
             return found
         if not (self._create if create is None else create):
             raise KeyDisabled(f"no PKCS#11 key labelled {label!r} on the token")
-        with self._session() as session:
+        with self._sessions.session() as session:
             return self._search(session, label) or self._generate(session, label)
 
     @staticmethod
@@ -311,55 +248,6 @@ class Pkcs11Provider(KeyProvider):
                 f"the PKCS#11 KEK {kek_id} is not on the token (destroyed?)"
             ) from None
         return cast(_Kek, key)
-
-    @contextmanager
-    def _session(self) -> Iterator[pkcs11.Session]:
-        session = self._acquire()
-        healthy = True
-        try:
-            with self._calls:
-                yield session
-        except _TRANSIENT as exc:
-            healthy = False
-            raise ProviderUnavailable(f"the PKCS#11 token failed ({type(exc).__name__})") from None
-        finally:
-            if healthy:
-                self._pool.put(session)
-            else:
-                with self._pool_lock:
-                    self._opened -= 1
-
-    def _acquire(self) -> pkcs11.Session:
-        try:
-            return self._pool.get_nowait()
-        except queue.Empty:
-            pass
-        with self._pool_lock:
-            can_open = self._opened < self._pool_size
-            if can_open:
-                self._opened += 1
-        if not can_open:
-            try:
-                return self._pool.get(timeout=30)
-            except queue.Empty:
-                raise ProviderUnavailable("no PKCS#11 session became free within 30 s") from None
-        try:
-            with self._calls:
-                try:
-                    session: pkcs11.Session = self._token.open(rw=True, user_pin=self._pin)
-                except p11err.UserAlreadyLoggedIn:
-                    session = self._token.open(rw=True)
-                return session
-        except p11err.PinIncorrect:
-            with self._pool_lock:
-                self._opened -= 1
-            raise InvalidProviderConfig("the PKCS#11 user PIN was refused") from None
-        except _TRANSIENT as exc:
-            with self._pool_lock:
-                self._opened -= 1
-            raise ProviderUnavailable(
-                f"could not open a PKCS#11 session ({type(exc).__name__})"
-            ) from None
 
 
 def _bytes(result: bytes | Iterator[bytes]) -> bytes:
