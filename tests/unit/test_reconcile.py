@@ -1,0 +1,236 @@
+"""The reconcile's orchestration against the in-memory API at the ``Kube.call`` seam.
+
+Each test runs in milliseconds; the same behaviours are proven against the real
+apiserver in tests/integration and tests/adversarial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keykeeper.api import API_VERSION
+from keykeeper.audit import AuditLog
+from keykeeper.crypto.kdf import MasterKey
+from keykeeper.errors import ApiUnavailable
+from keykeeper.events import EventSink
+from keykeeper.kube import apikey_path, secret_path
+from keykeeper.providers import registry
+from keykeeper.reconcile import Reconciler
+from keykeeper.vault import Vault
+from keykeeper.world import World
+from tests.unit.fakekube import FakeKube
+
+OPERATOR_NS = "keykeeper-system"
+
+
+class Harness:
+    def __init__(self, tmp_path: Path) -> None:
+        self.kube = FakeKube()
+        self.world = World()
+        self.vault = Vault(MasterKey(b"k" * 32), registry)
+        self.audit = AuditLog(tmp_path / "audit.jsonl", self.vault.audit_key, fsync=False)
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+        self.reconciler = Reconciler(
+            self.kube,
+            self.world,
+            self.vault,
+            EventSink(self.kube, "test"),
+            self.audit,
+            OPERATOR_NS,
+            clock=lambda: self.now,
+        )
+
+    def namespaces(self, *names: str) -> None:
+        for name in names:
+            self.world.put_namespace({"metadata": {"name": name}})
+
+    def policy(self, name: str, **spec: Any) -> None:
+        body = {"sourceNamespaces": {"selector": {}}, **spec}
+        self.world.put_policy({"metadata": {"name": name, "generation": 1}, "spec": body})
+
+    def apikey(self, ns: str, name: str, policy: str, *targets: str, **spec: Any) -> None:
+        self.kube.put(
+            apikey_path(ns, name),
+            {
+                "apiVersion": API_VERSION,
+                "kind": "ApiKey",
+                "spec": {
+                    "policy": policy,
+                    "source": spec.pop("source", {"generate": {}}),
+                    "projections": [{"namespace": t} for t in targets],
+                    **spec,
+                },
+            },
+        )
+
+    def patch_key(self, ns: str, name: str, patch: dict[str, Any]) -> None:
+        asyncio.run(self.kube.patch(apikey_path(ns, name), patch))
+
+    def reconcile(self, ns: str, name: str) -> float | None:
+        self.kube.requests.clear()
+        return asyncio.run(self.reconciler.reconcile((ns, name)))
+
+    def status(self, ns: str, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = self.kube.objects[apikey_path(ns, name)].get("status", {})
+        return status
+
+    def secret(self, ns: str, name: str) -> dict[str, Any] | None:
+        return self.kube.objects.get(secret_path(ns, name))
+
+    def writes(self) -> Counter[str]:
+        return Counter(
+            f"{m} {p.split('/')[-1] if p.endswith('status') else _kind(p)}"
+            for m, p in self.kube.writes()
+        )
+
+
+def _kind(path: str) -> str:
+    parts = path.split("/")
+    return next(p for p in reversed(parts) if p in {"secrets", "apikeys", "events", "keypolicies"})
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    harness = Harness(tmp_path)
+    harness.namespaces("home", "a", "b", OPERATOR_NS)
+    harness.policy("p", targetNamespaces={"names": ["a", "b"]})
+    return harness
+
+
+def test_a_new_key_with_three_targets_and_then_nothing(h: Harness) -> None:
+    h.apikey("home", "k", "p", "home", "a", "b")
+    h.reconcile("home", "k")
+    assert h.writes() == Counter(
+        {"PATCH apikeys": 1, "POST secrets": 4, "PATCH status": 1, "POST events": 5}
+    )
+    assert {p["state"] for p in h.status("home", "k")["projections"]} == {"Projected"}
+    h.reconcile("home", "k")
+    assert h.kube.writes() == [], "a key whose world did not change writes nothing"
+
+
+def test_revocation_needs_no_provider(h: Harness) -> None:
+    h.apikey("home", "k", "p", "a", "b")
+    h.reconcile("home", "k")
+    # the policy's provider now fails (its credentials Secret does not exist) ...
+    h.policy(
+        "p",
+        targetNamespaces={"names": ["a", "b"]},
+        kms={"provider": "pkcs11", "credentialsSecretRef": {"name": "gone"}},
+    )
+    # ... and the tenant revokes
+    h.patch_key("home", "k", {"spec": {"revoked": True}})
+    h.reconcile("home", "k")
+    assert h.secret("a", "k") is None and h.secret("b", "k") is None
+    assert h.status("home", "k")["phase"] == "Revoked"
+
+
+def test_a_provider_that_fails_keeps_authorized_copies(h: Harness) -> None:
+    h.apikey("home", "k", "p", "a")
+    h.reconcile("home", "k")
+    h.policy(
+        "p",
+        targetNamespaces={"names": ["a"]},
+        kms={"provider": "pkcs11", "credentialsSecretRef": {"name": "gone"}},
+    )
+    h.now += timedelta(hours=1)
+    h.patch_key(
+        "home",
+        "k",
+        {
+            "metadata": {
+                "annotations": {"keykeeper.dev/rotate-requested-at": "2026-01-01T00:30:00Z"}
+            }
+        },
+    )
+    retry = h.reconcile("home", "k")
+    assert h.secret("a", "k") is not None, "an outage never withdraws an authorized copy"
+    ready = next(c for c in h.status("home", "k")["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidProviderConfig")
+    assert retry is not None
+
+
+def test_an_immutable_copy_is_withdrawn_and_the_others_rotate(h: Harness) -> None:
+    h.apikey("home", "k", "p", "a", "b")
+    h.reconcile("home", "k")
+    h.kube.objects[secret_path("b", "k")]["immutable"] = True  # the recipient's doing
+    h.now += timedelta(hours=1)
+    h.patch_key(
+        "home",
+        "k",
+        {
+            "metadata": {
+                "annotations": {"keykeeper.dev/rotate-requested-at": "2026-01-01T00:30:00Z"}
+            }
+        },
+    )
+    h.reconcile("home", "k")
+    a = h.secret("a", "k")
+    assert a is not None and a["metadata"]["annotations"]["keykeeper.dev/version"] == "2"
+    assert h.secret("b", "k") is None, "a copy that cannot be updated is withdrawn"
+    states = {p["namespace"]: p["state"] for p in h.status("home", "k")["projections"]}
+    assert states == {"a": "Projected", "b": "Failed"}
+    h.reconcile("home", "k")
+    b = h.secret("b", "k")
+    assert b is not None and b["metadata"]["annotations"]["keykeeper.dev/version"] == "2"
+
+
+def test_one_failing_target_never_stops_the_others(h: Harness) -> None:
+    h.apikey("home", "k", "p", "a", "b")
+    h.kube.fail = lambda method, path: (
+        ApiUnavailable("503") if method == "POST" and path == secret_path("a") else None
+    )
+    retry = h.reconcile("home", "k")
+    assert h.secret("b", "k") is not None
+    states = {p["namespace"]: p["state"] for p in h.status("home", "k")["projections"]}
+    assert states == {"a": "Failed", "b": "Projected"}
+    assert retry is not None and retry <= 10
+
+
+def test_an_unadmitted_namespace_uses_nothing(h: Harness) -> None:
+    h.policy("narrow", sourceNamespaces={"names": ["other"]})
+    h.kube.put(secret_path("home", "src"), {"data": {"api-key": "eA=="}})
+    h.apikey("home", "k", "narrow", "home", source={"secretRef": {"name": "src"}})
+    h.reconcile("home", "k")
+    touched = {p for _, p in h.kube.requests}
+    assert secret_path("home", "src") not in touched
+    assert not any(p.startswith(secret_path(OPERATOR_NS)) for p in touched), "no store"
+    ready = next(c for c in h.status("home", "k")["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "SourceNamespaceNotAllowed"
+
+
+def test_a_secret_with_forged_labels_is_never_overwritten(h: Harness) -> None:
+    h.kube.put(
+        secret_path("a", "k"),
+        {
+            "metadata": {
+                "labels": {
+                    "app.kubernetes.io/managed-by": "keykeeper",
+                    "keykeeper.dev/role": "projection",
+                    "keykeeper.dev/apikey-namespace": "home",
+                    "keykeeper.dev/apikey-name": "k",
+                }
+            },
+            "data": {"api-key": "dGhlaXJz"},
+        },
+    )
+    h.apikey("home", "k", "p", "a")
+    h.reconcile("home", "k")
+    assert h.secret("a", "k")["data"] == {"api-key": "dGhlaXJz"}  # type: ignore[index]
+    (only,) = h.status("home", "k")["projections"]
+    assert (only["state"], only["reason"]) == ("Denied", "SecretNameTaken")
+
+
+def test_deletion_withdraws_erases_and_lets_go(h: Harness) -> None:
+    h.apikey("home", "k", "p", "a")
+    h.reconcile("home", "k")
+    asyncio.run(h.kube.delete(apikey_path("home", "k")))  # marks it: the finalizer holds it
+    h.reconcile("home", "k")
+    assert h.secret("a", "k") is None
+    assert not any(p.startswith(secret_path(OPERATOR_NS)) for p in h.kube.objects)
+    assert apikey_path("home", "k") not in h.kube.objects
