@@ -155,6 +155,23 @@ class Cluster:
         )
         return list(found.items)
 
+    def wait_for_events(
+        self, namespace: str, name: str, *reasons: str, timeout: float = 30.0
+    ) -> list[client.CoreV1Event]:
+        """The object's Events once every reason has been posted (Events follow the status
+        write that reports an action, so a test that saw the status may be early)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.events(namespace, name)
+            missing = set(reasons) - {e.reason for e in found}
+            if not missing:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {sorted(missing)} Event for {namespace}/{name}")
+            time.sleep(0.1)
+
     def all_events_text(self) -> str:
         return "\n".join(
             f"{e.reason} {e.message}" for e in self.core.list_event_for_all_namespaces().items

@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 from keykeeper import names
 from keykeeper.durations import parse_duration
 from keykeeper.errors import InvalidName, SpecError
+from keykeeper.patterns import compile_pattern
 
 GROUP = "keykeeper.dev"
 VERSION = "v1alpha1"
@@ -68,8 +69,6 @@ def _optional_namespace(text: str) -> str:
 
 
 def _regex(text: str) -> str:
-    from keykeeper.values import compile_pattern  # values imports this module
-
     compile_pattern(text)
     return text
 

@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from keykeeper.errors import AuditWriteError
+from keykeeper.reasons import Reason
 
 __all__ = ["GAP", "Anchor", "AuditLog", "AuditWriteError", "mac_of"]
 
 GENESIS = "0" * 64
 GENESIS_SEQ = 0
-GAP = "AuditGap"
+GAP = Reason.AUDIT_GAP
 log = logging.getLogger("keykeeper.audit")
 FIELDS = (
     "seq",

@@ -22,25 +22,53 @@ from keykeeper.kube import Kube, events_path
 
 log = logging.getLogger("keykeeper.events")
 
-NORMAL, WARNING = "Normal", "Warning"
+# the closed sets live in the pure module ``reasons``; re-exported for the writers here
+from keykeeper.reasons import (  # noqa: E402
+    CREATED,
+    ENCRYPTED,
+    ERASED,
+    INTEGRITY_FAILURE,
+    INVALID_SPEC,
+    INVALID_VALUE,
+    NORMAL,
+    POLICY_NOT_FOUND,
+    PROJECTED,
+    PROJECTION_DENIED,
+    PROJECTION_WITHDRAWN,
+    PROVIDER_UNAVAILABLE,
+    REINSTATED,
+    REVOKED,
+    ROTATED,
+    ROTATION_DUE,
+    SOURCE_DELETED,
+    SOURCE_NOT_FOUND,
+    SUSPENDED,
+    WARNING,
+)
 
-CREATED = "Created"
-ENCRYPTED = "Encrypted"
-PROJECTED = "Projected"
-PROJECTION_DENIED = "ProjectionDenied"
-PROJECTION_WITHDRAWN = "ProjectionWithdrawn"
-ROTATION_DUE = "RotationDue"
-ROTATED = "Rotated"
-SUSPENDED = "Suspended"
-REINSTATED = "Reinstated"
-REVOKED = "Revoked"
-ERASED = "Erased"
-INTEGRITY_FAILURE = "IntegrityFailure"
-PROVIDER_UNAVAILABLE = "ProviderUnavailable"
-INVALID_SPEC = "InvalidSpec"
-INVALID_VALUE = "InvalidValue"
-SOURCE_NOT_FOUND = "SourceNotFound"
-POLICY_NOT_FOUND = "PolicyNotFound"
+__all__ = [
+    "CREATED",
+    "ENCRYPTED",
+    "ERASED",
+    "INTEGRITY_FAILURE",
+    "INVALID_SPEC",
+    "INVALID_VALUE",
+    "NORMAL",
+    "POLICY_NOT_FOUND",
+    "PROJECTED",
+    "PROJECTION_DENIED",
+    "PROJECTION_WITHDRAWN",
+    "PROVIDER_UNAVAILABLE",
+    "REINSTATED",
+    "REVOKED",
+    "ROTATED",
+    "ROTATION_DUE",
+    "SOURCE_DELETED",
+    "SOURCE_NOT_FOUND",
+    "SUSPENDED",
+    "WARNING",
+    "EventSink",
+]
 
 
 BURST = 25  # Events an object may get at once

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from keykeeper import conditions, events
+from keykeeper import conditions
+from keykeeper import reasons as events
 from keykeeper.api import PROJECTING_PHASES, Phase
 from keykeeper.conditions import Condition
 from keykeeper.plan import TargetState

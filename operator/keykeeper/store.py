@@ -22,7 +22,8 @@ from datetime import datetime
 from typing import Any
 
 from keykeeper import labels, lifecycle
-from keykeeper.kube import Body
+
+Body = dict[str, Any]
 
 VERSIONS_ANNOTATION = "keykeeper.dev/versions"
 REVOKED_AT = "keykeeper.dev/revoked-at"

@@ -1,22 +1,17 @@
 """Values: generating them, and checking the ones users supply against a policy.
 
 A policy's ``value.pattern`` runs against values a tenant chooses, on the operator's
-event loop, so it is an RE2 expression (linear time, no backtracking): a pattern
-like ``^([A-Za-z0-9]+_?)+$`` cannot be made to stall the operator, and patterns RE2
-cannot run (back-references, look-arounds) are refused when the policy is read.
+event loop, so it is an RE2 expression (see ``patterns``).
 """
 
 from __future__ import annotations
 
-import functools
 import secrets
 import string
-from typing import Any
-
-import re2
 
 from keykeeper.api import Alphabet, GenerateSource, Generator, ValueConstraints
 from keykeeper.errors import InvalidValue
+from keykeeper.patterns import compile_pattern
 
 ALPHABETS = {
     Alphabet.BASE62: string.ascii_letters + string.digits,
@@ -24,19 +19,6 @@ ALPHABETS = {
     Alphabet.HEX: "0123456789abcdef",
     Alphabet.ALPHANUMERIC_LOWER: string.ascii_lowercase + string.digits,
 }
-
-
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # a refused pattern is reported once, as a spec error
-
-
-@functools.lru_cache(maxsize=256)
-def compile_pattern(pattern: str) -> Any:
-    """The compiled RE2 pattern; ``ValueError`` saying why when RE2 cannot run it."""
-    try:
-        return re2.compile(pattern, _OPTIONS)
-    except re2.error as exc:
-        raise ValueError(f"not a valid RE2 regular expression: {exc}") from None
 
 
 def generate(policy: Generator, override: GenerateSource | None = None) -> bytes:

@@ -168,7 +168,7 @@ class VersionKeeper:
             # exactly the object that was read, and only if it still consents (uid precondition)
             record(
                 self.audit,
-                "SourceDeleted",
+                events.SOURCE_DELETED,
                 ref,
                 stored.uid,
                 version,

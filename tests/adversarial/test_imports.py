@@ -90,7 +90,8 @@ def test_errors_do_not_reveal_the_values_length(
     attacker.kk.create(apikey(home, "k", policy, source={"secretRef": {"name": "src"}}))
     ready = refused(kk, home, "k", "InvalidValue")
     assert "13" not in ready["message"]
-    assert "13" not in " ".join(str(e.message) for e in kk.events(home, "k"))
+    found = kk.wait_for_events(home, "k", "InvalidValue")
+    assert "13" not in " ".join(str(e.message) for e in found)
 
 
 def test_the_audit_names_the_imported_secret_and_delete_is_exact(

@@ -75,8 +75,7 @@ def test_scheduled_rotation_is_zero_downtime(operator: Operator, kk: Cluster, le
         )
 
     wait_for(grace_over, timeout=30, interval=0.05, what="previous withdrawn and destroyed")
-    reasons = [e.reason for e in kk.events(home, "k")]
-    assert "Rotated" in reasons and "Erased" in reasons
+    kk.wait_for_events(home, "k", "Rotated", "Erased")
     # every version made along the way ends in the audit log, with fingerprints only
     uid = kk.key(home, "k")["metadata"]["uid"]  # type: ignore[index]
     assert {"Created", "Rotated", "Encrypted", "Erased"} <= {
@@ -170,8 +169,7 @@ def test_suspend_and_reinstate(operator: Operator, kk: Cluster, leaks: Leaks) ->
     kk.patch_key(home, "k", {"spec": {"suspended": False}})
     phase_is(kk, home, "k", "Active")
     assert wait_for(lambda: data(kk, other, "k").get("api-key"), what="restored") == value
-    reasons = [e.reason for e in kk.events(home, "k")]
-    assert "Suspended" in reasons and "Reinstated" in reasons
+    kk.wait_for_events(home, "k", "Suspended", "Reinstated")
 
 
 def test_revoke_then_erase_after_retention(operator: Operator, kk: Cluster, leaks: Leaks) -> None:
@@ -188,8 +186,7 @@ def test_revoke_then_erase_after_retention(operator: Operator, kk: Cluster, leak
     assert all(v["state"] == "Destroyed" for v in deleted["versions"])
     store = kk.secret("keykeeper-system", f"ak-{uid}")
     assert store is not None and not store.data  # every envelope destroyed; the tombstone remains
-    reasons = [e.reason for e in kk.events(home, "k")]
-    assert "Revoked" in reasons and "Erased" in reasons
+    kk.wait_for_events(home, "k", "Revoked", "Erased")
     kk.delete_key(home, "k")
     wait_for(lambda: kk.key(home, "k") is None, what="deleted")
     assert kk.secret("keykeeper-system", f"ak-{uid}") is None

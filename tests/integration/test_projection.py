@@ -77,8 +77,8 @@ def test_allowed_denied_own_and_selected(operator: Operator, kk: Cluster, leaks:
     body = kk.key(home, "k")
     assert condition(body, "Ready")["status"] == "True"
     assert condition(body, "Projected")["reason"] == "PartiallyProjected"
-    reasons = {e.reason for e in kk.events(home, "k")}
-    assert {"Created", "Encrypted", "Projected", "ProjectionDenied"} <= reasons
+    # Events follow the status write that reports them
+    kk.wait_for_events(home, "k", "Created", "Encrypted", "Projected", "ProjectionDenied")
     ready = wait_for(
         lambda: condition(kk.policy(policy), "Ready").get("status") == "True" and kk.policy(policy),
         what="policy Ready",
@@ -130,8 +130,7 @@ def test_relabelled_and_new_namespaces(operator: Operator, kk: Cluster, leaks: L
     # relabelled out of the key's own request: withdrawn, no longer requested
     kk.label_namespace(later, {"app": None})
     gone(kk, later, "k")
-    events = {e.reason for e in kk.events(home, "k")}
-    assert "ProjectionWithdrawn" in events
+    kk.wait_for_events(home, "k", "ProjectionWithdrawn")
 
 
 def test_terminating_namespace(operator: Operator, kk: Cluster, leaks: Leaks) -> None:
@@ -165,7 +164,12 @@ def test_drift_is_repaired(operator: Operator, kk: Cluster, leaks: Leaks) -> Non
     )
     kk.core.delete_namespaced_secret("k", home)
     assert projected(kk, home, "k") == value
-    assert any(e.reason == "Projected" and "restored" in e.message for e in kk.events(home, "k"))
+    wait_for(
+        lambda: any(
+            e.reason == "Projected" and "restored" in e.message for e in kk.events(home, "k")
+        ),
+        what="a restored Event",
+    )
 
 
 def test_a_secret_it_does_not_manage_is_never_touched(

@@ -96,7 +96,8 @@ def test_secret_ref_missing_then_created(operator: Operator, kk: Cluster, leaks:
         lambda: condition(kk.key(home, "k"), "Ready").get("reason") == "SourceNotFound",
         what="SourceNotFound",
     )
-    assert any(e.reason == "SourceNotFound" and e.type == "Warning" for e in kk.events(home, "k"))
+    found = kk.wait_for_events(home, "k", "SourceNotFound")
+    assert any(e.reason == "SourceNotFound" and e.type == "Warning" for e in found)
     value = b"imported-later-" + b"x" * 16
     leaks.add(value)
     kk.put_secret(home, "later", {"api-key": value}, importable_by="k")
@@ -135,9 +136,8 @@ def test_values_breaking_the_policy_are_conditioned_not_projected(
         )
         assert why in ready["message"]
         assert kk.secret(home, f"{name}-out") is None
-        assert any(
-            e.reason == "InvalidValue" and e.type == "Warning" for e in kk.events(home, name)
-        )
+        found = kk.wait_for_events(home, name, "InvalidValue")
+        assert any(e.reason == "InvalidValue" and e.type == "Warning" for e in found)
 
 
 def test_sealed_values_open_only_where_they_were_sealed_for(
