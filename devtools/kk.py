@@ -16,7 +16,7 @@ GROUP, VERSION = "keykeeper.dev", "v1alpha1"
 
 
 def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def keypolicy(
@@ -77,10 +77,25 @@ class Cluster:
         self.core.patch_namespace(name, {"metadata": {"labels": labels}})
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        if body["kind"] == "KeyPolicy":
-            return self.custom.create_cluster_custom_object(GROUP, VERSION, "keypolicies", body)  # type: ignore[no-any-return]
-        ns = body["metadata"]["namespace"]
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "apikeys", body)  # type: ignore[no-any-return]
+        """Create a KeyPolicy or ApiKey. The client retries a POST whose answer was lost;
+        an AlreadyExists for the very spec just sent is that retry, not a clash."""
+        try:
+            if body["kind"] == "KeyPolicy":
+                return self.custom.create_cluster_custom_object(GROUP, VERSION, "keypolicies", body)  # type: ignore[no-any-return]
+            ns = body["metadata"]["namespace"]
+            return self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "apikeys", body)  # type: ignore[no-any-return]
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            name = body["metadata"]["name"]
+            there = (
+                self.policy(name)
+                if body["kind"] == "KeyPolicy"
+                else self.key(body["metadata"]["namespace"], name)
+            )
+            if there is None or any(there["spec"].get(k) != v for k, v in body["spec"].items()):
+                raise
+            return there
 
     def policy(self, name: str) -> dict[str, Any]:
         return self.custom.get_cluster_custom_object(GROUP, VERSION, "keypolicies", name)  # type: ignore[no-any-return]
