@@ -20,6 +20,7 @@ from keykeeper import names
 from keykeeper.durations import parse_duration
 from keykeeper.errors import InvalidName, SpecError
 from keykeeper.patterns import compile_pattern
+from keykeeper.provider_options import parse_options
 
 GROUP = "keykeeper.dev"
 VERSION = "v1alpha1"
@@ -109,6 +110,11 @@ class Kms(_Model):
     key_ref: str = ""
     credentials_secret_ref: SecretKeyRef | None = None
     options: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _typed_options(self) -> Kms:
+        parse_options(self.provider, self.options)  # refused when the policy is read
+        return self
 
 
 class RotationStrategy(StrEnum):

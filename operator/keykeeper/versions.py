@@ -21,6 +21,7 @@ from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import IntegrityError
 from keykeeper.journal import record
 from keykeeper.kube import Kube, secret_path
+from keykeeper.provider_options import Capability
 from keykeeper.providers import KeyProvider
 from keykeeper.sources import Imported, Sources
 from keykeeper.store import facts
@@ -257,8 +258,9 @@ class VersionKeeper:
         )
         done: list[str] = []
         for kek in stored.keks_pending:
-            record(self.audit, events.ERASED, ref, stored.uid, None, f"destroying KEK {kek}")
-            await asyncio.to_thread(provider.destroy_kek, kek)  # False: nothing per-key to destroy
+            if Capability.KEK_DESTRUCTION in provider.capabilities:  # declared, not inferred
+                record(self.audit, events.ERASED, ref, stored.uid, None, f"destroying KEK {kek}")
+                await asyncio.to_thread(provider.destroy_kek, kek)
             done.append(kek)
         left = tuple(k for k in stored.keks_pending if k not in done)
         return await self.write(ref, replace(stored, keks_pending=left))

@@ -27,6 +27,12 @@ from keykeeper.world import World
 from tests.unit.fakekube import FakeKube
 
 OPERATOR_NS = "keykeeper-system"
+# a valid PKCS#11 policy whose credentials Secret does not exist: the provider fails
+BROKEN_HSM = {
+    "provider": "pkcs11",
+    "credentialsSecretRef": {"name": "gone"},
+    "options": {"token": "t"},
+}
 
 
 class Harness:
@@ -121,7 +127,7 @@ def test_revocation_needs_no_provider(h: Harness) -> None:
     h.policy(
         "p",
         targetNamespaces={"names": ["a", "b"]},
-        kms={"provider": "pkcs11", "credentialsSecretRef": {"name": "gone"}},
+        kms=BROKEN_HSM,
     )
     # ... and the tenant revokes
     h.patch_key("home", "k", {"spec": {"revoked": True}})
@@ -136,7 +142,7 @@ def test_a_provider_that_fails_keeps_authorized_copies(h: Harness) -> None:
     h.policy(
         "p",
         targetNamespaces={"names": ["a"]},
-        kms={"provider": "pkcs11", "credentialsSecretRef": {"name": "gone"}},
+        kms=BROKEN_HSM,
     )
     h.now += timedelta(hours=1)
     h.patch_key(
@@ -234,3 +240,9 @@ def test_deletion_withdraws_erases_and_lets_go(h: Harness) -> None:
     assert h.secret("a", "k") is None
     assert not any(p.startswith(secret_path(OPERATOR_NS)) for p in h.kube.objects)
     assert apikey_path("home", "k") not in h.kube.objects
+
+
+def test_provider_options_are_typed_when_the_policy_is_read(h: Harness) -> None:
+    h.policy("typo", kms={"provider": "pkcs11", "options": {"token": "t", "per_key": "true"}})
+    view = h.world.policies["typo"]
+    assert view.spec is None and "per_key" in view.error

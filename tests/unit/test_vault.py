@@ -93,7 +93,7 @@ def test_an_envelope_opens_only_under_the_policys_provider(vault: Vault) -> None
         pytest.param({"module": "/tmp/evil.so"}, {"pin": "1"}, "allows", id="module-not-allowed"),
         pytest.param({"module": "../../lib/x.so"}, {"pin": "1"}, "allows", id="module-traversal"),
         pytest.param({"pin-file": "/etc/shadow"}, {"pin": "1"}, "pin-file", id="pin-file"),
-        pytest.param({}, {}, "credentialsSecretRef", id="no-pin"),
+        pytest.param({}, {}, "PIN", id="no-pin"),
     ],
 )
 def test_a_policy_author_chooses_no_host_paths(

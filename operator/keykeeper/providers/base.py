@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from keykeeper.crypto.envelope import WrappedKey
+from keykeeper.provider_options import Capability
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class KeyProvider(ABC):
     """Wraps and unwraps data keys under key-encryption keys it holds."""
 
     provider_id: ClassVar[str]
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this provider, as configured, can do (declared, never inferred)."""
+        return frozenset()
 
     @abstractmethod
     def current_kek_id(self) -> str:

@@ -15,12 +15,10 @@ its version. A DEK is wrapped by encrypting it on the token:
 ``<label>/<uid>``, so erasing a key can destroy the KEK object itself
 (:meth:`Pkcs11Provider.destroy_kek`).
 
-Sessions (a bounded pool, ``options["pool-size"]``, default 4), the per-module call lock
-and module loading live in ``pkcs11_sessions``. The user PIN comes only from
-``credentials["pin"]`` (the policy's credentials Secret); it is never logged or echoed.
-A policy author does not choose host paths: the module (``options["module"]``) must be
-one the operator's environment allows (``KEYKEEPER_PKCS11_MODULES``, colon-separated;
-by default the SoftHSM2 locations): no KeyPolicy makes the operator load any library.
+Options are typed (``provider_options.Pkcs11Options``); sessions, the module lock and
+loading live in ``pkcs11_sessions``. The PIN comes only from ``credentials["pin"]``,
+never logged. The module must be one ``KEYKEEPER_PKCS11_MODULES`` allows (default: the
+SoftHSM2 paths), so no KeyPolicy makes the operator load a library of its choosing.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from keykeeper.errors import (
     InvalidProviderConfig,
     KeyDisabled,
 )
+from keykeeper.provider_options import Capability, Pkcs11Options, parse_options
 from keykeeper.providers.base import KeyProvider, ProviderSettings, encode_context
 from keykeeper.providers.pkcs11_sessions import SessionPool
 
@@ -93,6 +92,12 @@ class Pkcs11Provider(KeyProvider):
             self._default_kek_id = self._kek_id_for(self._label)
 
     # -- the interface -------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        if self._per_key:
+            return frozenset({Capability.PER_KEY_KEK, Capability.KEK_DESTRUCTION})
+        return frozenset()
 
     def current_kek_id(self) -> str:
         if self._per_key:
@@ -264,37 +269,31 @@ def allowed_modules() -> tuple[str, ...]:
 
 
 def create(settings: ProviderSettings) -> Pkcs11Provider:
-    options = settings.options
-    token = options.get("token", "")
-    if not token:
-        raise InvalidProviderConfig("the pkcs11 provider needs options.token (the token label)")
+    try:
+        options = parse_options("pkcs11", dict(settings.options))
+    except ValueError as exc:
+        raise InvalidProviderConfig(str(exc)) from None
+    assert isinstance(options, Pkcs11Options)
     allowed = allowed_modules()
-    module = options.get("module") or allowed[0]
+    module = options.module or allowed[0]
     if module not in allowed:
         raise InvalidProviderConfig(
             "options.module is not one of the PKCS#11 modules this operator allows "
             "(KEYKEEPER_PKCS11_MODULES)"
         )
-    if "pin-file" in options:
-        raise InvalidProviderConfig(
-            "options.pin-file is not supported: put the PIN in the credentials Secret"
-        )
     return Pkcs11Provider(
         module=module,
-        token_label=token,
+        token_label=options.token,
         pin=_pin(settings),
         kek_label=settings.key_ref or "keykeeper-kek",
-        create=options.get("create", "false").lower() == "true",
-        per_key=options.get("per-key", "false").lower() == "true",
-        mechanism=options.get("mechanism", "auto"),
-        pool_size=int(options.get("pool-size", "4")),
+        create=options.create,
+        per_key=options.per_key,
+        mechanism=options.mechanism,
+        pool_size=options.pool_size,
     )
 
 
 def _pin(settings: ProviderSettings) -> str:
-    pin = settings.credentials.get("pin", "")
-    if not pin:
-        raise InvalidProviderConfig(
-            "no PKCS#11 PIN: the policy's credentialsSecretRef must name a Secret with key 'pin'"
-        )
-    return pin
+    if pin := settings.credentials.get("pin", ""):
+        return pin
+    raise InvalidProviderConfig("no PKCS#11 PIN: the credentials Secret needs the key 'pin'")
