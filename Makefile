@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml
 controlplane:
 	@bash devtools/controlplane/build.sh >/dev/null
 
-# The test command: static checks, then every test (unit, providers, integration).
+# The test command: static checks, then every test (unit, providers, integration,
+# adversarial), then the coverage floor of the fast suites (pyproject: fail_under).
 test: deps lint
 	$(BIN)/pytest
+	$(BIN)/pytest tests/unit tests/providers -q --cov --cov-report=term
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit tests/providers
