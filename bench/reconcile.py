@@ -99,6 +99,7 @@ def main() -> int:
             "writes": sum(one_key_writes.values()),
             "by_kind": dict(one_key_writes),
             "reads": sum(one_key_reads.values()),
+            "reads_by_kind": dict(one_key_reads),
         },
         "steady_state": {
             "seconds": args.idle,

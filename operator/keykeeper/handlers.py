@@ -49,8 +49,9 @@ async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         runtime.world.drop_key(ref)
     else:
         runtime.world.put_key(body)
-        if runtime.world.is_own_echo("apikey", ref, body):
-            return  # the status the operator just wrote: nothing new to act on
+        own_echo = runtime.world.is_own_echo("apikey", ref, body)
+        if own_echo or not runtime.world.key_changed(ref, body):
+            return  # nothing the last reconcile did not see (its own writes' echoes included)
     assert runtime.queue is not None
     runtime.queue.add(ref)
     if runtime.policy_queue is not None and (not known or event.get("type") == "DELETED"):
@@ -111,7 +112,8 @@ async def projected_secret_event(event: kopf.RawEvent, memo: Any, **_: Any) -> N
         owner = runtime.world.drop_secret((meta["namespace"], meta["name"]))
     else:
         owner = runtime.world.put_secret(body, runtime.vault.fingerprint, runtime.vault.prove)
-        if runtime.world.is_own_echo("secret", (meta["namespace"], meta["name"]), body):
-            return  # the Secret the operator just wrote
+        slot = (meta["namespace"], meta["name"])
+        if runtime.world.is_own_echo("secret", slot, body) or runtime.world.is_expected(slot):
+            return  # the Secret the operator just wrote (by resourceVersion, or by content)
     if owner and owner[0] and owner[1]:
         runtime.queue.add(owner)

@@ -112,6 +112,16 @@ class Projector:
         rendered = projection.render(desired, run.ref, run.uid, self.vault.prove, value, previous)
         where = f"{target.namespace}/{target.secret_name}"
         record(self.audit, events.PROJECTED, run.ref, run.uid, stored.current, where)
+        self.world.expect_secret(
+            slot,
+            (
+                run.ref,
+                run.uid,
+                str(desired.version),
+                tuple(sorted(desired.expected_fingerprints.items())),
+                "Opaque",
+            ),
+        )
         try:
             written = await self._put(run.ref, target, rendered)
         except KeykeeperError as exc:

@@ -84,6 +84,7 @@ class Reconciler:
                 },
             )
             self.world.note_own_write("apikey", ref, body)
+        self.world.saw_key(ref, body)
         run = Run(ref, body)
         stored, life = store.Store(run.uid), None
         admitted = await self._admit(run)

@@ -54,6 +54,11 @@ class World:
     # resourceVersions of the operator's own recent writes per object (a reconcile can
     # write one object twice, e.g. the finalizer and then the status: both echoes are ours)
     own_writes: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    # what the last reconcile of each key saw of it (see ``key_signature``)
+    key_seen: dict[KeyRef, tuple[Any, ...]] = field(default_factory=dict)
+    # projected Secrets the operator is writing, by content: their watch events can
+    # arrive before the write's response (and its resourceVersion) does
+    expected: dict[KeyRef, tuple[Any, ...]] = field(default_factory=dict)
 
     # -- echoes of the operator's own writes ---------------------------------------------------
 
@@ -74,6 +79,13 @@ class World:
         if not recent:
             del self.own_writes[(kind, *ref)]
         return True
+
+    def saw_key(self, ref: KeyRef, body: dict[str, Any]) -> None:
+        self.key_seen[ref] = key_signature(body)
+
+    def key_changed(self, ref: KeyRef, body: dict[str, Any]) -> bool:
+        """Whether an ApiKey event carries anything its last reconcile did not see."""
+        return self.key_seen.get(ref) != key_signature(body)
 
     # -- namespaces ----------------------------------------------------------------------------
 
@@ -159,6 +171,7 @@ class World:
         return ref
 
     def drop_key(self, ref: KeyRef) -> None:
+        self.key_seen.pop(ref, None)
         old = self.key_policy.pop(ref, None)
         if old is not None:
             self.policy_keys[old].discard(ref)
@@ -198,6 +211,18 @@ class World:
         self.by_owner[owner].add(ref)
         return owner
 
+    def expect_secret(self, slot: KeyRef, signature: tuple[Any, ...]) -> None:
+        self.expected[slot] = signature
+
+    def is_expected(self, slot: KeyRef) -> bool:
+        """The recorded Secret at ``slot`` is exactly one the operator is writing."""
+        there = self.projected.get(slot)
+        wanted = self.expected.get(slot)
+        if there is None or wanted is None or secret_signature(there) != wanted:
+            return False
+        del self.expected[slot]
+        return True
+
     def drop_secret(self, ref: KeyRef) -> KeyRef | None:
         old = self.projected.pop(ref, None)
         if old is None:
@@ -211,3 +236,29 @@ class World:
             for ref in sorted(self.by_owner.get(owner, ()))
             if ref in self.projected
         ]
+
+
+def key_signature(body: dict[str, Any]) -> tuple[Any, ...]:
+    """What a reconcile of an ApiKey depends on in the object itself: its identity, its
+    spec (generation), its annotations (rotation requests), deletion, and keykeeper's
+    finalizer. Status and resourceVersion are not in it: the watch echo of the
+    operator's own finalizer or status write changes nothing here, whenever it arrives."""
+    meta = body.get("metadata") or {}
+    return (
+        meta.get("uid"),
+        meta.get("generation"),
+        tuple(sorted((meta.get("annotations") or {}).items())),
+        bool(meta.get("deletionTimestamp")),
+        labels.FINALIZER in (meta.get("finalizers") or []),
+    )
+
+
+def secret_signature(secret: ProjectedSecret) -> tuple[Any, ...]:
+    """What makes a projected Secret the one a key wants (not its resourceVersion)."""
+    return (
+        secret.owner,
+        secret.owner_uid,
+        secret.version,
+        tuple(sorted(secret.fingerprints.items())),
+        secret.secret_type,
+    )
