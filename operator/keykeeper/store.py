@@ -19,6 +19,7 @@ import base64
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from keykeeper import labels, lifecycle
@@ -35,6 +36,12 @@ HISTORY = 10  # versions' metadata kept, destroyed ones included
 STORE_TYPE = "keykeeper.dev/envelopes"
 
 
+class VersionState(StrEnum):
+    CURRENT = "Current"  # projected as <key>
+    PREVIOUS = "Previous"  # projected as <key>.previous until its grace period ends
+    DESTROYED = "Destroyed"  # its envelope is gone; only the metadata remains
+
+
 @dataclass(frozen=True)
 class Version:
     """Metadata of one stored value version."""
@@ -44,7 +51,7 @@ class Version:
     fingerprint: str
     kms_key_id: str
     provider: str
-    state: str = "Current"  # Current | Previous | Destroyed
+    state: VersionState = VersionState.CURRENT
     expires_at: str | None = None
     source_fingerprint: str | None = None  # of the sealed/imported input it came from
 
@@ -71,7 +78,7 @@ class Version:
             fingerprint=str(data["fingerprint"]),
             kms_key_id=str(data["kmsKeyId"]),
             provider=str(data.get("provider", "local")),
-            state=str(data.get("state", "Current")),
+            state=VersionState(data.get("state", VersionState.CURRENT)),
             expires_at=data.get("expiresAt"),
             source_fingerprint=data.get("sourceFingerprint"),
         )
@@ -101,11 +108,11 @@ class Store:
 
     @property
     def current(self) -> Version | None:
-        return next((v for v in self.versions if v.state == "Current"), None)
+        return next((v for v in self.versions if v.state is VersionState.CURRENT), None)
 
     @property
     def previous(self) -> Version | None:
-        return next((v for v in self.versions if v.state == "Previous"), None)
+        return next((v for v in self.versions if v.state is VersionState.PREVIOUS), None)
 
     @property
     def next_version(self) -> int:
@@ -124,10 +131,10 @@ class Store:
         kept: list[Version] = []
         envelopes = dict(self.envelopes)
         for old in self.versions:
-            if old.state == "Current" and expires_at is not None:
-                kept.append(replace(old, state="Previous", expires_at=expires_at))
-            elif old.state in ("Current", "Previous"):
-                kept.append(replace(old, state="Destroyed", expires_at=None))
+            if old.state is VersionState.CURRENT and expires_at is not None:
+                kept.append(replace(old, state=VersionState.PREVIOUS, expires_at=expires_at))
+            elif old.state in (VersionState.CURRENT, VersionState.PREVIOUS):
+                kept.append(replace(old, state=VersionState.DESTROYED, expires_at=None))
                 envelopes.pop(old.version, None)
             else:
                 kept.append(old)
@@ -139,7 +146,7 @@ class Store:
 
     def retired(self, number: int) -> Store:
         versions = tuple(
-            replace(v, state="Destroyed", expires_at=None) if v.version == number else v
+            replace(v, state=VersionState.DESTROYED, expires_at=None) if v.version == number else v
             for v in self.versions
         )
         envelopes = {n: e for n, e in self.envelopes.items() if n != number}
@@ -147,7 +154,9 @@ class Store:
 
     def erased(self, at: str, keks: tuple[str, ...]) -> Store:
         """Every envelope destroyed; ``keks`` listed as pending destruction."""
-        versions = tuple(replace(v, state="Destroyed", expires_at=None) for v in self.versions)
+        versions = tuple(
+            replace(v, state=VersionState.DESTROYED, expires_at=None) for v in self.versions
+        )
         pending = tuple(sorted({*self.keks_pending, *keks}))
         return replace(self, versions=versions, envelopes={}, erased_at=at, keks_pending=pending)
 
