@@ -17,9 +17,8 @@ never values.
 The chain alone cannot tell a log whose newest records were dropped (or that was
 emptied) from a shorter one. So the head (seq and MAC of the last record) is anchored
 outside the file, in the cluster (``keykeeper.anchor``), regularly and at shutdown;
-``verify`` with the anchor reports truncation, rollback and emptying. Records newer
-than the last anchor can still be dropped unseen: the anchor interval bounds that.
-"""
+``verify`` with it reports truncation, rollback and emptying (records newer than the
+last anchor can still be dropped unseen)."""
 
 from __future__ import annotations
 
