@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config
@@ -226,3 +227,38 @@ def public_key(plane: ControlPlane) -> SealingPublicKey:
     assert key.key_id == cm.data["keyId"]
     assert key.fingerprint == cm.data["fingerprint"]
     return key
+
+
+@dataclass(frozen=True)
+class HsmPolicy:
+    name: str
+    kek_label: str
+    pin_secret: str  # in keykeeper-system; delete it to make the provider fail
+
+
+def hsm_policy(
+    kk: Cluster,
+    token: Any,
+    *,
+    per_key: bool = True,
+    targets: dict[str, Any] | None = None,
+    **spec: Any,
+) -> HsmPolicy:
+    """A KeyPolicy on the PKCS#11 provider (a real SoftHSM2 token), its PIN in a Secret,
+    created and waited for until Ready."""
+    from devtools.operator import wait_for
+
+    pin_secret = unique("hsm-pin")
+    kk.put_secret("keykeeper-system", pin_secret, {"pin": token.pin.encode()})
+    name = unique("hsm")
+    label = f"kek-{name}"
+    options = {"module": token.module, "token": token.label, "create": "true"}
+    if per_key:
+        options["per-key"] = "true"
+    kms = {"provider": "pkcs11", "keyRef": label, "credentialsSecretRef": {"name": pin_secret}}
+    kk.create(keypolicy(name, targets=targets, kms={**kms, "options": options}, **spec))
+    wait_for(
+        lambda: condition(kk.policy(name), "Ready").get("status") == "True",
+        what=f"HSM policy Ready ({name})",
+    )
+    return HsmPolicy(name, label, pin_secret)

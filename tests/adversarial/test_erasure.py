@@ -10,7 +10,7 @@ so no policy is needed), and a deleted ApiKey keeps its finalizer until that is 
 from __future__ import annotations
 
 import pytest
-from devtools.kk import Cluster, apikey, condition, keypolicy, unique
+from devtools.kk import Cluster, apikey, hsm_policy
 from devtools.operator import Operator, wait_for
 from devtools.softhsm import Token
 
@@ -20,37 +20,12 @@ from tests.integration.test_hsm import labels_on_token
 pytestmark = pytest.mark.cluster
 
 
-def per_key_policy(kk: Cluster, token: Token, **spec: object) -> tuple[str, str, str]:
-    pin_secret = unique("hsm-pin")
-    kk.put_secret("keykeeper-system", pin_secret, {"pin": token.pin.encode()})
-    policy = unique("hsm")
-    label = f"kek-{policy}"
-    kk.create(
-        keypolicy(
-            policy,
-            kms={
-                "provider": "pkcs11",
-                "keyRef": label,
-                "credentialsSecretRef": {"name": pin_secret},
-                "options": {
-                    "module": token.module,
-                    "token": token.label,
-                    "create": "true",
-                    "per-key": "true",
-                },
-            },
-            **spec,
-        )
-    )
-    wait_for(lambda: condition(kk.policy(policy), "Ready").get("status") == "True")
-    return policy, label, pin_secret
-
-
 def test_erasure_during_an_outage_destroys_the_kek_when_the_provider_returns(
     operator: Operator, kk: Cluster, softhsm_token: Token, leaks: Leaks
 ) -> None:
     home = kk.namespace("home")
-    policy, label, pin_secret = per_key_policy(kk, softhsm_token, retention={"revokedFor": "3s"})
+    hsm = hsm_policy(kk, softhsm_token, retention={"revokedFor": "3s"})
+    policy, label, pin_secret = hsm.name, hsm.kek_label, hsm.pin_secret
     kk.create(apikey(home, "k", policy, projections=[{"namespace": home}]))
     leaks.add(wait_for(lambda: kk.value(home, "k")))
     assert len(labels_on_token(softhsm_token, label)) == 1
@@ -73,7 +48,8 @@ def test_deletion_holds_until_the_kek_is_destroyed_even_without_the_policy(
     operator: Operator, kk: Cluster, softhsm_token: Token, leaks: Leaks
 ) -> None:
     home = kk.namespace("home")
-    policy, label, pin_secret = per_key_policy(kk, softhsm_token)
+    hsm = hsm_policy(kk, softhsm_token)
+    policy, label, pin_secret = hsm.name, hsm.kek_label, hsm.pin_secret
     kk.create(apikey(home, "k", policy, projections=[{"namespace": home}]))
     leaks.add(wait_for(lambda: kk.value(home, "k")))
     kk.core.delete_namespaced_secret(pin_secret, "keykeeper-system")

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from devtools.controlplane import ControlPlane
-from devtools.kk import Cluster, apikey, condition, keypolicy, projection_states, public_key, unique
+from devtools.kk import (
+    Cluster,
+    apikey,
+    condition,
+    hsm_policy,
+    keypolicy,
+    projection_states,
+    public_key,
+    unique,
+)
 from devtools.operator import Operator, wait_for
 from devtools.softhsm import Token
 
@@ -54,36 +62,13 @@ def phase(kk: Cluster, namespace: str, name: str) -> str:
     return str(((kk.key(namespace, name) or {}).get("status") or {}).get("phase", ""))
 
 
-def hsm_policy(kk: Cluster, token: Token, targets: dict[str, Any]) -> tuple[str, str]:
-    """A policy on the PKCS#11 provider whose PIN Secret the test can take away."""
-    pin_secret = unique("hsm-pin")
-    kk.put_secret("keykeeper-system", pin_secret, {"pin": token.pin.encode()})
-    policy = unique("hsm")
-    kk.create(
-        keypolicy(
-            policy,
-            targets=targets,
-            kms={
-                "provider": "pkcs11",
-                "keyRef": f"kek-{policy}",
-                "credentialsSecretRef": {"name": pin_secret},
-                "options": {"module": token.module, "token": token.label, "create": "true"},
-            },
-        )
-    )
-    wait_for(
-        lambda: condition(kk.policy(policy), "Ready").get("status") == "True",
-        what=f"HSM policy Ready ({policy})",
-    )
-    return policy, pin_secret
-
-
 def test_revocation_and_narrowing_hold_while_the_provider_is_down(
     attacker: Tenant, kk: Cluster, softhsm_token: Token, leaks: Leaks
 ) -> None:
     shared = kk.namespace("shared")
     doomed = kk.namespace("doomed")
-    policy, pin_secret = hsm_policy(kk, softhsm_token, {"names": [shared, doomed]})
+    hsm = hsm_policy(kk, softhsm_token, per_key=False, targets={"names": [shared, doomed]})
+    policy, pin_secret = hsm.name, hsm.pin_secret
     home = attacker.namespace
     attacker.kk.create(apikey(home, "revoke-me", policy, projections=[{"namespace": home}]))
     attacker.kk.create(

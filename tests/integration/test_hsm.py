@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pkcs11
 import pytest
-from devtools.kk import Cluster, apikey, condition, keypolicy, unique
+from devtools.kk import Cluster, apikey, condition, hsm_policy, keypolicy, unique
 from devtools.operator import Operator, wait_for
 from devtools.softhsm import Token
 from pkcs11 import Attribute
@@ -31,39 +31,11 @@ def labels_on_token(token: Token, prefix: str) -> set[str]:
         }
 
 
-def hsm_policy(kk: Cluster, token: Token, **spec: object) -> tuple[str, str]:
-    pin_secret = unique("hsm-pin")
-    kk.put_secret("keykeeper-system", pin_secret, {"pin": token.pin.encode()})
-    policy = unique("hsm")
-    label = f"kek-{policy}"
-    kk.create(
-        keypolicy(
-            policy,
-            kms={
-                "provider": "pkcs11",
-                "keyRef": label,
-                "credentialsSecretRef": {"name": pin_secret},
-                "options": {
-                    "module": token.module,
-                    "token": token.label,
-                    "create": "true",
-                    "per-key": "true",
-                },
-            },
-            **spec,
-        )
-    )
-    wait_for(
-        lambda: condition(kk.policy(policy), "Ready").get("status") == "True",
-        what=f"HSM policy Ready ({policy})",
-    )
-    return policy, label
-
-
 def test_per_key_kek_on_the_hsm_is_destroyed_by_erasure(
     operator: Operator, kk: Cluster, softhsm_token: Token, leaks: Leaks
 ) -> None:
-    policy, label = hsm_policy(kk, softhsm_token, retention={"revokedFor": "3s"})
+    hsm = hsm_policy(kk, softhsm_token, retention={"revokedFor": "3s"})
+    policy, label = hsm.name, hsm.kek_label
     home = kk.namespace("home")
     kk.create(apikey(home, "k", policy, projections=[{"namespace": home}]))
     leaks.add(wait_for(lambda: kk.value(home, "k"), what="projected through the HSM"))
@@ -86,7 +58,8 @@ def test_per_key_kek_on_the_hsm_is_destroyed_by_erasure(
 def test_deleting_a_key_destroys_its_kek_too(
     operator: Operator, kk: Cluster, softhsm_token: Token, leaks: Leaks
 ) -> None:
-    policy, label = hsm_policy(kk, softhsm_token)
+    hsm = hsm_policy(kk, softhsm_token)
+    policy, label = hsm.name, hsm.kek_label
     home = kk.namespace("home")
     kk.create(apikey(home, "k", policy, projections=[{"namespace": home}]))
     leaks.add(wait_for(lambda: kk.value(home, "k"), what="projected"))
