@@ -49,8 +49,7 @@ async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         runtime.world.drop_key(ref)
     else:
         runtime.world.put_key(body)
-        own_echo = runtime.world.is_own_echo("apikey", ref, body)
-        if own_echo or not runtime.world.key_changed(ref, body):
+        if not runtime.world.key_changed(ref, body):
             return  # nothing the last reconcile did not see (its own writes' echoes included)
     assert runtime.queue is not None
     runtime.queue.add(ref)
@@ -113,7 +112,7 @@ async def projected_secret_event(event: kopf.RawEvent, memo: Any, **_: Any) -> N
     else:
         owner = runtime.world.put_secret(body, runtime.vault.fingerprint, runtime.vault.prove)
         slot = (meta["namespace"], meta["name"])
-        if runtime.world.is_own_echo("secret", slot, body) or runtime.world.is_expected(slot):
-            return  # the Secret the operator just wrote (by resourceVersion, or by content)
+        if runtime.world.is_expected(slot):
+            return  # the Secret the operator just wrote
     if owner and owner[0] and owner[1]:
         runtime.queue.add(owner)

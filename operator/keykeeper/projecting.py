@@ -135,7 +135,6 @@ class Projector:
                 plan.Denial(target, plan.SECRET_NAME_TAKEN, f"{where} exists and is not this key's")
             )
         self.world.put_secret(written, self.vault.fingerprint, self.vault.prove)
-        self.world.note_own_write("secret", slot, written)
         verb = "restored" if held is not None else "projected"
         run.notes.append(
             (events.NORMAL, events.PROJECTED, f"{verb} version {desired.version} into {where}")

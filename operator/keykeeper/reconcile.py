@@ -36,8 +36,9 @@ from keykeeper.projecting import LazyProvider, Projector, Values, denied, projec
 from keykeeper.reporting import Reporter
 from keykeeper.run import PROVIDER_RETRY, SOURCE_RETRY, Run, ready
 from keykeeper.sources import SourceMissing
+from keykeeper.store import facts
 from keykeeper.vault import Vault
-from keykeeper.versions import VersionKeeper, facts
+from keykeeper.versions import VersionKeeper
 from keykeeper.world import KeyRef, World
 
 Gathered = tuple[ApiKeySpec, KeyPolicySpec]
@@ -83,7 +84,6 @@ class Reconciler:
                     }
                 },
             )
-            self.world.note_own_write("apikey", ref, body)
         self.world.saw_key(ref, body)
         run = Run(ref, body)
         stored, life = store.Store(run.uid), None
@@ -126,15 +126,16 @@ class Reconciler:
         self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec
     ) -> tuple[store.Store, lifecycle.Decision]:
         stored = await self.keeper.read(run.uid)
-        stored = await self.finalizer.finish_erasure(run, stored)
         intent, rules = intent_of(run.body, spec), rules_of(policy)
+
+        def decide(current: store.Store, source: str | None) -> lifecycle.Decision:
+            return lifecycle.decide(intent, rules, facts(current, source), self.clock())
+
+        # enforcement first, on the store's facts alone: the source (an API read) only
+        # decides SourceChanged rotations, which never change whether a phase projects
+        await self._enforce(run, spec, policy, decide(stored, None).phase, stored)
         source_fp = await self.keeper.sources.fingerprint(run.ref, spec)
-
-        def decide(current: store.Store) -> lifecycle.Decision:
-            return lifecycle.decide(intent, rules, facts(current, source_fp), self.clock())
-
-        life = decide(stored)
-        await self._enforce(run, spec, policy, life.phase, stored)
+        life = decide(stored, source_fp)
         providers = LazyProvider(
             lambda: self.vault.provider_for(policy.kms, self.kube, self.namespace)
         )
@@ -145,7 +146,7 @@ class Reconciler:
                 stored = await self.keeper.apply(
                     run.ref, spec, policy, providers.get, stored, life.actions, run.notes
                 )
-                life = decide(stored)
+                life = decide(stored, source_fp)
         except SourceMissing as exc:
             run.fail(exc, SOURCE_RETRY)
         except ProviderError as exc:
@@ -158,12 +159,12 @@ class Reconciler:
             stored = await self.keeper.record_integrity_failure(
                 run.ref, stored, str(exc), run.notes
             )
-            life = decide(stored)
+            life = decide(stored, source_fp)
             await self._enforce(run, spec, policy, life.phase, stored)
             await self._project(run, spec, policy, life.phase, stored, providers)
         if life.recheck_after is not None:
             run.again(max(life.recheck_after.total_seconds(), 0.05))
-        stored = await self.finalizer.finish_erasure(run, stored)
+        stored = await self.finalizer.finish_erasure(run, stored)  # pending KEKs, retried
         if stored.keks_pending:
             run.again(PROVIDER_RETRY)
         return stored, life

@@ -58,8 +58,7 @@ class Reporter:
         )
         if status != old:
             patch = {**{k: None for k in old if k not in status}, **status}
-            written = await self.kube.patch(apikey_path(*run.ref, status=True), {"status": patch})
-            self.world.note_own_write("apikey", run.ref, written)
+            await self.kube.patch(apikey_path(*run.ref, status=True), {"status": patch})
         notes = list(run.notes)
         for entry in narrate(old, status, run.ready, run.results):
             if entry.audit is not None:

@@ -24,11 +24,8 @@ from keykeeper.kube import Kube, secret_path
 from keykeeper.provider_options import Capability
 from keykeeper.providers import KeyProvider
 from keykeeper.sources import Imported, Sources
-from keykeeper.store import facts
 from keykeeper.vault import Vault
 from keykeeper.world import KeyRef
-
-__all__ = ["Note", "VersionKeeper", "facts", "record"]
 
 Note = tuple[str, str, str]  # (Event type, reason, message)
 

@@ -51,9 +51,6 @@ class World:
     key_selectors: dict[KeyRef, tuple[LabelSelector, ...]] = field(default_factory=dict)
     projected: dict[KeyRef, ProjectedSecret] = field(default_factory=dict)
     by_owner: dict[KeyRef, set[KeyRef]] = field(default_factory=lambda: defaultdict(set))
-    # resourceVersions of the operator's own recent writes per object (a reconcile can
-    # write one object twice, e.g. the finalizer and then the status: both echoes are ours)
-    own_writes: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
     # what the last reconcile of each key saw of it (see ``key_signature``)
     key_seen: dict[KeyRef, tuple[Any, ...]] = field(default_factory=dict)
     # projected Secrets the operator is writing, by content: their watch events can
@@ -61,24 +58,9 @@ class World:
     expected: dict[KeyRef, tuple[Any, ...]] = field(default_factory=dict)
 
     # -- echoes of the operator's own writes ---------------------------------------------------
-
-    def note_own_write(self, kind: str, ref: KeyRef, written: dict[str, Any]) -> None:
-        """Remember the resourceVersion a write produced, so its watch echo is not work."""
-        version = written.get("metadata", {}).get("resourceVersion")
-        if version:
-            recent = self.own_writes.setdefault((kind, *ref), [])
-            recent.append(version)
-            del recent[:-4]
-
-    def is_own_echo(self, kind: str, ref: KeyRef, body: dict[str, Any]) -> bool:
-        version = body.get("metadata", {}).get("resourceVersion")
-        recent = self.own_writes.get((kind, *ref))
-        if version is None or not recent or version not in recent:
-            return False
-        del recent[: recent.index(version) + 1]  # this echo, and any older ones, are seen
-        if not recent:
-            del self.own_writes[(kind, *ref)]
-        return True
+    # A watch event can arrive before the response of the write that caused it, so echoes
+    # are recognised by what they carry, not by resourceVersion: an ApiKey event by what
+    # its reconcile depends on (``key_signature``), a projected Secret by its content.
 
     def saw_key(self, ref: KeyRef, body: dict[str, Any]) -> None:
         self.key_seen[ref] = key_signature(body)
