@@ -74,17 +74,22 @@ class Reconciler:
         if meta.get("deletionTimestamp"):
             await self.finalizer.finalize(ref, body, self._held(ref))
             return None
-        if labels.FINALIZER not in (meta.get("finalizers") or []):
+        finalizers = meta.get("finalizers") or []
+        # what this reconcile sees of the key, recorded before the finalizer patch: its
+        # watch echo can arrive before the patch's response does
+        self.world.saw_key(
+            ref, {"metadata": {**meta, "finalizers": [*finalizers, labels.FINALIZER]}}
+        )
+        if labels.FINALIZER not in finalizers:
             body = await self.kube.patch(
                 apikey_path(*ref),
                 {
                     "metadata": {
-                        "finalizers": [*(meta.get("finalizers") or []), labels.FINALIZER],
+                        "finalizers": [*finalizers, labels.FINALIZER],
                         "resourceVersion": meta["resourceVersion"],
                     }
                 },
             )
-        self.world.saw_key(ref, body)
         run = Run(ref, body)
         stored, life = store.Store(run.uid), None
         admitted = await self._admit(run)
