@@ -165,15 +165,16 @@ class World:
     def put_secret(
         self, body: dict[str, Any], fingerprint: Callable[[bytes], str], prove: Prover
     ) -> KeyRef | None:
-        """Record a projected Secret; returns the ApiKey it belongs to (None: not ours)."""
+        """Record a projected Secret; returns the ApiKey to look at again: its owner, or the
+        owner it had if its ownership proof is gone (None: not ours, and never was)."""
         import base64
 
         meta = body.get("metadata", {})
         ref = (meta["namespace"], meta["name"])
         proven = proven_owner(body, prove)
         if proven is None:
-            self.drop_secret(ref)  # e.g. its proof was stripped: it is no longer ours
-            return None
+            # e.g. its proof was stripped: no longer ours, and its key's status must say so
+            return self.drop_secret(ref)
         owner, owner_uid = proven
         annotations = dict(meta.get("annotations") or {})
         self.drop_secret(ref)

@@ -215,3 +215,28 @@ def test_a_relabel_requeues_only_the_keys_it_can_affect() -> None:
     assert before is not None
     affected = {name for _, name in world.keys_affected_by_namespace("target", before)}
     assert affected == {"wants-prod", "wants-dev", "names-it", "lives-there"}
+
+
+def test_a_secret_whose_proof_is_stripped_requeues_its_key() -> None:
+    from keykeeper.world import World
+
+    key = MasterKey(b"m" * 32).subkey(Purpose.OWNERSHIP)
+
+    def prove(*parts: str) -> str:
+        return ownership_proof(key, *parts)
+
+    labels = {
+        "app.kubernetes.io/managed-by": "keykeeper",
+        "keykeeper.dev/role": "projection",
+        "keykeeper.dev/apikey-namespace": "home",
+        "keykeeper.dev/apikey-name": "k",
+    }
+    proof = prove("u1", "home", "k", "t", "k")
+    annotations = {"keykeeper.dev/apikey-uid": "u1", "keykeeper.dev/owner-proof": proof}
+    world = World()
+    meta = {"namespace": "t", "name": "k", "labels": labels, "annotations": annotations}
+    assert world.put_secret({"metadata": meta}, lambda v: "fp", prove) == ("home", "k")
+    stripped = {**meta, "annotations": {"keykeeper.dev/apikey-uid": "u1"}}
+    assert world.put_secret({"metadata": stripped}, lambda v: "fp", prove) == ("home", "k")
+    assert ("t", "k") not in world.projected
+    assert world.put_secret({"metadata": stripped}, lambda v: "fp", prove) is None
