@@ -15,7 +15,6 @@ import logging
 from keykeeper import events, labels, store
 from keykeeper.audit import AuditLog
 from keykeeper.errors import ProviderError
-from keykeeper.journal import record
 from keykeeper.kube import Body, Kube, NotFound, apikey_path, secret_path
 from keykeeper.plan import Held
 from keykeeper.projecting import Projector
@@ -44,20 +43,20 @@ class Finalizer:
         if not stored.keks_pending:
             return stored
         try:
-            return await self.keeper.destroy_pending(run.ref, stored)
+            return await self.keeper.destroy_pending(run.ref, stored, run.journal)
         except ProviderError as exc:
             log.warning("%s/%s: KEKs pending destruction: %s", *run.ref, exc)
             return stored
 
     async def finalize(self, ref: KeyRef, body: Body, held: list[Held]) -> None:
-        run = Run(ref, body)
+        run = Run(ref, body, audit=self.audit)
         await self.projector.withdraw(run, held)
         stored = await self.keeper.read(run.uid)
         if stored.resource_version is not None:
             if stored.erased_at is None:
-                stored = await self.keeper.erase(ref, stored, run.notes)
-            stored = await self.keeper.destroy_pending(ref, stored)
-            record(self.audit, events.ERASED, ref, run.uid, None, "store destroyed on deletion")
+                stored = await self.keeper.erase(ref, stored, run.journal)
+            stored = await self.keeper.destroy_pending(ref, stored, run.journal)
+            run.journal.intend(events.ERASED, "store destroyed on deletion")
             await self.kube.delete(
                 secret_path(self.namespace, store.store_name(run.uid)), uid=stored.secret_uid
             )

@@ -1,23 +1,62 @@
-"""The audit record of an action on a key, written before the action is taken."""
+"""The journal of one reconcile of one key: what it tells, in both of the audit trail's
+forms, from one object.
+
+An action is journalled twice, at two moments: its audit record is written *before*
+the action is taken (``intend``: the chained log says what was attempted, even if
+the operator dies half-way), and its Event is posted *after* the status write
+(``tell``: users see what happened, not what was tried). Narration of a status change
+(``narrate``) is both at once. The reporter posts ``told`` when the reconcile ends;
+nothing else holds a list of Events.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from keykeeper import store
 from keykeeper.audit import AuditLog
+from keykeeper.narration import Entry
 from keykeeper.world import KeyRef
 
 
-def record(
-    audit: AuditLog, action: str, ref: KeyRef, uid: str, version: store.Version | None, detail: str
-) -> None:
-    """One audit record about a key, with the version's KEK and fingerprint when there is one."""
-    audit.append(
-        action,
-        namespace=ref[0],
-        name=ref[1],
-        uid=uid,
-        version=version.version if version else None,
-        kms_key_id=version.kms_key_id if version else "",
-        fingerprint=version.fingerprint if version else "",
-        detail=detail,
-    )
+@dataclass(frozen=True)
+class Told:
+    """An Event to post: its type, reason and message."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Journal:
+    audit: AuditLog | None  # None: a journal that only tells (a key already gone)
+    ref: KeyRef
+    uid: str
+    told: list[Told] = field(default_factory=list)
+
+    def intend(self, action: str, detail: str, version: store.Version | None = None) -> None:
+        """The audit record of an action about to be taken, with the version's KEK and
+        fingerprint when there is one. Raises ``AuditWriteError``: no record, no action."""
+        if self.audit is None:
+            return
+        self.audit.append(
+            action,
+            namespace=self.ref[0],
+            name=self.ref[1],
+            uid=self.uid,
+            version=version.version if version else None,
+            kms_key_id=version.kms_key_id if version else "",
+            fingerprint=version.fingerprint if version else "",
+            detail=detail,
+        )
+
+    def tell(self, type_: str, reason: str, message: str) -> None:
+        """An Event about what was done, posted after the status write."""
+        self.told.append(Told(type_, reason, message))
+
+    def narrate(self, entry: Entry) -> None:
+        """A status change worth telling: its audit record (if any) and its Event."""
+        if entry.audit is not None:
+            self.intend(entry.reason, entry.audit)
+        self.tell(entry.type, entry.reason, entry.message)

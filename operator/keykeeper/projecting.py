@@ -15,11 +15,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from keykeeper import events, plan, projection, store
-from keykeeper.audit import AuditLog
 from keykeeper.authz import Target
 from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import KeykeeperError, ProviderError
-from keykeeper.journal import record
 from keykeeper.kube import Body, Conflict, Kube, secret_path
 from keykeeper.plan import TargetState
 from keykeeper.providers import KeyProvider
@@ -73,15 +71,15 @@ class Values:
 
 
 class Projector:
-    def __init__(self, kube: Kube, world: World, vault: Vault, audit: AuditLog) -> None:
-        self.kube, self.world, self.vault, self.audit = kube, world, vault, audit
+    def __init__(self, kube: Kube, world: World, vault: Vault) -> None:
+        self.kube, self.world, self.vault = kube, world, vault
 
     async def withdraw(self, run: Run, held: Sequence[plan.Held]) -> None:
         """Delete each held Secret (exactly that object: uid precondition). One that cannot
         be deleted now is retried soon and never stops the others."""
         for secret in held:
             where = f"{secret.namespace}/{secret.name}"
-            record(self.audit, events.PROJECTION_WITHDRAWN, run.ref, run.uid, None, where)
+            run.journal.intend(events.PROJECTION_WITHDRAWN, where)
             try:
                 gone = await self.kube.delete(
                     secret_path(secret.namespace, secret.name), uid=secret.uid
@@ -91,7 +89,7 @@ class Projector:
                 run.again(TARGET_RETRY)
                 continue
             if gone:
-                run.notes.append((events.NORMAL, events.PROJECTION_WITHDRAWN, f"withdrew {where}"))
+                run.journal.tell(events.NORMAL, events.PROJECTION_WITHDRAWN, f"withdrew {where}")
             self.world.drop_secret((secret.namespace, secret.name))
 
     async def write(
@@ -111,7 +109,7 @@ class Projector:
             return failed(target, exc, int(held.version) if held and held.version else None)
         rendered = projection.render(desired, run.ref, run.uid, self.vault.prove, value, previous)
         where = f"{target.namespace}/{target.secret_name}"
-        record(self.audit, events.PROJECTED, run.ref, run.uid, stored.current, where)
+        run.journal.intend(events.PROJECTED, where, stored.current)
         self.world.expect_secret(
             slot,
             (
@@ -136,8 +134,8 @@ class Projector:
             )
         self.world.put_secret(written, self.vault.fingerprint, self.vault.prove)
         verb = "restored" if held is not None else "projected"
-        run.notes.append(
-            (events.NORMAL, events.PROJECTED, f"{verb} version {desired.version} into {where}")
+        run.journal.tell(
+            events.NORMAL, events.PROJECTED, f"{verb} version {desired.version} into {where}"
         )
         return projected(target, desired.version)
 

@@ -56,17 +56,19 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kube, self.world, self.vault = kube, world, vault
-        self.namespace, self.clock = namespace, clock
-        self.keeper = VersionKeeper(kube, vault, audit, namespace, clock)
-        self.projector = Projector(kube, world, vault, audit)
+        self.namespace, self.clock, self.audit = namespace, clock, audit
+        self.keeper = VersionKeeper(kube, vault, namespace, clock)
+        self.projector = Projector(kube, world, vault)
         self.finalizer = Finalizer(kube, world, self.keeper, self.projector, audit, namespace)
-        self.reporter = Reporter(kube, world, sink, audit, clock)
+        self.reporter = Reporter(kube, world, sink, clock)
 
     async def reconcile(self, ref: KeyRef) -> float | None:
         body = await self.kube.get_or_none(apikey_path(*ref))
         if body is None:
             self.world.drop_key(ref)
-            await self.projector.withdraw(Run(ref, {"metadata": {"uid": ""}}), self._held(ref))
+            await self.projector.withdraw(
+                Run(ref, {"metadata": {"uid": ""}}, audit=self.audit), self._held(ref)
+            )
             return None
         check_identity(body, *ref)
         self.world.put_key(body)
@@ -90,7 +92,7 @@ class Reconciler:
                     }
                 },
             )
-        run = Run(ref, body)
+        run = Run(ref, body, audit=self.audit)
         stored, life = store.Store(run.uid), None
         admitted = await self._admit(run)
         if admitted is not None:
@@ -149,7 +151,7 @@ class Reconciler:
                 if not life.actions:
                     break
                 stored = await self.keeper.apply(
-                    run.ref, spec, policy, providers.get, stored, life.actions, run.notes
+                    run.ref, spec, policy, providers.get, stored, life.actions, run.journal
                 )
                 life = decide(stored, source_fp)
         except SourceMissing as exc:
@@ -162,7 +164,7 @@ class Reconciler:
             await self._project(run, spec, policy, life.phase, stored, providers)
         except IntegrityError as exc:
             stored = await self.keeper.record_integrity_failure(
-                run.ref, stored, str(exc), run.notes
+                run.ref, stored, str(exc), run.journal
             )
             life = decide(stored, source_fp)
             await self._enforce(run, spec, policy, life.phase, stored)

@@ -3,7 +3,7 @@
 The status is composed by ``status.compose`` (pure) and written only when it differs
 from the one the ApiKey has; what to tell about the change comes from
 ``narration.narrate`` (pure). The Events of the actions taken (Created, Projected, ...)
-were collected in the run; their audit records were written before each action.
+are in the run's journal; their audit records were written before each action.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from datetime import datetime
 
 from keykeeper import conditions, lifecycle, store
 from keykeeper.api import API_VERSION, Phase
-from keykeeper.audit import AuditLog
 from keykeeper.events import EventSink
-from keykeeper.journal import record
 from keykeeper.kube import Body, Kube, apikey_path
 from keykeeper.narration import narrate
 from keykeeper.run import Run
@@ -32,10 +30,9 @@ class Reporter:
         kube: Kube,
         world: World,
         sink: EventSink,
-        audit: AuditLog,
         clock: Callable[[], datetime],
     ) -> None:
-        self.kube, self.world, self.sink, self.audit, self.clock = kube, world, sink, audit, clock
+        self.kube, self.world, self.sink, self.clock = kube, world, sink, clock
 
     async def report(self, run: Run, stored: store.Store, life: lifecycle.Decision | None) -> None:
         old = run.body.get("status") or {}
@@ -59,14 +56,11 @@ class Reporter:
         if status != old:
             patch = {**{k: None for k in old if k not in status}, **status}
             await self.kube.patch(apikey_path(*run.ref, status=True), {"status": patch})
-        notes = list(run.notes)
         for entry in narrate(old, status, run.ready, run.results):
-            if entry.audit is not None:
-                record(self.audit, entry.reason, run.ref, run.uid, None, entry.audit)
-            notes.append((entry.type, entry.reason, entry.message))
-        for type_, reason, message in notes:
-            log.info("%s/%s: %s: %s", run.ref[0], run.ref[1], reason, message)
-            await self.sink.emit(_ref_body(run.body), type_, reason, message)
+            run.journal.narrate(entry)
+        for told in run.journal.told:
+            log.info("%s/%s: %s: %s", run.ref[0], run.ref[1], told.reason, told.message)
+            await self.sink.emit(_ref_body(run.body), told.type, told.reason, told.message)
 
 
 def _ref_body(body: Body) -> Body:

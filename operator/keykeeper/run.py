@@ -5,16 +5,16 @@ reporter writes it out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from keykeeper import conditions
+from keykeeper.audit import AuditLog
 from keykeeper.conditions import Condition
 from keykeeper.errors import KeykeeperError
+from keykeeper.journal import Journal
 from keykeeper.kube import Body
 from keykeeper.status import TargetResult
 from keykeeper.world import KeyRef
-
-Note = tuple[str, str, str]  # (Event type, reason, message)
 
 SOURCE_RETRY = 30.0  # a source Secret that is missing is looked at again after this
 PROVIDER_RETRY = 15.0  # a provider that failed
@@ -33,8 +33,12 @@ class Run:
         default_factory=lambda: ready("True", "Ready", "the key is stored and reconciled")
     )
     results: list[TargetResult] = field(default_factory=list)
-    notes: list[Note] = field(default_factory=list)
+    journal: Journal = field(init=False)
+    audit: InitVar[AuditLog | None] = None
     retry: float | None = None
+
+    def __post_init__(self, audit: AuditLog | None) -> None:
+        self.journal = Journal(audit, self.ref, self.uid)
 
     @property
     def uid(self) -> str:

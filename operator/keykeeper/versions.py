@@ -2,8 +2,8 @@
 
 Every method writes the store Secret (with its resourceVersion as precondition)
 before it returns, and only then is anything projected from the new state; that is
-what makes rotation two-phase and a crash at any point recoverable. Each one also
-appends its audit records and returns the Events to post.
+what makes rotation two-phase and a crash at any point recoverable. Each one
+journals what it does: the audit record before the write, the Event after it.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from datetime import datetime
 
 from keykeeper import events, lifecycle, store
 from keykeeper.api import ApiKeySpec, KeyPolicySpec, Kms
-from keykeeper.audit import AuditLog
 from keykeeper.conditions import rfc3339
 from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import IntegrityError
-from keykeeper.journal import record
+from keykeeper.journal import Journal
 from keykeeper.kube import Kube, secret_path
 from keykeeper.provider_options import Capability
 from keykeeper.providers import KeyProvider
@@ -27,14 +26,11 @@ from keykeeper.sources import Imported, Sources
 from keykeeper.vault import Vault
 from keykeeper.world import KeyRef
 
-Note = tuple[str, str, str]  # (Event type, reason, message)
-
 
 @dataclass
 class VersionKeeper:
     kube: Kube
     vault: Vault
-    audit: AuditLog
     namespace: str
     clock: Callable[[], datetime]
     sources: Sources = field(init=False)
@@ -72,55 +68,39 @@ class VersionKeeper:
         provider: Callable[[], Awaitable[KeyProvider]],
         stored: store.Store,
         actions: Iterable[lifecycle.Action],
-        notes: list[Note],
+        journal: Journal,
     ) -> store.Store:
         """Apply ``actions`` in order; only making a version asks for the provider."""
         for action in actions:
             if isinstance(action, lifecycle.CreateVersion):
                 stored = await self.create_version(
-                    ref, spec, policy, await provider(), stored, action.reason, notes
+                    ref, spec, policy, await provider(), stored, action.reason, journal
                 )
             elif isinstance(action, lifecycle.RetirePrevious):
-                record(
-                    self.audit,
+                journal.intend(
                     events.ERASED,
-                    ref,
-                    stored.uid,
-                    None,
                     f"previous version {action.version} destroyed after its grace period",
                 )
                 stored = await self.write(ref, stored.retired(action.version))
-                notes.append(
-                    (
-                        events.NORMAL,
-                        events.ERASED,
-                        f"previous version {action.version} withdrawn and destroyed "
-                        "after its grace period",
-                    )
+                journal.tell(
+                    events.NORMAL,
+                    events.ERASED,
+                    f"previous version {action.version} withdrawn and destroyed "
+                    "after its grace period",
                 )
             elif isinstance(action, lifecycle.RecordRevocation):
-                record(
-                    self.audit,
-                    events.REVOKED,
-                    ref,
-                    stored.uid,
-                    stored.current,
-                    "projections withdrawn",
-                )
+                journal.intend(events.REVOKED, "projections withdrawn", stored.current)
                 stored = await self.write(
                     ref, _replace(stored, revoked_at=store.precise(self.clock()))
                 )
                 erase_at = self.clock() + policy.retention.revoked_delta
-                notes.append(
-                    (
-                        events.WARNING,
-                        events.REVOKED,
-                        "revoked: every projection withdrawn; "
-                        f"material erased at {rfc3339(erase_at)}",
-                    )
+                journal.tell(
+                    events.WARNING,
+                    events.REVOKED,
+                    f"revoked: every projection withdrawn; material erased at {rfc3339(erase_at)}",
                 )
             elif isinstance(action, lifecycle.Erase):
-                stored = await self.erase(ref, stored, notes)
+                stored = await self.erase(ref, stored, journal)
         return stored
 
     async def create_version(
@@ -131,7 +111,7 @@ class VersionKeeper:
         provider: KeyProvider,
         stored: store.Store,
         reason: str,
-        notes: list[Note],
+        journal: Journal,
     ) -> store.Store:
         """Make, encrypt and store a new version (before any projection uses it)."""
         value, source_fp, imported = await self.sources.value_for(ref, spec, policy, reason)
@@ -147,30 +127,29 @@ class VersionKeeper:
             source_fingerprint=source_fp,
         )
         stored = replace(stored, kms=policy.kms.model_dump(by_alias=True, mode="json"))
-        record(self.audit, events.ENCRYPTED, ref, stored.uid, version, f"under {sealed.kms_key_id}")
+        journal.intend(events.ENCRYPTED, f"under {sealed.kms_key_id}", version)
         if stored.current is None:
-            stored = await self._first(ref, spec, stored, version, sealed.envelope, imported, notes)
+            stored = await self._first(
+                ref, spec, stored, version, sealed.envelope, imported, journal
+            )
         else:
             # a damaged version is never kept as Previous; a healthy one stays for the grace period
             grace = None if reason == "Recovery" else now + policy.rotation.grace_delta
-            stored = await self._rotate(ref, stored, version, sealed.envelope, reason, grace, notes)
-        notes.append(
-            (
-                events.NORMAL,
-                events.ENCRYPTED,
-                f"version {number} encrypted under {sealed.provider} key {sealed.kms_key_id}",
+            stored = await self._rotate(
+                ref, stored, version, sealed.envelope, reason, grace, journal
             )
+        journal.tell(
+            events.NORMAL,
+            events.ENCRYPTED,
+            f"version {number} encrypted under {sealed.provider} key {sealed.kms_key_id}",
         )
         source = spec.source.secret_ref
         if source is not None and source.delete_after_import and imported is not None:
             # exactly the object that was read, and only if it still consents (uid precondition)
-            record(
-                self.audit,
+            journal.intend(
                 events.SOURCE_DELETED,
-                ref,
-                stored.uid,
-                version,
                 f"deleting {ref[0]}/{source.name} (uid {imported.uid}) after import",
+                version,
             )
             await self.kube.delete(secret_path(ref[0], source.name), uid=imported.uid)
         return stored
@@ -183,21 +162,19 @@ class VersionKeeper:
         version: store.Version,
         envelope: bytes,
         imported: Imported | None,
-        notes: list[Note],
+        journal: Journal,
     ) -> store.Store:
         detail = f"from {spec.source.kind}" + (
             f" {ref[0]}/{spec.source.secret_ref.name} (uid {imported.uid})"
             if imported is not None and spec.source.secret_ref is not None
             else ""
         )
-        record(self.audit, events.CREATED, ref, stored.uid, version, detail)
+        journal.intend(events.CREATED, detail, version)
         stored = await self.write(ref, stored.with_version(version, envelope))
-        notes.append(
-            (
-                events.NORMAL,
-                events.CREATED,
-                f"stored version 1 ({detail}, fingerprint {version.fingerprint})",
-            )
+        journal.tell(
+            events.NORMAL,
+            events.CREATED,
+            f"stored version 1 ({detail}, fingerprint {version.fingerprint})",
         )
         return stored
 
@@ -209,7 +186,7 @@ class VersionKeeper:
         envelope: bytes,
         reason: str,
         grace: datetime | None,
-        notes: list[Note],
+        journal: Journal,
     ) -> store.Store:
         previous = stored.current
         assert previous is not None
@@ -220,31 +197,31 @@ class VersionKeeper:
             else f"; damaged version {previous.version} destroyed"
         )
         detail = f"{reason}: {previous.version} -> {version.version}"
-        record(self.audit, events.ROTATED, ref, stored.uid, version, detail)
+        journal.intend(events.ROTATED, detail, version)
         stored = await self.write(ref, stored.rotated(version, envelope, expires))
-        notes.append(
-            (
-                events.NORMAL,
-                events.ROTATED,
-                f"rotated to version {version.version} ({reason}, "
-                f"fingerprint {version.fingerprint}){kept}",
-            )
+        journal.tell(
+            events.NORMAL,
+            events.ROTATED,
+            f"rotated to version {version.version} ({reason}, "
+            f"fingerprint {version.fingerprint}){kept}",
         )
         return stored
 
-    async def erase(self, ref: KeyRef, stored: store.Store, notes: list[Note]) -> store.Store:
+    async def erase(self, ref: KeyRef, stored: store.Store, journal: Journal) -> store.Store:
         """Cryptographic erasure, step one: every envelope destroyed, and the KEKs the
         versions name listed as pending (no provider is needed for this step)."""
         keks = tuple(sorted({v.kms_key_id for v in stored.versions if v.provider != "local"}))
-        record(self.audit, events.ERASED, ref, stored.uid, None, "erasing all envelopes")
+        journal.intend(events.ERASED, "erasing all envelopes")
         stored = await self.write(ref, stored.erased(store.precise(self.clock()), keks))
         detail = "all envelopes destroyed" + (
             f"; KEKs pending destruction: {', '.join(keks)}" if keks else ""
         )
-        notes.append((events.NORMAL, events.ERASED, detail))
+        journal.tell(events.NORMAL, events.ERASED, detail)
         return stored
 
-    async def destroy_pending(self, ref: KeyRef, stored: store.Store) -> store.Store:
+    async def destroy_pending(
+        self, ref: KeyRef, stored: store.Store, journal: Journal
+    ) -> store.Store:
         """Erasure, step two: destroy the pending per-key KEKs under the provider that made
         them (from the store, so a deleted policy does not strand them). Raises a
         ``ProviderError`` while the provider cannot confirm; the list shrinks only on success."""
@@ -256,25 +233,23 @@ class VersionKeeper:
         done: list[str] = []
         for kek in stored.keks_pending:
             if Capability.KEK_DESTRUCTION in provider.capabilities:  # declared, not inferred
-                record(self.audit, events.ERASED, ref, stored.uid, None, f"destroying KEK {kek}")
+                journal.intend(events.ERASED, f"destroying KEK {kek}")
                 await asyncio.to_thread(provider.destroy_kek, kek)
             done.append(kek)
         left = tuple(k for k in stored.keks_pending if k not in done)
         return await self.write(ref, replace(stored, keks_pending=left))
 
     async def record_integrity_failure(
-        self, ref: KeyRef, stored: store.Store, problem: str, notes: list[Note]
+        self, ref: KeyRef, stored: store.Store, problem: str, journal: Journal
     ) -> store.Store:
-        record(self.audit, events.INTEGRITY_FAILURE, ref, stored.uid, stored.current, problem[:200])
+        journal.intend(events.INTEGRITY_FAILURE, problem[:200], stored.current)
         stored = await self.write(
             ref, _replace(stored, integrity_failed_at=store.precise(self.clock()))
         )
-        notes.append(
-            (
-                events.WARNING,
-                events.SUSPENDED,
-                "suspended automatically: a stored version failed to authenticate",
-            )
+        journal.tell(
+            events.WARNING,
+            events.SUSPENDED,
+            "suspended automatically: a stored version failed to authenticate",
         )
         return stored
 
