@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from keykeeper import authz, labels, lifecycle, plan, projection, store
-from keykeeper.api import PROJECTING_PHASES, ApiKeySpec, KeyPolicySpec, Phase, parse_apikey_spec
+from keykeeper.api import PROJECTING_PHASES, ApiKeySpec, KeyPolicySpec, Phase
 from keykeeper.audit import AuditLog
 from keykeeper.authz import Decision, KeyContext, NamespaceInfo, Target
 from keykeeper.errors import IntegrityError, ProviderError, SpecError
@@ -105,7 +105,7 @@ class Reconciler:
     async def _admit(self, run: Run) -> Gathered | None:
         """The spec and policy, if the policy may be used by this key at all."""
         try:
-            spec = parse_apikey_spec(run.body.get("spec"))
+            spec = self.world.spec_of(run.body)
         except SpecError as exc:
             run.fail(exc)
             await self.projector.withdraw(run, self._held(run.ref))

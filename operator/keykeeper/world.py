@@ -56,6 +56,9 @@ class World:
     # projected Secrets the operator is writing, by content: their watch events can
     # arrive before the write's response (and its resourceVersion) does
     expected: dict[KeyRef, tuple[Any, ...]] = field(default_factory=dict)
+    # each key's spec, parsed once per (uid, generation): the watch event and the
+    # reconcile that follows it share one parse
+    specs: dict[KeyRef, tuple[str, int, ApiKeySpec | SpecError]] = field(default_factory=dict)
 
     # -- echoes of the operator's own writes ---------------------------------------------------
     # A watch event can arrive before the response of the write that caused it, so echoes
@@ -139,11 +142,8 @@ class World:
                 self.policy_keys[old].discard(ref)
             self.policy_keys[policy].add(ref)
         self.key_policy[ref] = policy
-        try:
-            spec: ApiKeySpec | None = parse_apikey_spec(spec_body)
-        except SpecError:
-            spec = None
-        projections = spec.projections if spec else ()
+        parsed = self._parse(ref, body)
+        projections = parsed.projections if isinstance(parsed, ApiKeySpec) else ()
         self.key_targets[ref] = frozenset(p.namespace for p in projections if p.namespace)
         selectors = tuple(p.namespace_selector for p in projections if p.namespace_selector)
         if selectors:
@@ -152,7 +152,29 @@ class World:
             self.key_selectors.pop(ref, None)
         return ref
 
+    def spec_of(self, body: dict[str, Any]) -> ApiKeySpec:
+        """The key's parsed spec (``SpecError`` if it is invalid), parsed once per generation."""
+        meta = body.get("metadata", {})
+        parsed = self._parse((meta["namespace"], meta["name"]), body)
+        if isinstance(parsed, SpecError):
+            raise parsed
+        return parsed
+
+    def _parse(self, ref: KeyRef, body: dict[str, Any]) -> ApiKeySpec | SpecError:
+        meta = body.get("metadata", {})
+        uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
+        cached = self.specs.get(ref)
+        if cached is not None and cached[:2] == (uid, generation) and generation:
+            return cached[2]
+        try:
+            parsed: ApiKeySpec | SpecError = parse_apikey_spec(body.get("spec"))
+        except SpecError as exc:
+            parsed = exc
+        self.specs[ref] = (uid, generation, parsed)
+        return parsed
+
     def drop_key(self, ref: KeyRef) -> None:
+        self.specs.pop(ref, None)
         self.key_seen.pop(ref, None)
         old = self.key_policy.pop(ref, None)
         if old is not None:

@@ -115,6 +115,7 @@ class FakeKube(Kube):
         for kept in ("uid", "namespace", "creationTimestamp", "generation"):
             if kept in current["metadata"]:
                 meta[kept] = current["metadata"][kept]
+        _bump_generation(current, body)
         meta["resourceVersion"] = str(next(self._versions))
         self.objects[path] = body
         return copy.deepcopy(body)
@@ -128,7 +129,9 @@ class FakeKube(Kube):
         if status:
             _merge(current.setdefault("status", {}), patch.get("status") or {})
         else:
+            before = copy.deepcopy(current)
             _merge(current, patch)
+            _bump_generation(before, current)
         current["metadata"]["resourceVersion"] = str(next(self._versions))
         if current["metadata"].get("deletionTimestamp") and not current["metadata"].get(
             "finalizers"
@@ -161,6 +164,13 @@ class FakeKube(Kube):
 
     def dump(self) -> str:
         return json.dumps(self.objects, sort_keys=True, default=str)
+
+
+def _bump_generation(before: Body, after: Body) -> None:
+    """As the apiserver does for custom resources: a spec change is a new generation."""
+    meta = after["metadata"]
+    if "generation" in meta and before.get("spec") != after.get("spec"):
+        meta["generation"] = int(before["metadata"].get("generation", 1)) + 1
 
 
 def _is_collection(path: str) -> bool:

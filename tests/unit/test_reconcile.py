@@ -246,3 +246,27 @@ def test_provider_options_are_typed_when_the_policy_is_read(h: Harness) -> None:
     h.policy("typo", kms={"provider": "pkcs11", "options": {"token": "t", "per_key": "true"}})
     view = h.world.policies["typo"]
     assert view.spec is None and "per_key" in view.error
+
+
+def test_the_spec_is_parsed_once_per_generation(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keykeeper.world as world_module
+
+    parses: list[object] = []
+    real = world_module.parse_apikey_spec
+
+    def counting(body: Any) -> Any:
+        parses.append(body)
+        return real(body)
+
+    monkeypatch.setattr(world_module, "parse_apikey_spec", counting)
+    h.apikey("home", "k", "p", "a")
+    h.world.put_key(h.kube.objects[apikey_path("home", "k")])  # the watch event
+    h.reconcile("home", "k")
+    h.reconcile("home", "k")
+    assert len(parses) == 1, "the watch event and both reconciles share one parse"
+    h.patch_key("home", "k", {"spec": {"projections": [{"namespace": "b"}]}})
+    h.reconcile("home", "k")
+    assert len(parses) == 2, "a new generation is parsed again"
+    assert h.secret("b", "k") is not None and h.secret("a", "k") is None
