@@ -39,19 +39,44 @@ class Pkcs11Options(_Options):
     pool_size: int = Field(default=4, ge=1, le=64, alias="pool-size")
 
 
-class CloudOptions(_Options):
-    """Options the cloud providers will take (their providers are not registered yet)."""
+_ENDPOINT = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$"  # scheme, host, port: no path tricks
+_HOST_PORT = r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"
 
-    region: str | None = None
-    endpoint: str | None = None
+
+class CloudOptions(_Options):
+    """What every cloud KMS takes: a deadline per call and a ceiling on calls per second
+    (shared by every key under the policy, so a thousand keys do not stampede the KMS)."""
+
+    timeout: float = Field(default=5.0, gt=0, le=60, description="seconds per call")
+    rate: float = Field(default=50.0, gt=0, le=10000, description="calls per second")
+    burst: int = Field(default=20, ge=1, le=1000)
+
+
+class AwsOptions(CloudOptions):
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+    endpoint: str | None = Field(default=None, pattern=_ENDPOINT)  # VPC or FIPS endpoint
+    per_key: bool = Field(default=False, alias="per-key")
+    deletion_window_days: int = Field(default=7, ge=7, le=30, alias="deletion-window-days")
+
+
+class AzureOptions(CloudOptions):
+    # sovereign clouds (login.microsoftonline.us, ...) and tests name another authority
+    authority: str | None = Field(default=None, pattern=_ENDPOINT)
+    # the SDK checks that a vault's auth challenge names the vault's own domain; off
+    # only for vaults outside *.vault.azure.net-style domains (Azure Stack, the tests)
+    verify_challenge_resource: bool = Field(default=True, alias="verify-challenge-resource")
+
+
+class GcpOptions(CloudOptions):
+    endpoint: str | None = Field(default=None, pattern=_HOST_PORT)  # private endpoints
 
 
 OPTIONS: dict[str, type[_Options]] = {
     "local": LocalOptions,
     "pkcs11": Pkcs11Options,
-    "aws": CloudOptions,
-    "azure": CloudOptions,
-    "gcp": CloudOptions,
+    "aws": AwsOptions,
+    "azure": AzureOptions,
+    "gcp": GcpOptions,
 }
 
 

@@ -4,10 +4,14 @@ registered provider has none, so a new provider cannot land untested."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from devtools import kmspeers
+from devtools.fakes import gcpkms
 from devtools.softhsm import Token
 
 from keykeeper.crypto.envelope import WrappedKey
@@ -21,8 +25,13 @@ class Variant:
     id: str
     provider_id: str
     make: Callable[[pytest.FixtureRequest], KeyProvider]
-    # takes away the KEK behind one wrapped key, as a disabled or destroyed key would be
-    disable: Callable[[KeyProvider, WrappedKey], None]
+    # takes away the KEK behind one wrapped key, as a disabled or destroyed key would be;
+    # None where the peer does not refuse a disabled key (another variant of the same
+    # provider must then prove it: see test_every_provider_proves_a_disabled_key_refused)
+    disable: Callable[[KeyProvider, WrappedKey], None] | None
+    # the peer's wrapped blob names its key in plain bytes (moto's does), so a flip there
+    # names another key, which the peer answers with AccessDenied: KeyDisabled, not a forgery
+    blob_names_kek: bool = False
 
 
 def _local(_: pytest.FixtureRequest) -> KeyProvider:
@@ -54,13 +63,75 @@ def _pkcs11(mechanism: str, per_key: bool) -> Callable[[pytest.FixtureRequest], 
     return make
 
 
-def _pkcs11_destroy(provider: KeyProvider, wrapped: WrappedKey) -> None:
+def _destroy(provider: KeyProvider, wrapped: WrappedKey) -> None:
     assert provider.destroy_kek(wrapped.kek_id)
+
+
+def _aws(peer_fixture: str, per_key: bool) -> Callable[[pytest.FixtureRequest], KeyProvider]:
+    def make(request: pytest.FixtureRequest) -> KeyProvider:
+        peer: kmspeers.Peer = request.getfixturevalue(peer_fixture)
+        options = {"endpoint": peer.endpoint, "region": kmspeers.REGION}
+        if per_key:
+            key_ref = "alias/keykeeper"
+            options["per-key"] = "true"
+        else:
+            key_ref = f"alias/shared-{uuid.uuid4().hex[:8]}"
+            peer.create_key(key_ref)
+        settings = ProviderSettings(key_ref, dict(kmspeers.CREDENTIALS), options)
+        provider = registry.create("aws", settings)
+        provider.peer = peer  # type: ignore[attr-defined]
+        return provider
+
+    return make
+
+
+def _aws_disable(provider: KeyProvider, wrapped: WrappedKey) -> None:
+    peer: kmspeers.Peer = provider.peer  # type: ignore[attr-defined]
+    peer.client().disable_key(KeyId=wrapped.kek_id.rsplit("/", 1)[-1])
+
+
+def _gcp(request: pytest.FixtureRequest) -> KeyProvider:
+    fakes = request.getfixturevalue("cloud_fakes")
+    name = f"projects/test-project/locations/global/keyRings/kk/cryptoKeys/{uuid.uuid4().hex[:8]}"
+    fakes.gcp.create_key(name, fakes.gcp_account["client_email"])
+    creds = {"service-account.json": json.dumps(fakes.gcp_account)}
+    provider = registry.create(
+        "gcp", ProviderSettings(name, creds, {"endpoint": fakes.gcp.endpoint})
+    )
+    provider.fake = fakes.gcp  # type: ignore[attr-defined]
+    return provider
+
+
+def _gcp_disable(provider: KeyProvider, wrapped: WrappedKey) -> None:
+    provider.fake.set_state(wrapped.kek_id, gcpkms.DISABLED)  # type: ignore[attr-defined]
+
+
+def _azure(request: pytest.FixtureRequest) -> KeyProvider:
+    fakes = request.getfixturevalue("cloud_fakes")
+    name = f"kek-{uuid.uuid4().hex[:8]}"
+    fakes.azure.create_key(name, fakes.azure_credentials["client-id"])
+    options = {"authority": fakes.azure.authority, "verify-challenge-resource": "false"}
+    settings = ProviderSettings(f"{fakes.azure.url}/keys/{name}", fakes.azure_credentials, options)
+    provider = registry.create("azure", settings)
+    provider.fake = fakes.azure  # type: ignore[attr-defined]
+    return provider
+
+
+def _azure_disable(provider: KeyProvider, wrapped: WrappedKey) -> None:
+    provider.fake.set_enabled(wrapped.kek_id, False)  # type: ignore[attr-defined]
 
 
 VARIANTS = (
     Variant("local", "local", _local, _local_disable),
-    Variant("pkcs11-gcm", "pkcs11", _pkcs11("gcm", per_key=True), _pkcs11_destroy),
-    Variant("pkcs11-kwp", "pkcs11", _pkcs11("kwp", per_key=True), _pkcs11_destroy),
+    Variant("pkcs11-gcm", "pkcs11", _pkcs11("gcm", per_key=True), _destroy),
+    Variant("pkcs11-kwp", "pkcs11", _pkcs11("kwp", per_key=True), _destroy),
     Variant("pkcs11-shared-kek", "pkcs11", _pkcs11("gcm", per_key=False), lambda p, w: None),
+    # moto 5.2.5 decrypts under a disabled key (moto/kms/models.py: decrypt ignores
+    # key_state), so the refusal is proven on local-kms, which refuses as AWS does
+    Variant("aws-moto", "aws", _aws("moto_peer", per_key=False), None, blob_names_kek=True),
+    Variant("aws-moto-per-key", "aws", _aws("moto_peer", per_key=True), None, blob_names_kek=True),
+    Variant("aws-local-kms", "aws", _aws("local_kms_peer", per_key=False), _aws_disable),
+    Variant("aws-local-kms-per-key", "aws", _aws("local_kms_peer", per_key=True), _destroy),
+    Variant("gcp", "gcp", _gcp, _gcp_disable),
+    Variant("azure", "azure", _azure, _azure_disable),
 )

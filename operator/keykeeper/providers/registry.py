@@ -60,3 +60,6 @@ class Registry:
 registry = Registry()
 registry.register("local", "keykeeper.providers.local")
 registry.register("pkcs11", "keykeeper.providers.pkcs11", extra="pkcs11")
+registry.register("aws", "keykeeper.providers.aws", extra="aws")
+registry.register("azure", "keykeeper.providers.azure", extra="azure")
+registry.register("gcp", "keykeeper.providers.gcp", extra="gcp")
