@@ -22,7 +22,9 @@ from keykeeper.crypto.kdf import MasterKey, Purpose, fingerprint, ownership_proo
 from keykeeper.crypto.sealed import SealingKeyPair, open_sealed
 from keykeeper.errors import InvalidProviderConfig, KeyDisabled, KeykeeperError
 from keykeeper.kube import Kube
+from keykeeper.provider_options import CloudOptions, parse_options
 from keykeeper.providers import KeyProvider, ProviderSettings, Registry
+from keykeeper.providers.guard import Guarded
 from keykeeper.providers.local import LocalProvider
 
 log = logging.getLogger("keykeeper.vault")
@@ -69,7 +71,7 @@ class Vault:
             self._providers.move_to_end(cache_key)
             return cached[1]
         settings = ProviderSettings(kms.key_ref, dict(credentials or {}), dict(kms.options))
-        provider = self._registry.create(kms.provider, settings)
+        provider = guarded(self._registry.create(kms.provider, settings), kms)
         if cached is not None:
             _close(cached[1])
         self._providers[cache_key] = (credentials_version, provider)
@@ -126,6 +128,21 @@ class Vault:
 
 
 PROVIDER_CACHE = 64
+
+
+def guarded(provider: KeyProvider, kms: Kms) -> KeyProvider:
+    """A remote provider behind its rate limit, breaker and data-key cache (``guard``)."""
+    try:
+        options = parse_options(kms.provider, dict(kms.options))
+    except ValueError:  # a provider registered without typed options
+        options = None
+    if isinstance(options, CloudOptions):
+        return Guarded(provider, rate=options.rate, burst=options.burst, timeout=options.timeout)
+    return Guarded(provider, rate=HSM_RATE, burst=HSM_RATE, timeout=HSM_TIMEOUT)
+
+
+HSM_RATE = 500  # calls/s: an HSM's own limit is lower; this only bounds a stampede
+HSM_TIMEOUT = 5.0
 
 
 def _close(provider: KeyProvider) -> None:

@@ -8,7 +8,10 @@ from keykeeper.providers.local import LocalProvider
 
 
 def test_unknown_provider_lists_the_known_ones() -> None:
-    with pytest.raises(InvalidProviderConfig, match="unknown provider 'vault'; known: local"):
+    with pytest.raises(
+        InvalidProviderConfig,
+        match="unknown provider 'vault'; known: aws, azure, gcp, local, pkcs11",
+    ):
         registry.create("vault", ProviderSettings())
 
 

@@ -1,0 +1,169 @@
+"""What stands between the operator and every remote key provider: a rate limit, a
+short circuit breaker, and a cache of unwrapped data keys.
+
+* **Rate limit.** A token bucket per provider instance (``rate`` calls per second,
+  ``burst`` at once), shared by every key under the policy, so a thousand keys at
+  start-up queue instead of stampeding the KMS. A call that would wait longer than
+  the provider's ``timeout`` is refused at once as ``ProviderUnavailable``: the
+  reconcile retries later and its worker thread is not held.
+* **Breaker.** After a transient failure the provider is considered down for
+  ``cooldown`` seconds: calls fail at once with the cause instead of each waiting out
+  a timeout, so a dead KMS costs one timeout per cooldown, not one per key.
+* **Data-key cache.** An unwrapped data key is kept, bounded (LRU), keyed by the KEK id,
+  the wrapped bytes and the context, so a version is unwrapped at most once while it
+  stays cached; a wrap seeds it (a version just made is projected without a Decrypt).
+  Evicted and closed entries are overwritten with zeros. Python's ``bytes`` handed to
+  the caller cannot be wiped; only the cache's own copy is.
+
+Counts of calls by operation (``calls``) feed the benchmark and the metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from keykeeper.crypto.envelope import WrappedKey
+from keykeeper.errors import ProviderUnavailable
+from keykeeper.provider_options import Capability
+from keykeeper.providers.base import KeyProvider, encode_context
+
+T = TypeVar("T")
+
+DEK_CACHE = 10_000  # entries; a DEK and its key are under 200 bytes
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.burst, self._clock = rate, float(burst), clock
+        self._tokens, self._at = float(burst), clock()
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Take a token; how long to wait before using it (0: at once)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            self._tokens -= 1.0
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._tokens = min(self.burst, self._tokens + 1.0)
+
+
+class Guarded(KeyProvider):
+    """``inner`` behind a rate limit, a breaker and a data-key cache."""
+
+    def __init__(
+        self,
+        inner: KeyProvider,
+        *,
+        rate: float,
+        burst: int,
+        timeout: float,
+        cooldown: float = 1.0,
+        cache_size: int = DEK_CACHE,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.inner = inner
+        self.provider_id = inner.provider_id  # type: ignore[misc]
+        self._bucket = TokenBucket(rate, burst, clock)
+        self._timeout, self._cooldown = timeout, cooldown
+        self._clock, self._sleep = clock, sleep
+        self._down: tuple[float, str] | None = None  # until when, and why
+        self._cache: OrderedDict[bytes, bytearray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self.inner.capabilities
+
+    def current_kek_id(self) -> str:
+        return self._call("current_kek_id", self.inner.current_kek_id)
+
+    def wrap(self, dek: bytes, context: Mapping[str, str]) -> WrappedKey:
+        wrapped = self._call("wrap", lambda: self.inner.wrap(dek, context))
+        self._remember(_cache_key(wrapped, context), dek)
+        return wrapped
+
+    def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        key = _cache_key(wrapped, context)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                self.calls["unwrap-cached"] += 1
+                return bytes(cached)
+        dek = self._call("unwrap", lambda: self.inner.unwrap(wrapped, context))
+        self._remember(key, dek)
+        return dek
+
+    def check(self) -> None:
+        self._call("check", self.inner.check)
+
+    def destroy_kek(self, kek_id: str) -> bool:
+        self.forget(kek_id)
+        return self._call("destroy_kek", lambda: self.inner.destroy_kek(kek_id))
+
+    def forget(self, kek_id: str | None = None) -> None:
+        """Wipe cached data keys (of one KEK, or all)."""
+        prefix = hashlib.sha256(kek_id.encode()).digest()[:8] if kek_id else b""
+        with self._lock:
+            for key in [k for k in self._cache if k.startswith(prefix)]:
+                _wipe(self._cache.pop(key))
+
+    def close(self) -> None:
+        self.forget()
+        self.inner.close()
+
+    def _remember(self, key: bytes, dek: bytes) -> None:
+        with self._lock:
+            old = self._cache.pop(key, None)
+            if old is not None:
+                _wipe(old)
+            self._cache[key] = bytearray(dek)
+            while len(self._cache) > self._cache_size:
+                _wipe(self._cache.popitem(last=False)[1])
+
+    def _call(self, operation: str, call: Callable[[], T]) -> T:
+        down = self._down
+        if down is not None and self._clock() < down[0]:
+            self.calls[f"{operation}-refused"] += 1
+            raise ProviderUnavailable(f"{down[1]} (not retried for {self._cooldown:g} s)")
+        wait = self._bucket.reserve()
+        if wait > self._timeout:
+            self._bucket.give_back()
+            self.calls[f"{operation}-throttled"] += 1
+            raise ProviderUnavailable(
+                f"the {self.provider_id} provider's rate limit ({self._bucket.rate:g} calls/s) "
+                "is exhausted; retrying later"
+            )
+        if wait > 0:
+            self._sleep(wait)
+        self.calls[operation] += 1
+        try:
+            result = call()
+        except ProviderUnavailable as exc:
+            self._down = (self._clock() + self._cooldown, str(exc))
+            raise
+        self._down = None
+        return result
+
+
+def _cache_key(wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+    kek = hashlib.sha256(wrapped.kek_id.encode()).digest()[:8]
+    rest = hashlib.sha256(encode_context(wrapped.kek_id, context) + wrapped.blob).digest()
+    return kek + rest
+
+
+def _wipe(buffer: bytearray) -> None:
+    buffer[:] = bytes(len(buffer))

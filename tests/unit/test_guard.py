@@ -1,0 +1,163 @@
+"""The guard in front of remote providers: rate limit, breaker and data-key cache."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from keykeeper.crypto.envelope import Binding, WrappedKey, open_envelope, seal_envelope
+from keykeeper.errors import KeyDisabled, ProviderUnavailable
+from keykeeper.providers.base import KeyProvider
+from keykeeper.providers.guard import Guarded, TokenBucket
+
+CONTEXT = {"keykeeper.dev/uid": "u1"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class Peer(KeyProvider):
+    """A KMS that XORs (enough to tell calls apart) and can fail on demand."""
+
+    provider_id = "peer"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.failure: Exception | None = None
+        self.closed = False
+
+    def current_kek_id(self) -> str:
+        return "kek/1"
+
+    def _maybe_fail(self) -> None:
+        self.calls += 1
+        if self.failure is not None:
+            raise self.failure
+
+    def wrap(self, dek: bytes, context: Mapping[str, str]) -> WrappedKey:
+        self._maybe_fail()
+        return WrappedKey("kek/1", bytes(b ^ 0x5A for b in dek))
+
+    def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        self._maybe_fail()
+        return bytes(b ^ 0x5A for b in wrapped.blob)
+
+    def check(self) -> None:
+        self._maybe_fail()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def guard(peer: Peer, clock: Clock, **kw: float) -> Guarded:
+    settings = {"rate": 10.0, "burst": 2, "timeout": 1.0, **kw}
+    return Guarded(
+        peer,
+        rate=settings["rate"],
+        burst=int(settings["burst"]),
+        timeout=settings["timeout"],
+        cache_size=int(kw.get("cache_size", 100)),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+def test_the_bucket_allows_a_burst_then_paces() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=10, burst=3, clock=clock)
+    waits = [bucket.reserve() for _ in range(5)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3] == pytest.approx(0.1) and waits[4] == pytest.approx(0.2)
+    clock.now += 10
+    assert bucket.reserve() == 0.0, "tokens refill up to the burst"
+
+
+def test_a_version_is_unwrapped_once_while_cached_and_a_wrap_seeds_it() -> None:
+    peer, clock = Peer(), Clock()
+    guarded = guard(peer, clock)
+    binding = Binding("ns", "k", "u1", 1)
+    blob = seal_envelope(b"value", binding, guarded)
+    assert peer.calls == 1  # the wrap
+    for _ in range(5):
+        assert open_envelope(blob, binding, lambda _: guarded) == b"value"
+    assert peer.calls == 1, "the wrap seeded the cache: no unwrap at all"
+    assert guarded.calls["unwrap-cached"] == 5
+
+
+def test_a_cached_key_is_still_bound_to_its_context() -> None:
+    peer, clock = Peer(), Clock()
+    guarded = guard(peer, clock)
+    wrapped = guarded.wrap(b"d" * 32, CONTEXT)
+    guarded.unwrap(wrapped, {"keykeeper.dev/uid": "u2"})  # another context: a real call
+    assert peer.calls == 2
+
+
+def test_evicted_keys_are_wiped() -> None:
+    peer, clock = Peer(), Clock()
+    guarded = guard(peer, clock, cache_size=2, rate=1000, burst=100)
+    wrapped = [guarded.wrap(bytes([n]) * 32, CONTEXT) for n in range(3)]
+    buffers = list(guarded._cache.values())
+    assert len(buffers) == 2
+    guarded.close()
+    assert all(buf == bytearray(32) for buf in buffers), "closing wipes what is cached"
+    assert peer.closed
+    guarded.unwrap(wrapped[0], CONTEXT)
+    assert peer.calls == 4
+
+
+def test_an_exhausted_rate_limit_refuses_rather_than_holding_the_thread() -> None:
+    peer, clock = Peer(), Clock()
+    guarded = guard(peer, clock, rate=1.0, burst=1, timeout=0.5)
+    guarded.check()
+    with pytest.raises(ProviderUnavailable, match="rate limit"):
+        guarded.check()
+    assert peer.calls == 1 and clock.slept == []
+    clock.now += 1.0
+    guarded.check()
+    assert peer.calls == 2
+
+
+def test_calls_pace_within_the_timeout() -> None:
+    peer, clock = Peer(), Clock()
+    guarded = guard(peer, clock, rate=10.0, burst=1, timeout=1.0)
+    for _ in range(4):
+        guarded.check()
+    assert peer.calls == 4
+    assert sum(clock.slept) == pytest.approx(0.3)
+
+
+def test_the_breaker_fails_fast_after_an_outage_and_closes_on_success() -> None:
+    peer, clock = Peer(), Clock()
+    guarded = guard(peer, clock, rate=1000, burst=100)
+    peer.failure = ProviderUnavailable("KMS unreachable (EndpointConnectionError)")
+    with pytest.raises(ProviderUnavailable):
+        guarded.check()
+    with pytest.raises(ProviderUnavailable, match="EndpointConnectionError.*not retried"):
+        guarded.check()
+    assert peer.calls == 1, "the second call did not reach the dead peer"
+    peer.failure = None
+    clock.now += 1.5
+    guarded.check()
+    guarded.check()
+    assert peer.calls == 3
+
+
+def test_a_permanent_refusal_does_not_open_the_breaker() -> None:
+    peer, clock = Peer(), Clock()
+    guarded = guard(peer, clock, rate=1000, burst=100)
+    peer.failure = KeyDisabled("the KMS key kek/1 is not usable (DisabledException)")
+    for _ in range(2):
+        with pytest.raises(KeyDisabled):
+            guarded.check()
+    assert peer.calls == 2
