@@ -143,7 +143,7 @@ def test_the_breaker_fails_fast_after_an_outage_and_closes_on_success() -> None:
     peer.failure = ProviderUnavailable("KMS unreachable (EndpointConnectionError)")
     with pytest.raises(ProviderUnavailable):
         guarded.check()
-    with pytest.raises(ProviderUnavailable, match="EndpointConnectionError.*not retried"):
+    with pytest.raises(ProviderUnavailable, match=r"EndpointConnectionError.*not retried"):
         guarded.check()
     assert peer.calls == 1, "the second call did not reach the dead peer"
     peer.failure = None
