@@ -1,4 +1,5 @@
-"""KeyPolicy status: Ready (spec valid, provider reachable) and how many keys it governs."""
+"""KeyPolicy status: Ready (spec valid, provider reachable), how many keys it governs,
+and how many of them still wait to be re-wrapped after its KMS key changed."""
 
 from __future__ import annotations
 
@@ -32,12 +33,12 @@ async def reconcile_policy(
         try:
             provider = await vault.provider_for(view.spec.kms, kube, namespace)
             await asyncio.to_thread(provider.check)
+            kek = await asyncio.to_thread(provider.current_kek_id)  # a KMS call for some
             ready = Condition(
                 conditions.READY,
                 "True",
                 "ProviderReachable",
-                f"the {view.spec.kms.provider} provider answers; "
-                f"current KEK {provider.current_kek_id()}",
+                f"the {view.spec.kms.provider} provider answers; current KEK {kek}",
             )
         except KeykeeperError as exc:
             ready = Condition(conditions.READY, "False", exc.reason, str(exc))
@@ -46,6 +47,7 @@ async def reconcile_policy(
     status = {
         "observedGeneration": view.generation,
         "governedKeys": len(world.keys_of_policy(name)),
+        "keysUnderPreviousKms": world.keys_under_previous_kms(name),
         "conditions": conditions.merge(
             old.get("conditions") or [], [ready], view.generation, clock()
         ),

@@ -21,7 +21,7 @@ from keykeeper.errors import KeykeeperError, ProviderError
 from keykeeper.kube import Body, Conflict, Kube, secret_path
 from keykeeper.plan import TargetState
 from keykeeper.providers import KeyProvider
-from keykeeper.run import PROVIDER_RETRY, TARGET_RETRY, Run
+from keykeeper.run import TARGET_RETRY, Run
 from keykeeper.status import TargetResult
 from keykeeper.vault import Vault
 from keykeeper.world import KeyRef, World
@@ -105,7 +105,7 @@ class Projector:
                 await values.of(desired.previous_version) if desired.previous_version else None
             )
         except ProviderError as exc:  # no plaintext now: what is there stays (it is authorized)
-            run.again(PROVIDER_RETRY)
+            run.provider_trouble()
             return failed(target, exc, int(held.version) if held and held.version else None)
         rendered = projection.render(desired, run.ref, run.uid, self.vault.prove, value, previous)
         where = f"{target.namespace}/{target.secret_name}"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from keykeeper import authz, labels, lifecycle, plan, projection, store
-from keykeeper.api import PROJECTING_PHASES, ApiKeySpec, KeyPolicySpec, Phase
+from keykeeper.api import PROJECTING_PHASES, ApiKeySpec, KeyPolicySpec, Kms, Phase
 from keykeeper.audit import AuditLog
 from keykeeper.authz import Decision, KeyContext, NamespaceInfo, Target
 from keykeeper.errors import IntegrityError, ProviderError, SpecError
@@ -34,7 +34,7 @@ from keykeeper.intent import intent_of, rules_of
 from keykeeper.kube import Kube, apikey_path, check_identity
 from keykeeper.projecting import LazyProvider, Projector, Values, denied, projected
 from keykeeper.reporting import Reporter
-from keykeeper.run import PROVIDER_RETRY, SOURCE_RETRY, Run, ready
+from keykeeper.run import SOURCE_RETRY, Run, provider_backoff, ready
 from keykeeper.sources import SourceMissing
 from keykeeper.store import facts
 from keykeeper.vault import Vault
@@ -61,6 +61,8 @@ class Reconciler:
         self.projector = Projector(kube, world, vault)
         self.finalizer = Finalizer(kube, world, self.keeper, self.projector, audit, namespace)
         self.reporter = Reporter(kube, world, sink, clock)
+        self.policy_changed: Callable[[str], None] | None = None
+        self.provider_failures: dict[KeyRef, int] = {}  # consecutive, per key
 
     async def reconcile(self, ref: KeyRef) -> float | None:
         body = await self.kube.get_or_none(apikey_path(*ref))
@@ -98,6 +100,11 @@ class Reconciler:
         if admitted is not None:
             stored, life = await self._drive(run, *admitted)
         await self.reporter.report(run, stored, life)
+        if run.provider_failed:
+            self.provider_failures[ref] = self.provider_failures.get(ref, 0) + 1
+            run.again(provider_backoff(self.provider_failures[ref]))
+        else:
+            self.provider_failures.pop(ref, None)
         return run.retry
 
     # -- 1. admission ----------------------------------------------------------------------------
@@ -147,6 +154,15 @@ class Reconciler:
             lambda: self.vault.provider_for(policy.kms, self.kube, self.namespace)
         )
         try:
+            if life.phase is not Phase.REVOKED and stored.kek_differs(_kms_json(policy)):
+                stored = await self.keeper.rewrap(
+                    run.ref,
+                    stored,
+                    policy.kms,
+                    await self._opening(stored, policy, providers).get(),
+                    await providers.get(),
+                    run.journal,
+                )
             for _ in range(6):  # each pass applies the actions the last decision asked for
                 if not life.actions:
                     break
@@ -157,7 +173,8 @@ class Reconciler:
         except SourceMissing as exc:
             run.fail(exc, SOURCE_RETRY)
         except ProviderError as exc:
-            run.fail(exc, PROVIDER_RETRY)
+            run.fail(exc)
+            run.provider_trouble()
         except (SpecError, IntegrityError) as exc:
             run.fail(exc)
         try:
@@ -169,11 +186,12 @@ class Reconciler:
             life = decide(stored, source_fp)
             await self._enforce(run, spec, policy, life.phase, stored)
             await self._project(run, spec, policy, life.phase, stored, providers)
+        self._note_kms(run.ref, spec.policy, stored.kek_differs(_kms_json(policy)))
         if life.recheck_after is not None:
             run.again(max(life.recheck_after.total_seconds(), 0.05))
         stored = await self.finalizer.finish_erasure(run, stored)  # pending KEKs, retried
         if stored.keks_pending:
-            run.again(PROVIDER_RETRY)
+            run.provider_trouble()
         return stored, life
 
     async def _enforce(
@@ -202,10 +220,28 @@ class Reconciler:
         for target in planned.keep:
             assert stored.current is not None
             run.results.append(projected(target, stored.current.version))
-        values = Values(self.vault, run.ref, run.uid, stored, providers)
+        values = Values(
+            self.vault, run.ref, run.uid, stored, self._opening(stored, policy, providers)
+        )
         for target in planned.write:
             desired = self._desired(target, stored, phase)
             run.results.append(await self.projector.write(run, desired, stored, values))
+
+    # -- the KMS a key's envelopes are under -----------------------------------------------------
+
+    def _opening(
+        self, stored: store.Store, policy: KeyPolicySpec, providers: LazyProvider
+    ) -> LazyProvider:
+        """The provider that opens the stored envelopes: the policy's, or, until they are
+        re-wrapped, the one the store records they were made under."""
+        if stored.kms is None or not stored.kek_differs(_kms_json(policy)):
+            return providers
+        made_under = Kms.model_validate(stored.kms)
+        return LazyProvider(lambda: self.vault.provider_for(made_under, self.kube, self.namespace))
+
+    def _note_kms(self, ref: KeyRef, policy: str, stale: bool) -> None:
+        if self.world.note_kms(ref, policy, stale) and self.policy_changed is not None:
+            self.policy_changed(policy)  # its status counts the keys still to re-wrap
 
     # -- gathering for the pure plan -------------------------------------------------------------
 
@@ -251,3 +287,7 @@ class Reconciler:
             elif projection.in_sync(self._desired(target, stored, phase), there, run.ref, run.uid):
                 synced.add(slot)
         return plan.make(decisions, self._held(run.ref), frozenset(synced), frozenset(taken))
+
+
+def _kms_json(policy: KeyPolicySpec) -> dict[str, object]:
+    return policy.kms.model_dump(by_alias=True, mode="json")

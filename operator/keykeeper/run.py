@@ -5,6 +5,8 @@ reporter writes it out."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 
 from keykeeper import conditions
@@ -17,8 +19,16 @@ from keykeeper.status import TargetResult
 from keykeeper.world import KeyRef
 
 SOURCE_RETRY = 30.0  # a source Secret that is missing is looked at again after this
-PROVIDER_RETRY = 15.0  # a provider that failed
+PROVIDER_RETRY = 2.0  # a provider that failed: the first retry, then doubling ...
+PROVIDER_RETRY_CAP = 20.0  # ... up to this, so a key is back within ~20 s of the KMS
 TARGET_RETRY = 10.0  # a target that could not be written or withdrawn
+
+
+def provider_backoff(failures: int, rand: Callable[[], float] = random.random) -> float:
+    """Seconds before retrying a key whose provider failed ``failures`` times in a row:
+    exponential, capped, with +/-25% jitter so a thousand keys do not retry in step."""
+    base = min(PROVIDER_RETRY * 2 ** max(failures - 1, 0), PROVIDER_RETRY_CAP)
+    return float(base * (0.75 + 0.5 * rand()))
 
 
 def ready(status: conditions.Status, reason: str, message: str) -> Condition:
@@ -36,6 +46,7 @@ class Run:
     journal: Journal = field(init=False)
     audit: InitVar[AuditLog | None] = None
     retry: float | None = None
+    provider_failed: bool = False  # the reconciler turns this into a jittered backoff
 
     def __post_init__(self, audit: AuditLog | None) -> None:
         self.journal = Journal(audit, self.ref, self.uid)
@@ -47,6 +58,10 @@ class Run:
     def fail(self, exc: KeykeeperError, retry: float | None = None) -> None:
         self.ready = ready("False", exc.reason, str(exc))
         self.again(retry)
+
+    def provider_trouble(self) -> None:
+        """A provider call failed: retry with backoff (see ``provider_backoff``)."""
+        self.provider_failed = True
 
     def again(self, after: float | None) -> None:
         if after is not None:

@@ -86,6 +86,7 @@ class Runtime:
             )
 
         self.policy_queue = WorkQueue(policy, 1)
+        self.reconciler.policy_changed = self.policy_queue.add
         for attempt in range(60):  # the apiserver may still be warming its caches
             try:
                 await self._preload()

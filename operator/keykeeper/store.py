@@ -106,6 +106,28 @@ class Store:
     secret_uid: str | None = None  # the store Secret's own uid (delete preconditions)
     kms: dict[str, Any] | None = None  # the spec.kms the versions were made under
 
+    def kek_differs(self, kms: dict[str, Any]) -> bool:
+        """Whether live envelopes were made under another KMS key than ``kms`` names
+        (provider and keyRef; credentials and tuning options do not matter)."""
+        if self.kms is None or not self.envelopes:
+            return False
+        return (self.kms.get("provider"), self.kms.get("keyRef", "")) != (
+            kms.get("provider"),
+            kms.get("keyRef", ""),
+        )
+
+    def rewrapped(self, sealed: dict[int, tuple[bytes, str, str]], kms: dict[str, Any]) -> Store:
+        """Every live envelope replaced by one under ``kms`` (version -> (envelope, KEK id,
+        provider)); values, fingerprints and states are unchanged."""
+        versions = tuple(
+            replace(v, kms_key_id=sealed[v.version][1], provider=sealed[v.version][2])
+            if v.version in sealed
+            else v
+            for v in self.versions
+        )
+        envelopes = {n: sealed[n][0] if n in sealed else e for n, e in self.envelopes.items()}
+        return replace(self, versions=versions, envelopes=envelopes, kms=kms)
+
     @property
     def current(self) -> Version | None:
         return next((v for v in self.versions if v.state is VersionState.CURRENT), None)

@@ -207,6 +207,36 @@ class VersionKeeper:
         )
         return stored
 
+    async def rewrap(
+        self,
+        ref: KeyRef,
+        stored: store.Store,
+        kms: Kms,
+        old: KeyProvider,
+        new: KeyProvider,
+        journal: Journal,
+    ) -> store.Store:
+        """Re-seal every live version under the policy's KMS key (same version, same value,
+        a fresh data key), after the policy named another one. One store write: a crash
+        leaves every envelope under the old key or every one under the new."""
+        sealed: dict[int, tuple[bytes, str, str]] = {}
+        for number, envelope in sorted(stored.envelopes.items()):
+            binding = Binding(ref[0], ref[1], stored.uid, number)
+            value = await self.vault.open(envelope, binding, old)
+            made = await self.vault.seal(value, binding, new)
+            sealed[number] = (made.envelope, made.kms_key_id, made.provider)
+        keks = sorted({kek for _, kek, _ in sealed.values()})
+        detail = (
+            f"versions {', '.join(map(str, sorted(sealed)))} re-wrapped from "
+            f"{(stored.kms or {}).get('provider')} to {new.provider_id} key {', '.join(keks)}"
+        )
+        journal.intend(events.REWRAPPED, detail)
+        stored = await self.write(
+            ref, stored.rewrapped(sealed, kms.model_dump(by_alias=True, mode="json"))
+        )
+        journal.tell(events.NORMAL, events.REWRAPPED, detail)
+        return stored
+
     async def erase(self, ref: KeyRef, stored: store.Store, journal: Journal) -> store.Store:
         """Cryptographic erasure, step one: every envelope destroyed, and the KEKs the
         versions name listed as pending (no provider is needed for this step)."""

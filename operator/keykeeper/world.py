@@ -59,6 +59,8 @@ class World:
     # each key's spec, parsed once per (uid, generation): the watch event and the
     # reconcile that follows it share one parse
     specs: dict[KeyRef, tuple[str, int, ApiKeySpec | SpecError]] = field(default_factory=dict)
+    # keys whose envelopes are still under a KMS key their policy no longer names
+    stale_kms: dict[KeyRef, str] = field(default_factory=dict)
 
     # -- echoes of the operator's own writes ---------------------------------------------------
     # A watch event can arrive before the response of the write that caused it, so echoes
@@ -129,6 +131,18 @@ class World:
     def keys_of_policy(self, name: str) -> set[KeyRef]:
         return set(self.policy_keys.get(name, ()))
 
+    def note_kms(self, ref: KeyRef, policy: str, stale: bool) -> bool:
+        """Record whether a key still waits to be re-wrapped; True if that changed."""
+        before = self.stale_kms.get(ref)
+        if stale:
+            self.stale_kms[ref] = policy
+        else:
+            self.stale_kms.pop(ref, None)
+        return before != (policy if stale else None)
+
+    def keys_under_previous_kms(self, policy: str) -> int:
+        return sum(1 for name in self.stale_kms.values() if name == policy)
+
     # -- keys ----------------------------------------------------------------------------------
 
     def put_key(self, body: dict[str, Any]) -> KeyRef:
@@ -174,6 +188,7 @@ class World:
         return parsed
 
     def drop_key(self, ref: KeyRef) -> None:
+        self.stale_kms.pop(ref, None)
         self.specs.pop(ref, None)
         self.key_seen.pop(ref, None)
         old = self.key_policy.pop(ref, None)

@@ -161,3 +161,23 @@ def test_a_permanent_refusal_does_not_open_the_breaker() -> None:
         with pytest.raises(KeyDisabled):
             guarded.check()
     assert peer.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("failures", "low", "high"),
+    [
+        (1, 1.5, 2.5),
+        (2, 3.0, 5.0),
+        (3, 6.0, 10.0),
+        (4, 12.0, 20.0),
+        (5, 15.0, 25.0),
+        (50, 15.0, 25.0),
+    ],
+)
+def test_provider_backoff_doubles_with_jitter_up_to_a_cap(
+    failures: int, low: float, high: float
+) -> None:
+    from keykeeper.run import provider_backoff
+
+    assert provider_backoff(failures, rand=lambda: 0.0) == pytest.approx(low)
+    assert provider_backoff(failures, rand=lambda: 1.0) == pytest.approx(high)
