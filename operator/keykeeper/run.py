@@ -20,7 +20,7 @@ from keykeeper.world import KeyRef
 
 SOURCE_RETRY = 30.0  # a source Secret that is missing is looked at again after this
 PROVIDER_RETRY = 2.0  # a provider that failed: the first retry, then doubling ...
-PROVIDER_RETRY_CAP = 20.0  # ... up to this, so a key is back within ~20 s of the KMS
+PROVIDER_RETRY_CAP = 15.0  # ... up to this, so a key is back within ~19 s of the KMS
 TARGET_RETRY = 10.0  # a target that could not be written or withdrawn
 
 

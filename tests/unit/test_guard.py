@@ -169,9 +169,8 @@ def test_a_permanent_refusal_does_not_open_the_breaker() -> None:
         (1, 1.5, 2.5),
         (2, 3.0, 5.0),
         (3, 6.0, 10.0),
-        (4, 12.0, 20.0),
-        (5, 15.0, 25.0),
-        (50, 15.0, 25.0),
+        (4, 11.25, 18.75),
+        (50, 11.25, 18.75),
     ],
 )
 def test_provider_backoff_doubles_with_jitter_up_to_a_cap(
