@@ -5,15 +5,16 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test unit integration lint cluster bench controlplane deps clean
+.PHONY: dev test unit integration lint cluster bench controlplane peers deps clean
 
 # The main job on the embedded default: a local control plane, the operator with the
 # local provider, examples/ applied, the projected Secrets and Events shown.
 dev: deps
 	$(BIN)/python -m devtools.controlplane --dev
 
-# Everything the tests need: Python packages, SoftHSM2, the upstream control plane.
-deps: $(STAMP) controlplane
+# Everything the tests need: Python packages, SoftHSM2, the upstream control plane,
+# and local-kms (the AWS KMS peer the outage test kills), built from its Go module.
+deps: $(STAMP) controlplane peers
 	@command -v softhsm2-util >/dev/null || { \
 	  echo "installing softhsm2 (apt-get)"; \
 	  apt-get update -qq && apt-get install -y -qq softhsm2 >/dev/null; }
@@ -26,6 +27,9 @@ $(STAMP): pyproject.toml
 
 controlplane:
 	@bash devtools/controlplane/build.sh >/dev/null
+
+peers: $(STAMP)
+	@$(BIN)/python -c 'from devtools.kmspeers import local_kms_binary; local_kms_binary()'
 
 # The test command: static checks, then every test (unit, providers, integration,
 # adversarial), then the coverage floor of the fast suites (pyproject: fail_under).
@@ -51,6 +55,7 @@ cluster: deps
 
 bench: deps
 	$(BIN)/python bench/crypto.py
+	$(BIN)/python bench/kms.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

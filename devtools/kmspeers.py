@@ -101,7 +101,8 @@ def moto(directory: Path) -> Peer:
 
 def local_kms_binary() -> Path:
     """Build local-kms from the Go module proxy once per machine; the cached path."""
-    cache = Path(os.environ.get("KEYKEEPER_CACHE") or Path.home() / ".cache" / "keykeeper")
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = Path(os.environ.get("KEYKEEPER_CACHE") or xdg / "keykeeper")
     target = cache / "local-kms" / LOCAL_KMS_VERSION
     binary = target / "local-kms"
     if binary.exists():
@@ -117,7 +118,11 @@ def local_kms_binary() -> Path:
         check=True,
         cwd=building,
     )
-    building.replace(target) if not target.exists() else shutil.rmtree(building)
+    if target.exists():  # another build finished first
+        shutil.rmtree(building)
+    else:
+        building.replace(target)
+    print(f"built local-kms into {binary}", file=sys.stderr)
     return binary
 
 
