@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -70,6 +71,16 @@ class Peer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the peer still holds its connections and answers nothing, so every
+        call waits out its timeout (a hung KMS endpoint)."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def cont(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def client(self):  # type: ignore[no-untyped-def]
         import boto3

@@ -1,8 +1,14 @@
-"""Keys under the AWS provider survive a KMS outage: local-kms (a real AWS KMS peer
-built from its Go module, its keys on disk) is SIGKILLed for 30 s right after a
-rotation of every key is requested. No authorized projection is withdrawn, a revoke
+"""Keys under the AWS provider survive a KMS outage of 30 s, begun right after a
+rotation of every key is requested, in two shapes:
+
+* ``killed``: local-kms (a real AWS KMS peer built from its Go module, its keys on
+  disk) is SIGKILLed and started again: every call is refused at once;
+* ``frozen``: moto's server is SIGSTOPped and continued (moto keeps its keys in
+  memory, so it cannot be killed and come back): every call hangs until its timeout.
+
+No authorized projection is withdrawn (checked in the apiserver's audit log), a revoke
 issued during the outage is enforced at once, and every key is Ready on its new
-version soon after the peer returns."""
+version within 30 s of the peer's return."""
 
 from __future__ import annotations
 
@@ -29,17 +35,24 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@pytest.mark.parametrize("shape", ["killed", "frozen"])
 def test_a_kms_outage_mid_rotation_withdraws_nothing_and_blocks_no_revoke(
-    operator: Operator, kk: Cluster, leaks: Leaks, tmp_path: Path, control_plane: ControlPlane
+    operator: Operator,
+    kk: Cluster,
+    leaks: Leaks,
+    tmp_path: Path,
+    control_plane: ControlPlane,
+    shape: str,
 ) -> None:
-    peer = kmspeers.local_kms(tmp_path).start()
+    peer = (kmspeers.local_kms if shape == "killed" else kmspeers.moto)(tmp_path).start()
     try:
-        _run(kk, leaks, peer, control_plane)
+        _run(kk, leaks, peer, control_plane, shape)
     finally:
+        peer.cont()
         peer.kill()
 
 
-def _run(kk: Cluster, leaks: Leaks, peer: kmspeers.Peer, plane: ControlPlane) -> None:
+def _run(kk: Cluster, leaks: Leaks, peer: kmspeers.Peer, plane: ControlPlane, shape: str) -> None:
     alias = f"alias/{unique('outage')}"
     peer.create_key(alias)
     creds = unique("aws-creds")
@@ -73,7 +86,7 @@ def _run(kk: Cluster, leaks: Leaks, peer: kmspeers.Peer, plane: ControlPlane) ->
         kk.patch_key(
             home, name, {"metadata": {"annotations": {"keykeeper.dev/rotate-requested-at": now()}}}
         )
-    peer.kill()
+    peer.kill() if shape == "killed" else peer.freeze()
     killed, killed_at = time.monotonic(), now()
 
     # a revoke during the outage needs no KMS: enforced at once
@@ -103,7 +116,7 @@ def _run(kk: Cluster, leaks: Leaks, peer: kmspeers.Peer, plane: ControlPlane) ->
         "during the outage the operator deleted only the revoked key's copies (apiserver audit)"
     )
 
-    peer.start()
+    peer.start() if shape == "killed" else peer.cont()
     back = time.monotonic()
 
     def all_rotated_and_ready() -> bool:
@@ -121,10 +134,12 @@ def _run(kk: Cluster, leaks: Leaks, peer: kmspeers.Peer, plane: ControlPlane) ->
     for name in live:
         leaks.add(kk.value(home, name))  # type: ignore[arg-type]
     print(
-        f"\nKMS outage: revoke enforced {revoke_seconds:.1f} s after the kill; "
+        f"\nKMS outage ({peer.name} {shape}): revoke enforced {revoke_seconds:.1f} s after the kill; "
         f"{len(unavailable)}/{len(live)} keys showed ProviderUnavailable; "
         f"all {len(live)} keys Ready on version 2 {recovered:.1f} s after the peer returned"
     )
     assert recovered <= 30.0, f"keys took {recovered:.1f} s to recover"
-    assert revoke_seconds <= 10.0
+    # a key caught in a hung KMS call finishes that call first: a few timeouts (2 s here) at
+    # most, never the outage
+    assert revoke_seconds <= 8.0
     assert kk.secret(home, revoked) is None

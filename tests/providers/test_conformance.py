@@ -19,6 +19,7 @@ from keykeeper.crypto.envelope import (
     seal_envelope,
 )
 from keykeeper.errors import IntegrityError, KeyDisabled
+from keykeeper.provider_options import Capability
 from keykeeper.providers import KeyProvider, registry
 from tests.providers.harness import VARIANTS, Variant
 from tests.unit.envelopes import recheck
@@ -215,3 +216,26 @@ def test_concurrent_use_from_many_threads(provider: KeyProvider) -> None:
     assert not errors, errors[0]
     assert len(results) == 200
     assert all(results)
+
+
+def test_declared_capabilities_hold(provider: KeyProvider, variant: Variant) -> None:
+    """What a provider declares (never inferred from a KEK id) is what it does."""
+    other = Binding(A.namespace, "other", "0b7f3c1e-0000-4000-8000-0000000000ff", 1)
+    blob_a, blob_o = seal_envelope(VALUE, A, provider), seal_envelope(VALUE, other, provider)
+    kek_a, kek_o = parse(blob_a).wrapped.kek_id, parse(blob_o).wrapped.kek_id
+    if Capability.PER_KEY_KEK in provider.capabilities:
+        assert kek_a != kek_o, "per-key KEKs: each resource has its own"
+    else:
+        assert kek_a == kek_o, "one KEK for every resource"
+    destroyed = provider.destroy_kek(kek_a)
+    assert destroyed == (Capability.KEK_DESTRUCTION in provider.capabilities)
+    if destroyed and variant.disable is None:
+        return  # the peer does not refuse a key it was told to destroy (see harness.VARIANTS)
+    if destroyed:
+        with pytest.raises(KeyDisabled):
+            open_envelope(blob_a, A, resolver(provider))
+        assert open_envelope(blob_o, other, resolver(provider)) == VALUE, (
+            "destroying one key's KEK leaves the others"
+        )
+    else:
+        assert open_envelope(blob_a, A, resolver(provider)) == VALUE

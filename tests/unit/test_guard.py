@@ -143,7 +143,7 @@ def test_the_breaker_fails_fast_after_an_outage_and_closes_on_success() -> None:
     peer.failure = ProviderUnavailable("KMS unreachable (EndpointConnectionError)")
     with pytest.raises(ProviderUnavailable):
         guarded.check()
-    with pytest.raises(ProviderUnavailable, match=r"EndpointConnectionError.*not retried"):
+    with pytest.raises(ProviderUnavailable, match=r"EndpointConnectionError.*down"):
         guarded.check()
     assert peer.calls == 1, "the second call did not reach the dead peer"
     peer.failure = None
@@ -151,6 +151,42 @@ def test_the_breaker_fails_fast_after_an_outage_and_closes_on_success() -> None:
     guarded.check()
     guarded.check()
     assert peer.calls == 3
+
+
+def test_a_down_provider_gets_one_probe_at_a_time_with_a_doubling_cooldown() -> None:
+    peer, clock = Peer(), Clock()
+    guarded = guard(peer, clock, rate=1000, burst=100)
+    peer.failure = ProviderUnavailable("KMS unreachable for kek/1 (ReadTimeoutError)")
+    attempts = []
+    for _ in range(40):  # 20 s of calls, every half second
+        before = peer.calls
+        with pytest.raises(ProviderUnavailable):
+            guarded.check()
+        if peer.calls > before:
+            attempts.append(clock.now - 100.0)
+        clock.now += 0.5
+    assert attempts == [0.0, 1.0, 3.0, 7.0, 15.0], "probes after 1, 2, 4, 8 s"
+
+
+def test_while_a_probe_is_in_flight_every_other_call_fails_at_once() -> None:
+    peer, clock = Peer(), Clock()
+    guarded = guard(peer, clock, rate=1000, burst=100)
+    peer.failure = ProviderUnavailable("hung")
+    with pytest.raises(ProviderUnavailable):
+        guarded.check()
+    clock.now += 1.0
+    inside: list[int] = []
+
+    def hung_probe() -> None:  # the probe is in the peer; another caller arrives meanwhile
+        inside.append(peer.calls)
+        with pytest.raises(ProviderUnavailable, match="probing"):
+            guarded.current_kek_id()
+        raise ProviderUnavailable("still hung")
+
+    peer.check = hung_probe  # type: ignore[method-assign]
+    with pytest.raises(ProviderUnavailable, match="still hung"):
+        guarded.check()
+    assert inside == [1]
 
 
 def test_a_permanent_refusal_does_not_open_the_breaker() -> None:

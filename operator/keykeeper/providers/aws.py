@@ -218,7 +218,8 @@ def create(settings: ProviderSettings) -> AwsKmsProvider:
     config = Config(
         connect_timeout=options.timeout,
         read_timeout=options.timeout,
-        retries={"max_attempts": 2, "mode": "standard"},  # the operator retries with backoff
+        retries={"max_attempts": 1, "mode": "standard"},  # no SDK retry: the guard and
+        # the reconciler retry, so a hung KMS holds a worker for one timeout, not several
         user_agent_extra="keykeeper",
     )
     try:

@@ -65,7 +65,7 @@ class AzureKeyVaultProvider(KeyProvider):
         self._transport = {
             "connection_timeout": options.timeout,
             "read_timeout": options.timeout,
-            "retry_total": 1,  # the operator retries with backoff
+            "retry_total": 0,  # no SDK retry: the guard and the reconciler retry
             "verify_challenge_resource": options.verify_challenge_resource,
         }
         self._keys = KeyClient(self._vault, credential, **self._transport)

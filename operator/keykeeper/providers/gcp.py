@@ -59,7 +59,9 @@ class GcpKmsProvider(KeyProvider):
 
     def current_kek_id(self) -> str:
         with _translated(self._key):
-            key = self._kms.get_crypto_key(request={"name": self._key}, timeout=self._timeout)
+            key = self._kms.get_crypto_key(
+                request={"name": self._key}, retry=None, timeout=self._timeout
+            )
         return str(key.primary.name)
 
     def wrap(self, dek: bytes, context: Mapping[str, str]) -> WrappedKey:
@@ -73,6 +75,7 @@ class GcpKmsProvider(KeyProvider):
                     "plaintext_crc32c": _crc(dek),
                     "additional_authenticated_data_crc32c": _crc(aad),
                 },
+                retry=None,  # no SDK retry: the guard and the reconciler retry
                 timeout=self._timeout,
             )
         if (
@@ -99,6 +102,7 @@ class GcpKmsProvider(KeyProvider):
                     "ciphertext_crc32c": _crc(wrapped.blob),
                     "additional_authenticated_data_crc32c": _crc(aad),
                 },
+                retry=None,  # no SDK retry: the guard and the reconciler retry
                 timeout=self._timeout,
             )
         if answer.plaintext_crc32c != _crc(answer.plaintext):
@@ -107,7 +111,9 @@ class GcpKmsProvider(KeyProvider):
 
     def check(self) -> None:
         with _translated(self._key):
-            key = self._kms.get_crypto_key(request={"name": self._key}, timeout=self._timeout)
+            key = self._kms.get_crypto_key(
+                request={"name": self._key}, retry=None, timeout=self._timeout
+            )
         if key.primary.state != kms_v1.CryptoKeyVersion.CryptoKeyVersionState.ENABLED:
             raise KeyDisabled(f"the primary version of {self._key} is {key.primary.state.name}")
 

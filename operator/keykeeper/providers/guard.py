@@ -6,9 +6,11 @@ short circuit breaker, and a cache of unwrapped data keys.
   start-up queue instead of stampeding the KMS. A call that would wait longer than
   the provider's ``timeout`` is refused at once as ``ProviderUnavailable``: the
   reconcile retries later and its worker thread is not held.
-* **Breaker.** After a transient failure the provider is considered down for
-  ``cooldown`` seconds: calls fail at once with the cause instead of each waiting out
-  a timeout, so a dead KMS costs one timeout per cooldown, not one per key.
+* **Breaker.** After a transient failure the provider is considered down: calls fail
+  at once with the cause instead of each waiting out a timeout, and one probe call at a
+  time is let through after a cooldown that doubles (1 s to 15 s) while the probes
+  fail. A dead or hung KMS therefore holds at most one reconcile worker, not all of
+  them, and enforcement (revoke, suspend, de-authorization) is never queued behind it.
 * **Data-key cache.** An unwrapped data key is kept, bounded (LRU), keyed by the KEK id,
   the wrapped bytes and the context, so a version is unwrapped at most once while it
   stays cached; a wrap seeds it (a version just made is projected without a Decrypt).
@@ -68,6 +70,7 @@ class Guarded(KeyProvider):
         burst: int,
         timeout: float,
         cooldown: float = 1.0,
+        max_cooldown: float = 15.0,
         cache_size: int = DEK_CACHE,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -75,9 +78,12 @@ class Guarded(KeyProvider):
         self.inner = inner
         self.provider_id = inner.provider_id  # type: ignore[misc]
         self._bucket = TokenBucket(rate, burst, clock)
-        self._timeout, self._cooldown = timeout, cooldown
+        self._timeout, self._cooldown, self._max_cooldown = timeout, cooldown, max_cooldown
         self._clock, self._sleep = clock, sleep
-        self._down: tuple[float, str] | None = None  # until when, and why
+        # while down: until when no probe is let through, why, the current cooldown,
+        # and whether a probe is in flight
+        self._down: tuple[float, str, float] | None = None
+        self._probing = False
         self._cache: OrderedDict[bytes, bytearray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -135,13 +141,11 @@ class Guarded(KeyProvider):
                 _wipe(self._cache.popitem(last=False)[1])
 
     def _call(self, operation: str, call: Callable[[], T]) -> T:
-        down = self._down
-        if down is not None and self._clock() < down[0]:
-            self.calls[f"{operation}-refused"] += 1
-            raise ProviderUnavailable(f"{down[1]} (not retried for {self._cooldown:g} s)")
+        probe = self._admit(operation)
         wait = self._bucket.reserve()
         if wait > self._timeout:
             self._bucket.give_back()
+            self._end_probe(probe)
             self.calls[f"{operation}-throttled"] += 1
             raise ProviderUnavailable(
                 f"the {self.provider_id} provider's rate limit ({self._bucket.rate:g} calls/s) "
@@ -153,10 +157,36 @@ class Guarded(KeyProvider):
         try:
             result = call()
         except ProviderUnavailable as exc:
-            self._down = (self._clock() + self._cooldown, str(exc))
+            with self._lock:
+                before = self._down[2] if self._down else 0.0
+                cooldown = min(max(before * 2, self._cooldown), self._max_cooldown)
+                self._down = (self._clock() + cooldown, str(exc), cooldown)
+                self._probing = False
             raise
-        self._down = None
+        except BaseException:
+            self._end_probe(probe)
+            raise
+        with self._lock:
+            self._down, self._probing = None, False
         return result
+
+    def _admit(self, operation: str) -> bool:
+        """Let the call through (True: as the one probe of a provider that is down), or
+        refuse it at once while the provider is down."""
+        with self._lock:
+            down = self._down
+            if down is None:
+                return False
+            if self._clock() >= down[0] and not self._probing:
+                self._probing = True
+                return True
+        self.calls[f"{operation}-refused"] += 1
+        raise ProviderUnavailable(f"{down[1]} (the provider is down; probing it again shortly)")
+
+    def _end_probe(self, probe: bool) -> None:
+        if probe:
+            with self._lock:
+                self._probing = False
 
 
 def _cache_key(wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
