@@ -35,6 +35,7 @@ SERVICE = "google.cloud.kms.v1.KeyManagementService"
 ENABLED = kms_v1.CryptoKeyVersion.CryptoKeyVersionState.ENABLED
 DISABLED = kms_v1.CryptoKeyVersion.CryptoKeyVersionState.DISABLED
 DESTROYED = kms_v1.CryptoKeyVersion.CryptoKeyVersionState.DESTROYED
+DESTROY_SCHEDULED = kms_v1.CryptoKeyVersion.CryptoKeyVersionState.DESTROY_SCHEDULED
 
 
 def crc(data: bytes) -> int:
@@ -59,6 +60,7 @@ class _Key:
 class FakeCloudKms:
     def __init__(self, cert: ServerCert) -> None:
         self.keys: dict[str, _Key] = {}
+        self.rings: dict[str, set[str]] = {}  # key ring -> who may create keys in it
         self.principals: dict[str, bytes] = {}  # client_email -> public key PEM
         self.calls: dict[str, int] = {}
         self.down = False
@@ -70,6 +72,15 @@ class FakeCloudKms:
             "Decrypt": self._method(self.decrypt, kms_v1.DecryptRequest, kms_v1.DecryptResponse),
             "GetCryptoKey": self._method(
                 self.get_crypto_key, kms_v1.GetCryptoKeyRequest, kms_v1.CryptoKey
+            ),
+            "GetKeyRing": self._method(self.get_key_ring, kms_v1.GetKeyRingRequest, kms_v1.KeyRing),
+            "CreateCryptoKey": self._method(
+                self.create_crypto_key, kms_v1.CreateCryptoKeyRequest, kms_v1.CryptoKey
+            ),
+            "DestroyCryptoKeyVersion": self._method(
+                self.destroy_crypto_key_version,
+                kms_v1.DestroyCryptoKeyVersionRequest,
+                kms_v1.CryptoKeyVersion,
             ),
         }
         self._server.add_generic_rpc_handlers(
@@ -96,6 +107,10 @@ class FakeCloudKms:
             key = self.keys.setdefault(name, _Key())
             key.members.update(members)
         return self.rotate(name)
+
+    def create_ring(self, name: str, *members: str) -> None:
+        with self._lock:
+            self.rings.setdefault(name, set()).update(members)
 
     def rotate(self, name: str) -> str:
         with self._lock:
@@ -220,6 +235,39 @@ class FakeCloudKms:
             plaintext_crc32c=crc(plaintext),
             used_primary=version == key.primary,
         )
+
+    def get_key_ring(self, req: Any, caller: str) -> Any:
+        if caller not in self.rings.get(req.name, set()):
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, f"Permission denied on {req.name}")
+        return kms_v1.KeyRing(name=req.name)
+
+    def create_crypto_key(self, req: Any, caller: str) -> Any:
+        if caller not in self.rings.get(req.parent, set()):
+            raise Refused(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Permission 'cloudkms.cryptoKeys.create' denied on {req.parent}",
+            )
+        name = f"{req.parent}/cryptoKeys/{req.crypto_key_id}"
+        if name in self.keys:
+            raise Refused(grpc.StatusCode.ALREADY_EXISTS, f"CryptoKey {name} already exists.")
+        version = self.create_key(name, caller)
+        return kms_v1.CryptoKey(
+            name=name,
+            primary=kms_v1.CryptoKeyVersion(name=version, state=ENABLED),
+            purpose=kms_v1.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT,
+        )
+
+    def destroy_crypto_key_version(self, req: Any, caller: str) -> Any:
+        self._key(req.name.split("/cryptoKeyVersions/")[0], caller)
+        # Cloud KMS schedules destruction (24 h at the least); the version is unusable
+        # from now on and restorable until then
+        with self._lock:
+            key = self.keys[req.name.split("/cryptoKeyVersions/")[0]]
+            if req.name not in key.versions:
+                raise Refused(grpc.StatusCode.NOT_FOUND, f"{req.name} not found.")
+            material, _ = key.versions[req.name]
+            key.versions[req.name] = (material, DESTROY_SCHEDULED)
+        return kms_v1.CryptoKeyVersion(name=req.name, state=DESTROY_SCHEDULED)
 
     def get_crypto_key(self, req: Any, caller: str) -> Any:
         key = self._key(req.name, caller)

@@ -69,6 +69,7 @@ class AzureOptions(CloudOptions):
 
 class GcpOptions(CloudOptions):
     endpoint: str | None = Field(default=None, pattern=_HOST_PORT)  # private endpoints
+    per_key: bool = Field(default=False, alias="per-key")  # keyRef is then a key ring
 
 
 OPTIONS: dict[str, type[_Options]] = {

@@ -90,16 +90,23 @@ def _aws_disable(provider: KeyProvider, wrapped: WrappedKey) -> None:
     peer.client().disable_key(KeyId=wrapped.kek_id.rsplit("/", 1)[-1])
 
 
-def _gcp(request: pytest.FixtureRequest) -> KeyProvider:
-    fakes = request.getfixturevalue("cloud_fakes")
-    name = f"projects/test-project/locations/global/keyRings/kk/cryptoKeys/{uuid.uuid4().hex[:8]}"
-    fakes.gcp.create_key(name, fakes.gcp_account["client_email"])
-    creds = {"service-account.json": json.dumps(fakes.gcp_account)}
-    provider = registry.create(
-        "gcp", ProviderSettings(name, creds, {"endpoint": fakes.gcp.endpoint})
-    )
-    provider.fake = fakes.gcp  # type: ignore[attr-defined]
-    return provider
+def _gcp(per_key: bool) -> Callable[[pytest.FixtureRequest], KeyProvider]:
+    def make(request: pytest.FixtureRequest) -> KeyProvider:
+        fakes = request.getfixturevalue("cloud_fakes")
+        ring = f"projects/test-project/locations/global/keyRings/{uuid.uuid4().hex[:8]}"
+        options = {"endpoint": fakes.gcp.endpoint}
+        if per_key:
+            fakes.gcp.create_ring(ring, fakes.gcp_account["client_email"])
+            name, options["per-key"] = ring, "true"
+        else:
+            name = f"{ring}/cryptoKeys/shared"
+            fakes.gcp.create_key(name, fakes.gcp_account["client_email"])
+        creds = {"service-account.json": json.dumps(fakes.gcp_account)}
+        provider = registry.create("gcp", ProviderSettings(name, creds, options))
+        provider.fake = fakes.gcp  # type: ignore[attr-defined]
+        return provider
+
+    return make
 
 
 def _gcp_disable(provider: KeyProvider, wrapped: WrappedKey) -> None:
@@ -132,6 +139,7 @@ VARIANTS = (
     Variant("aws-moto-per-key", "aws", _aws("moto_peer", per_key=True), None, blob_names_kek=True),
     Variant("aws-local-kms", "aws", _aws("local_kms_peer", per_key=False), _aws_disable),
     Variant("aws-local-kms-per-key", "aws", _aws("local_kms_peer", per_key=True), _destroy),
-    Variant("gcp", "gcp", _gcp, _gcp_disable),
+    Variant("gcp", "gcp", _gcp(per_key=False), _gcp_disable),
+    Variant("gcp-per-key", "gcp", _gcp(per_key=True), _destroy),
     Variant("azure", "azure", _azure, _azure_disable),
 )

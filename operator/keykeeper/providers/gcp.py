@@ -13,6 +13,13 @@ of the plaintext, AAD and ciphertext; the response's ``verified_*`` flags and
 checksums are checked, and a mismatch is a transient ``ProviderUnavailable``
 (corrupted in transit: retry), never a stored envelope.
 
+``options.per-key: "true"`` makes ``keyRef`` a key ring
+(``projects/P/locations/L/keyRings/R``) in which every ApiKey gets its own CryptoKey,
+``kk-<uid>``, created on first use with the shortest destruction schedule Cloud KMS
+allows (24 h). Erasure destroys that key's version: Cloud KMS makes it unusable at
+once and destroys the material after the 24 h, during which
+``RestoreCryptoKeyVersion`` could undo it.
+
 Credentials: Application Default Credentials (workload identity, metadata server), or
 a ``credentialsSecretRef`` with ``service-account.json``. ``options.endpoint``
 (host:port) names a private endpoint; the tests' fake is reached this way, with its
@@ -21,6 +28,7 @@ CA trusted through gRPC's standard ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -38,7 +46,7 @@ from keykeeper.errors import (
     KeyDisabled,
     ProviderUnavailable,
 )
-from keykeeper.provider_options import GcpOptions, parse_options
+from keykeeper.provider_options import Capability, GcpOptions, parse_options
 from keykeeper.providers.base import KeyProvider, ProviderSettings, encode_context
 
 SCOPES = ["https://www.googleapis.com/auth/cloudkms"]
@@ -54,10 +62,20 @@ class GcpKmsProvider(KeyProvider):
 
     def __init__(self, client: Any, key_name: str, options: GcpOptions) -> None:
         self._kms = client
-        self._key = key_name
+        self._key = key_name  # a CryptoKey, or with per-key the key ring
         self._timeout = options.timeout
+        self._per_key = options.per_key
+        self._made: set[str] = set()  # per-key CryptoKeys known to exist
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        if self._per_key:
+            return frozenset({Capability.PER_KEY_KEK, Capability.KEK_DESTRUCTION})
+        return frozenset()
 
     def current_kek_id(self) -> str:
+        if self._per_key:
+            return f"{self._key}/cryptoKeys/kk-<uid>"
         with _translated(self._key):
             key = self._kms.get_crypto_key(
                 request={"name": self._key}, retry=None, timeout=self._timeout
@@ -65,11 +83,12 @@ class GcpKmsProvider(KeyProvider):
         return str(key.primary.name)
 
     def wrap(self, dek: bytes, context: Mapping[str, str]) -> WrappedKey:
-        aad = encode_context(self._key, context)
-        with _translated(self._key):
+        key = self._per_key_name(context) if self._per_key else self._key
+        aad = encode_context(key, context)
+        with _translated(key):
             answer = self._kms.encrypt(
                 request={
-                    "name": self._key,
+                    "name": key,
                     "plaintext": dek,
                     "additional_authenticated_data": aad,
                     "plaintext_crc32c": _crc(dek),
@@ -83,8 +102,8 @@ class GcpKmsProvider(KeyProvider):
             or not answer.verified_additional_authenticated_data_crc32c
             or answer.ciphertext_crc32c != _crc(answer.ciphertext)
         ):
-            raise ProviderUnavailable(f"Encrypt under {self._key} was corrupted in transit")
-        if not str(answer.name).startswith(self._key + _VERSIONS):
+            raise ProviderUnavailable(f"Encrypt under {key} was corrupted in transit")
+        if not str(answer.name).startswith(key + _VERSIONS):
             raise IntegrityError(f"Cloud KMS answered with a version of another key: {answer.name}")
         return WrappedKey(str(answer.name), bytes(answer.ciphertext))
 
@@ -110,6 +129,12 @@ class GcpKmsProvider(KeyProvider):
         return bytes(answer.plaintext)
 
     def check(self) -> None:
+        if self._per_key:
+            with _translated(self._key):
+                self._kms.get_key_ring(
+                    request={"name": self._key}, retry=None, timeout=self._timeout
+                )
+            return
         with _translated(self._key):
             key = self._kms.get_crypto_key(
                 request={"name": self._key}, retry=None, timeout=self._timeout
@@ -117,8 +142,44 @@ class GcpKmsProvider(KeyProvider):
         if key.primary.state != kms_v1.CryptoKeyVersion.CryptoKeyVersionState.ENABLED:
             raise KeyDisabled(f"the primary version of {self._key} is {key.primary.state.name}")
 
+    def destroy_kek(self, kek_id: str) -> bool:
+        """Schedule the destruction of a per-key CryptoKey's version (unusable at once,
+        destroyed after 24 h); False for a shared key."""
+        if not self._per_key or not kek_id.startswith(f"{self._key}/cryptoKeys/kk-"):
+            return False
+        with _translated(kek_id):
+            self._kms.destroy_crypto_key_version(
+                request={"name": kek_id}, retry=None, timeout=self._timeout
+            )
+        return True
+
     def close(self) -> None:
         self._kms.transport.close()
+
+    def _per_key_name(self, context: Mapping[str, str]) -> str:
+        uid = context.get("keykeeper.dev/uid", "")
+        if not uid:
+            raise InvalidProviderConfig("per-key KEKs need the resource uid in the context")
+        name = f"{self._key}/cryptoKeys/kk-{uid}"
+        if name in self._made:
+            return name
+        # AlreadyExists: made by an earlier reconcile (or another replica)
+        with _translated(name), contextlib.suppress(gexc.AlreadyExists):
+            self._kms.create_crypto_key(
+                request={
+                    "parent": self._key,
+                    "crypto_key_id": f"kk-{uid}",
+                    "crypto_key": {
+                        "purpose": kms_v1.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT,
+                        "destroy_scheduled_duration": {"seconds": 86400},
+                        "labels": {"managed-by": "keykeeper"},
+                    },
+                },
+                retry=None,
+                timeout=self._timeout,
+            )
+        self._made.add(name)
+        return name
 
 
 @contextmanager
@@ -147,7 +208,12 @@ def create(settings: ProviderSettings) -> GcpKmsProvider:
     except ValueError as exc:
         raise InvalidProviderConfig(str(exc)) from None
     assert isinstance(options, GcpOptions)
-    if not settings.key_ref.startswith("projects/") or "/cryptoKeys/" not in settings.key_ref:
+    ring = settings.key_ref.startswith("projects/") and "/keyRings/" in settings.key_ref
+    if options.per_key and (not ring or "/cryptoKeys/" in settings.key_ref):
+        raise InvalidProviderConfig(
+            "with per-key, the gcp provider needs keyRef: projects/P/locations/L/keyRings/R"
+        )
+    if not options.per_key and (not ring or "/cryptoKeys/" not in settings.key_ref):
         raise InvalidProviderConfig(
             "the gcp provider needs keyRef: projects/P/locations/L/keyRings/R/cryptoKeys/K"
         )
