@@ -3,7 +3,8 @@ endpoint, so the unmodified azure-keyvault-keys and azure-identity clients drive
 
 Served (api-version ignored): ``GET /keys/{name}[/{version}]`` (a KeyBundle with the
 RSA public key), ``POST /keys/{name}/{version}/wrapkey`` and ``/unwrapkey``
-(RSA-OAEP-256), the bearer challenge (401 with ``WWW-Authenticate``), and, for
+(RSA-OAEP-256), ``POST /keys/{name}/create`` (RSA), ``DELETE /keys/{name}`` (a soft
+delete, as Key Vault does: the key is unusable and ``GET /deletedkeys/{name}`` shows it), the bearer challenge (401 with ``WWW-Authenticate``), and, for
 azure-identity's ``ClientSecretCredential``, ``/{tenant}/v2.0/.well-known/
 openid-configuration`` and ``/{tenant}/oauth2/v2.0/token``.
 
@@ -58,6 +59,8 @@ class _Key:
 class FakeKeyVault:
     def __init__(self, cert: ServerCert) -> None:
         self.keys: dict[str, _Key] = {}
+        self.deleted: dict[str, _Key] = {}  # soft-deleted keys (recoverable in Azure)
+        self.creators: set[str] = set()  # clients granted keys/create on the vault
         self.clients: dict[str, str] = {}  # client id -> secret
         self.tokens: dict[str, str] = {}  # access token -> client id
         self.calls: dict[str, int] = {}
@@ -116,6 +119,7 @@ class FakeKeyVault:
 class _Handler(BaseHTTPRequestHandler):
     vault: FakeKeyVault
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
@@ -125,6 +129,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
 
     def _route(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -136,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, self._openid())
         if path.endswith("/oauth2/v2.0/token") and method == "POST":
             return self._token(urllib.parse.parse_qs(body.decode()))
-        if path.startswith("/keys/"):
+        if path.rstrip("/") == "/keys" or path.startswith(("/keys/", "/deletedkeys/")):
             return self._keys(method, path, body)
         return self._send(404, {"error": {"code": "NotFound", "message": path}})
 
@@ -175,11 +182,31 @@ class _Handler(BaseHTTPRequestHandler):
                 {"error": {"code": "Unauthorized", "message": "AKV10000: token required"}},
                 {"WWW-Authenticate": challenge},
             )
-        parts = [p for p in path.split("/") if p][1:]  # name, [version], [operation]
+        parts = [p for p in path.split("/") if p]
+        collection, parts = parts[0], parts[1:]  # name, [version], [operation]
+        if not parts:  # the list of keys this client may see
+            return self._send(200, {"value": [], "nextLink": None})
         name = parts[0]
+        if collection == "deletedkeys":
+            return self._deleted(name, client)
+        if method == "POST" and parts[1:] == ["create"]:
+            return self._create(name, client, body)
         version = parts[1] if len(parts) > 1 else ""
         operation = parts[2] if len(parts) > 2 else ""
         key = self.vault.keys.get(name)
+        if method == "DELETE" and key is not None and client in key.members:
+            self.vault.deleted[name] = self.vault.keys.pop(name)
+            self.vault.count("delete")
+            kid = f"{self.vault.url}/keys/{name}/{key.latest}"
+            return self._send(
+                200,
+                {
+                    **self._bundle(kid, key.versions[key.latest]),
+                    "recoveryId": f"{self.vault.url}/deletedkeys/{name}",
+                    "deletedDate": 1700000000,
+                    "scheduledPurgeDate": 1700000000 + 90 * 86400,
+                },
+            )
         if key is not None and client not in key.members:
             return self._error(
                 403,
@@ -215,6 +242,38 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             return self._error(400, "BadParameter", f"unknown operation {operation}")
         return self._send(200, {"kid": kid, "value": b64url(out)})
+
+    def _create(self, name: str, client: str, body: bytes) -> None:
+        if client not in self.vault.creators:
+            return self._error(403, "Forbidden", f"'{client}' does not have keys create permission")
+        request = json.loads(body or b"{}")
+        if request.get("kty") not in ("RSA", "RSA-HSM"):
+            return self._error(400, "BadParameter", "only RSA keys are served here")
+        if name in self.vault.deleted:
+            return self._error(
+                409, "Conflict", f"Key {name} is currently in a deleted but recoverable state"
+            )
+        kid = (
+            self.vault.create_key(name, client)
+            if name not in self.vault.keys
+            else self.vault.rotate(name)
+        )
+        self.vault.count("create")
+        key = self.vault.keys[name]
+        return self._send(200, self._bundle(kid, key.versions[key.latest]))
+
+    def _deleted(self, name: str, client: str) -> None:
+        key = self.vault.deleted.get(name)
+        if key is None or client not in key.members:
+            return self._error(404, "KeyNotFound", f"Deleted Key not found: {name}")
+        kid = f"{self.vault.url}/keys/{name}/{key.latest}"
+        return self._send(
+            200,
+            {
+                **self._bundle(kid, key.versions[key.latest]),
+                "recoveryId": f"{self.vault.url}/deletedkeys/{name}",
+            },
+        )
 
     def _bundle(self, kid: str, version: _Version) -> dict[str, Any]:
         numbers = version.private.public_key().public_numbers()

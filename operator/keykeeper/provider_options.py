@@ -65,6 +65,7 @@ class AzureOptions(CloudOptions):
     # the SDK checks that a vault's auth challenge names the vault's own domain; off
     # only for vaults outside *.vault.azure.net-style domains (Azure Stack, the tests)
     verify_challenge_resource: bool = Field(default=True, alias="verify-challenge-resource")
+    per_key: bool = Field(default=False, alias="per-key")  # keyRef is then the vault URL
 
 
 class GcpOptions(CloudOptions):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 from devtools import kmspeers
-from devtools.fakes import gcpkms
+from devtools.fakes import azurekv, gcpkms
 from devtools.softhsm import Token
 
 from keykeeper.crypto.envelope import WrappedKey
@@ -71,8 +71,8 @@ def _aws(peer_fixture: str, per_key: bool) -> Callable[[pytest.FixtureRequest], 
     def make(request: pytest.FixtureRequest) -> KeyProvider:
         peer: kmspeers.Peer = request.getfixturevalue(peer_fixture)
         options = {"endpoint": peer.endpoint, "region": kmspeers.REGION}
-        if per_key:
-            key_ref = "alias/keykeeper"
+        if per_key:  # a prefix of its own: the suite reuses resource uids
+            key_ref = f"alias/keykeeper-{uuid.uuid4().hex[:8]}"
             options["per-key"] = "true"
         else:
             key_ref = f"alias/shared-{uuid.uuid4().hex[:8]}"
@@ -113,15 +113,31 @@ def _gcp_disable(provider: KeyProvider, wrapped: WrappedKey) -> None:
     provider.fake.set_state(wrapped.kek_id, gcpkms.DISABLED)  # type: ignore[attr-defined]
 
 
-def _azure(request: pytest.FixtureRequest) -> KeyProvider:
-    fakes = request.getfixturevalue("cloud_fakes")
-    name = f"kek-{uuid.uuid4().hex[:8]}"
-    fakes.azure.create_key(name, fakes.azure_credentials["client-id"])
-    options = {"authority": fakes.azure.authority, "verify-challenge-resource": "false"}
-    settings = ProviderSettings(f"{fakes.azure.url}/keys/{name}", fakes.azure_credentials, options)
-    provider = registry.create("azure", settings)
-    provider.fake = fakes.azure  # type: ignore[attr-defined]
-    return provider
+def _azure(per_key: bool) -> Callable[[pytest.FixtureRequest], KeyProvider]:
+    def make(request: pytest.FixtureRequest) -> KeyProvider:
+        fakes = request.getfixturevalue("cloud_fakes")
+        client = fakes.azure_credentials["client-id"]
+        options = {"authority": fakes.azure.authority, "verify-challenge-resource": "false"}
+        vault = fakes.azure
+        if per_key:
+            # a vault of its own: the suite reuses resource uids, and Key Vault keeps a
+            # deleted key's name taken (soft delete), which a real uid never meets
+            vault = azurekv.FakeKeyVault(fakes.cert).start()
+            request.addfinalizer(vault.stop)
+            vault.add_client(client, fakes.azure_credentials["client-secret"])
+            vault.creators.add(client)
+            options["authority"] = vault.authority
+            key_ref, options["per-key"] = f"{vault.url}/", "true"
+        else:
+            name = f"kek-{uuid.uuid4().hex[:8]}"
+            fakes.azure.create_key(name, client)
+            key_ref = f"{fakes.azure.url}/keys/{name}"
+        settings = ProviderSettings(key_ref, fakes.azure_credentials, options)
+        provider = registry.create("azure", settings)
+        provider.fake = vault  # type: ignore[attr-defined]
+        return provider
+
+    return make
 
 
 def _azure_disable(provider: KeyProvider, wrapped: WrappedKey) -> None:
@@ -141,5 +157,6 @@ VARIANTS = (
     Variant("aws-local-kms-per-key", "aws", _aws("local_kms_peer", per_key=True), _destroy),
     Variant("gcp", "gcp", _gcp(per_key=False), _gcp_disable),
     Variant("gcp-per-key", "gcp", _gcp(per_key=True), _destroy),
-    Variant("azure", "azure", _azure, _azure_disable),
+    Variant("azure", "azure", _azure(per_key=False), _azure_disable),
+    Variant("azure-per-key", "azure", _azure(per_key=True), _destroy),
 )

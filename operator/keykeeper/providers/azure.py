@@ -9,6 +9,12 @@ as that version stays enabled. Key Vault's wrap has no additional authenticated 
 the binding of a wrapped key to its resource is the envelope's own AAD and key
 commitment (a wrapped key spliced into another envelope fails there).
 
+``options.per-key: "true"`` makes ``keyRef`` the vault (``https://<vault>/``), in
+which every ApiKey gets its own RSA key, ``kk-<uid>``, created on first use. Erasure
+deletes that key. Key Vault's soft delete keeps it recoverable for the vault's
+retention period (7 to 90 days) unless someone with the purge permission purges it;
+it is unusable from the moment it is deleted. keykeeper does not purge.
+
 Unwrap goes only to the vault ``key_ref`` names (scheme, host and port): a KEK id
 naming another host is refused before any token is sent.
 
@@ -24,6 +30,7 @@ The identity needs the keys permissions get, wrapKey and unwrapKey (the role
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import urllib.parse
@@ -42,7 +49,7 @@ from keykeeper.errors import (
     KeyDisabled,
     ProviderUnavailable,
 )
-from keykeeper.provider_options import AzureOptions, parse_options
+from keykeeper.provider_options import AzureOptions, Capability, parse_options
 from keykeeper.providers.base import KeyProvider, ProviderSettings
 
 _CURRENT_TTL = 60.0  # seconds a looked-up newest version is used before looking again
@@ -55,13 +62,21 @@ class AzureKeyVaultProvider(KeyProvider):
         self._credential = credential
         parsed = urllib.parse.urlsplit(key_ref)
         parts = [p for p in parsed.path.split("/") if p]
-        if parsed.scheme != "https" or len(parts) not in (2, 3) or parts[0] != "keys":
-            raise InvalidProviderConfig(
-                "the azure provider needs keyRef: https://<vault>/keys/<name>[/<version>]"
-            )
         self._vault = f"https://{parsed.netloc}"
-        self._name = parts[1]
-        self._pinned = parts[2] if len(parts) == 3 else None
+        self._per_key = options.per_key
+        if options.per_key:
+            if parsed.scheme != "https" or parts:
+                raise InvalidProviderConfig(
+                    "with per-key, the azure provider needs keyRef: https://<vault>/"
+                )
+            self._name, self._pinned = "", None
+        else:
+            if parsed.scheme != "https" or len(parts) not in (2, 3) or parts[0] != "keys":
+                raise InvalidProviderConfig(
+                    "the azure provider needs keyRef: https://<vault>/keys/<name>[/<version>]"
+                )
+            self._name = parts[1]
+            self._pinned = parts[2] if len(parts) == 3 else None
         self._transport = {
             "connection_timeout": options.timeout,
             "read_timeout": options.timeout,
@@ -71,9 +86,18 @@ class AzureKeyVaultProvider(KeyProvider):
         self._keys = KeyClient(self._vault, credential, **self._transport)
         self._crypto: dict[str, CryptographyClient] = {}
         self._current: tuple[float, str] | None = None
+        self._made: dict[str, str] = {}  # per-key: key name -> its versioned id
         self._lock = threading.Lock()
 
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        if self._per_key:
+            return frozenset({Capability.PER_KEY_KEK, Capability.KEK_DESTRUCTION})
+        return frozenset()
+
     def current_kek_id(self) -> str:
+        if self._per_key:
+            return f"{self._vault}/keys/kk-<uid>"
         if self._pinned:
             return f"{self._vault}/keys/{self._name}/{self._pinned}"
         with self._lock:
@@ -86,7 +110,7 @@ class AzureKeyVaultProvider(KeyProvider):
         return kid
 
     def wrap(self, dek: bytes, context: Mapping[str, str]) -> WrappedKey:
-        kid = self.current_kek_id()
+        kid = self._per_key_id(context) if self._per_key else self.current_kek_id()
         with _translated(kid):
             result = self._client(kid).wrap_key(KeyWrapAlgorithm.rsa_oaep_256, dek)
         return WrappedKey(kid, bytes(result.encrypted_key))
@@ -99,27 +123,64 @@ class AzureKeyVaultProvider(KeyProvider):
         return bytes(result.key)
 
     def check(self) -> None:
+        if self._per_key:
+            with _translated(self._vault):
+                next(iter(self._keys.list_properties_of_keys(max_page_size=1)), None)
+            return
         kid = self.current_kek_id()
         with _translated(kid):
             key = self._keys.get_key(self._name, kid.rsplit("/", 1)[-1])
         if not key.properties.enabled:
             raise KeyDisabled(f"the Key Vault key {kid} is disabled")
 
+    def destroy_kek(self, kek_id: str) -> bool:
+        """Delete a per-key Key Vault key (soft delete: unusable at once, recoverable for
+        the vault's retention period); False for a shared key."""
+        name = _name_of(kek_id)
+        if not self._per_key or not name.startswith("kk-") or not kek_id.startswith(self._vault):
+            return False
+        with _translated(kek_id), contextlib.suppress(aexc.ResourceNotFoundError):  # gone already
+            self._keys.begin_delete_key(name).wait(timeout=self._transport["read_timeout"])
+        with self._lock:
+            self._made.pop(name, None)
+            client = self._crypto.pop(kek_id, None)
+        if client is not None:
+            client.close()
+        return True
+
     def close(self) -> None:
         for client in self._crypto.values():
             client.close()
         self._keys.close()
 
+    def _per_key_id(self, context: Mapping[str, str]) -> str:
+        uid = context.get("keykeeper.dev/uid", "")
+        if not uid:
+            raise InvalidProviderConfig("per-key KEKs need the resource uid in the context")
+        name = f"kk-{uid}"
+        with self._lock:
+            if name in self._made:
+                return self._made[name]
+        with _translated(f"{self._vault}/keys/{name}"):
+            try:
+                kid = str(self._keys.get_key(name).id)
+            except aexc.ResourceNotFoundError:
+                made = self._keys.create_rsa_key(
+                    name, size=3072, key_operations=["wrapKey", "unwrapKey"]
+                )
+                kid = str(made.id)
+        with self._lock:
+            self._made[name] = kid
+        return kid
+
     def _client(self, kid: str) -> CryptographyClient:
         """The client of one key version, only inside the configured vault."""
         parsed = urllib.parse.urlsplit(kid)
         parts = [p for p in parsed.path.split("/") if p]
-        if (
-            f"{parsed.scheme}://{parsed.netloc}" != self._vault
-            or len(parts) != 3
-            or parts[:2] != ["keys", self._name]
-        ):
-            raise KeyDisabled(f"{kid} is not a version of {self._vault}/keys/{self._name}")
+        mine = len(parts) == 3 and parts[0] == "keys"
+        mine = mine and (parts[1].startswith("kk-") if self._per_key else parts[1] == self._name)
+        if f"{parsed.scheme}://{parsed.netloc}" != self._vault or not mine:
+            raise KeyDisabled(f"{kid} is not a key version this policy's vault key holds")
         with self._lock:
             client = self._crypto.get(kid)
             if client is None:
@@ -155,6 +216,11 @@ def _translated(kid: str) -> Iterator[None]:
         raise ProviderUnavailable(
             f"Key Vault unreachable for {kid} ({type(exc).__name__})"
         ) from None
+
+
+def _name_of(kid: str) -> str:
+    parts = [p for p in urllib.parse.urlsplit(kid).path.split("/") if p]
+    return parts[1] if len(parts) >= 2 and parts[0] == "keys" else ""
 
 
 def _inner_code(exc: aexc.HttpResponseError) -> str:
