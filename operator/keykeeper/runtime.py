@@ -87,6 +87,11 @@ class Runtime:
 
         self.policy_queue = WorkQueue(policy, 1)
         self.reconciler.policy_changed = self.policy_queue.add
+        loop = asyncio.get_running_loop()
+        def provider_back() -> None:  # from a probe's thread
+            loop.call_soon_threadsafe(self._provider_back)
+
+        self.vault.on_provider_recovery = provider_back
         for attempt in range(60):  # the apiserver may still be warming its caches
             try:
                 await self._preload()
@@ -102,6 +107,17 @@ class Runtime:
             asyncio.create_task(self.anchorer.run(), name="keykeeper-audit-anchor"),
         ]
         self.ready.set()
+
+    def _provider_back(self) -> None:
+        """A KMS answers again: the keys that failed on a provider (and the policies, whose
+        Ready says so) are looked at now, not when their backoff ends."""
+        if self.queue is None or self.reconciler is None:
+            return
+        for ref in list(self.reconciler.provider_failures):
+            self.queue.add(ref)
+        if self.policy_queue is not None:
+            for name in list(self.world.policies):
+                self.policy_queue.add(name)
 
     async def _master_key(self) -> MasterKey:
         path = secret_path(self.settings.namespace, self.settings.master_key_secret)

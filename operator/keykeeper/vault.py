@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from keykeeper.api import Kms
@@ -48,6 +48,12 @@ class Vault:
         # provider dropped from it (evicted, or its credentials changed) is closed
         self._providers: OrderedDict[str, tuple[str, KeyProvider]] = OrderedDict()
         self.sealing_keys: dict[str, SealingKeyPair] = {}
+        # called (from a probe's thread) when a provider that was down answers again
+        self.on_provider_recovery: Callable[[], None] | None = None
+
+    def _recovered(self) -> None:
+        if self.on_provider_recovery is not None:
+            self.on_provider_recovery()
 
     def fingerprint(self, value: bytes) -> str:
         return fingerprint(self._fingerprint_key, value)
@@ -71,7 +77,7 @@ class Vault:
             self._providers.move_to_end(cache_key)
             return cached[1]
         settings = ProviderSettings(kms.key_ref, dict(credentials or {}), dict(kms.options))
-        provider = guarded(self._registry.create(kms.provider, settings), kms)
+        provider = guarded(self._registry.create(kms.provider, settings), kms, self._recovered)
         if cached is not None:
             _close(cached[1])
         self._providers[cache_key] = (credentials_version, provider)
@@ -130,15 +136,25 @@ class Vault:
 PROVIDER_CACHE = 64
 
 
-def guarded(provider: KeyProvider, kms: Kms) -> KeyProvider:
+def guarded(
+    provider: KeyProvider, kms: Kms, on_recovery: Callable[[], None] | None = None
+) -> KeyProvider:
     """A remote provider behind its rate limit, breaker and data-key cache (``guard``)."""
     try:
         options = parse_options(kms.provider, dict(kms.options))
     except ValueError:  # a provider registered without typed options
         options = None
     if isinstance(options, CloudOptions):
-        return Guarded(provider, rate=options.rate, burst=options.burst, timeout=options.timeout)
-    return Guarded(provider, rate=HSM_RATE, burst=HSM_RATE, timeout=HSM_TIMEOUT)
+        return Guarded(
+            provider,
+            rate=options.rate,
+            burst=options.burst,
+            timeout=options.timeout,
+            on_recovery=on_recovery,
+        )
+    return Guarded(
+        provider, rate=HSM_RATE, burst=HSM_RATE, timeout=HSM_TIMEOUT, on_recovery=on_recovery
+    )
 
 
 HSM_RATE = 500  # calls/s: an HSM's own limit is lower; this only bounds a stampede

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 
@@ -137,56 +137,61 @@ def test_calls_pace_within_the_timeout() -> None:
     assert sum(clock.slept) == pytest.approx(0.3)
 
 
-def test_the_breaker_fails_fast_after_an_outage_and_closes_on_success() -> None:
-    peer, clock = Peer(), Clock()
-    guarded = guard(peer, clock, rate=1000, burst=100)
+class Timers:
+    """The guard's probe schedule, run by hand."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, Callable[[], None]]] = []
+
+    def __call__(self, delay: float, action: Callable[[], None]) -> None:
+        self.pending.append((delay, action))
+
+    def fire(self) -> float:
+        delay, action = self.pending.pop(0)
+        action()
+        return delay
+
+
+def test_a_down_provider_refuses_at_once_is_probed_and_announces_its_recovery() -> None:
+    peer, clock, timers = Peer(), Clock(), Timers()
+    recovered: list[bool] = []
+    guarded = Guarded(
+        peer,
+        rate=1000,
+        burst=100,
+        timeout=1.0,
+        clock=clock,
+        sleep=clock.sleep,
+        schedule=timers,
+        on_recovery=lambda: recovered.append(True),
+    )
     peer.failure = ProviderUnavailable("KMS unreachable (EndpointConnectionError)")
     with pytest.raises(ProviderUnavailable):
         guarded.check()
-    with pytest.raises(ProviderUnavailable, match=r"EndpointConnectionError.*down"):
-        guarded.check()
-    assert peer.calls == 1, "the second call did not reach the dead peer"
-    peer.failure = None
-    clock.now += 1.5
-    guarded.check()
-    guarded.check()
-    assert peer.calls == 3
-
-
-def test_a_down_provider_gets_one_probe_at_a_time_with_a_doubling_cooldown() -> None:
-    peer, clock = Peer(), Clock()
-    guarded = guard(peer, clock, rate=1000, burst=100)
-    peer.failure = ProviderUnavailable("KMS unreachable for kek/1 (ReadTimeoutError)")
-    attempts = []
-    for _ in range(40):  # 20 s of calls, every half second
-        before = peer.calls
-        with pytest.raises(ProviderUnavailable):
+    for _ in range(3):
+        with pytest.raises(ProviderUnavailable, match=r"EndpointConnectionError.*down"):
             guarded.check()
-        if peer.calls > before:
-            attempts.append(clock.now - 100.0)
-        clock.now += 0.5
-    assert attempts == [0.0, 1.0, 3.0, 7.0, 15.0], "probes after 1, 2, 4, 8 s"
+    assert peer.calls == 1, "while down, no call reaches the peer"
+    delays = [timers.fire() for _ in range(5)]
+    assert delays == [1.0, 2.0, 4.0, 5.0, 5.0], "probes back off, capped at 5 s"
+    assert peer.calls == 6 and not recovered
+    peer.failure = None
+    timers.fire()
+    assert recovered == [True] and timers.pending == []
+    guarded.check()
+    assert peer.calls == 8
 
 
-def test_while_a_probe_is_in_flight_every_other_call_fails_at_once() -> None:
-    peer, clock = Peer(), Clock()
-    guarded = guard(peer, clock, rate=1000, burst=100)
+def test_a_probe_that_gets_any_answer_closes_the_breaker() -> None:
+    peer, clock, timers = Peer(), Clock(), Timers()
+    guarded = Guarded(peer, rate=1000, burst=100, timeout=1.0, clock=clock, schedule=timers)
     peer.failure = ProviderUnavailable("hung")
     with pytest.raises(ProviderUnavailable):
         guarded.check()
-    clock.now += 1.0
-    inside: list[int] = []
-
-    def hung_probe() -> None:  # the probe is in the peer; another caller arrives meanwhile
-        inside.append(peer.calls)
-        with pytest.raises(ProviderUnavailable, match="probing"):
-            guarded.current_kek_id()
-        raise ProviderUnavailable("still hung")
-
-    peer.check = hung_probe  # type: ignore[method-assign]
-    with pytest.raises(ProviderUnavailable, match="still hung"):
+    peer.failure = KeyDisabled("the KMS key kek/1 is not usable (DisabledException)")
+    timers.fire()
+    with pytest.raises(KeyDisabled):
         guarded.check()
-    assert inside == [1]
 
 
 def test_a_permanent_refusal_does_not_open_the_breaker() -> None:

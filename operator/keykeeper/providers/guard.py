@@ -7,10 +7,12 @@ short circuit breaker, and a cache of unwrapped data keys.
   the provider's ``timeout`` is refused at once as ``ProviderUnavailable``: the
   reconcile retries later and its worker thread is not held.
 * **Breaker.** After a transient failure the provider is considered down: calls fail
-  at once with the cause instead of each waiting out a timeout, and one probe call at a
-  time is let through after a cooldown that doubles (1 s to 15 s) while the probes
-  fail. A dead or hung KMS therefore holds at most one reconcile worker, not all of
-  them, and enforcement (revoke, suspend, de-authorization) is never queued behind it.
+  at once with the cause instead of each waiting out a timeout, so a dead or hung KMS
+  holds no reconcile worker and enforcement (revoke, suspend, de-authorization) is
+  never queued behind it. While down, the guard itself probes the KMS (``check``) on a
+  cooldown that doubles from 1 s to 5 s; the first probe that succeeds closes the
+  breaker and calls ``on_recovery``, so the keys that failed are retried at once
+  instead of waiting out their own backoff.
 * **Data-key cache.** An unwrapped data key is kept, bounded (LRU), keyed by the KEK id,
   the wrapped bytes and the context, so a version is unwrapped at most once while it
   stays cached; a wrap seeds it (a version just made is projected without a Decrypt).
@@ -23,6 +25,7 @@ Counts of calls by operation (``calls``) feed the benchmark and the metrics.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -30,11 +33,12 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from keykeeper.crypto.envelope import WrappedKey
-from keykeeper.errors import ProviderUnavailable
+from keykeeper.errors import KeykeeperError, ProviderUnavailable
 from keykeeper.provider_options import Capability
 from keykeeper.providers.base import KeyProvider, encode_context
 
 T = TypeVar("T")
+log = logging.getLogger("keykeeper.providers.guard")
 
 DEK_CACHE = 10_000  # entries; a DEK and its key are under 200 bytes
 
@@ -70,20 +74,22 @@ class Guarded(KeyProvider):
         burst: int,
         timeout: float,
         cooldown: float = 1.0,
-        max_cooldown: float = 15.0,
+        max_cooldown: float = 5.0,
         cache_size: int = DEK_CACHE,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        schedule: Callable[[float, Callable[[], None]], None] | None = None,
+        on_recovery: Callable[[], None] | None = None,
     ) -> None:
         self.inner = inner
         self.provider_id = inner.provider_id  # type: ignore[misc]
         self._bucket = TokenBucket(rate, burst, clock)
         self._timeout, self._cooldown, self._max_cooldown = timeout, cooldown, max_cooldown
         self._clock, self._sleep = clock, sleep
-        # while down: until when no probe is let through, why, the current cooldown,
-        # and whether a probe is in flight
-        self._down: tuple[float, str, float] | None = None
-        self._probing = False
+        # while down: why, and the cooldown before the next probe
+        self._down: tuple[str, float] | None = None
+        self._schedule = schedule or _timer
+        self.on_recovery = on_recovery
         self._cache: OrderedDict[bytes, bytearray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -141,11 +147,13 @@ class Guarded(KeyProvider):
                 _wipe(self._cache.popitem(last=False)[1])
 
     def _call(self, operation: str, call: Callable[[], T]) -> T:
-        probe = self._admit(operation)
+        down = self._down
+        if down is not None:
+            self.calls[f"{operation}-refused"] += 1
+            raise ProviderUnavailable(f"{down[0]} (the provider is down; probing it)")
         wait = self._bucket.reserve()
         if wait > self._timeout:
             self._bucket.give_back()
-            self._end_probe(probe)
             self.calls[f"{operation}-throttled"] += 1
             raise ProviderUnavailable(
                 f"the {self.provider_id} provider's rate limit ({self._bucket.rate:g} calls/s) "
@@ -155,38 +163,48 @@ class Guarded(KeyProvider):
             self._sleep(wait)
         self.calls[operation] += 1
         try:
-            result = call()
+            return call()
         except ProviderUnavailable as exc:
-            with self._lock:
-                before = self._down[2] if self._down else 0.0
-                cooldown = min(max(before * 2, self._cooldown), self._max_cooldown)
-                self._down = (self._clock() + cooldown, str(exc), cooldown)
-                self._probing = False
+            self._trip(str(exc))
             raise
-        except BaseException:
-            self._end_probe(probe)
-            raise
-        with self._lock:
-            self._down, self._probing = None, False
-        return result
 
-    def _admit(self, operation: str) -> bool:
-        """Let the call through (True: as the one probe of a provider that is down), or
-        refuse it at once while the provider is down."""
+    def _trip(self, why: str) -> None:
         with self._lock:
-            down = self._down
-            if down is None:
-                return False
-            if self._clock() >= down[0] and not self._probing:
-                self._probing = True
-                return True
-        self.calls[f"{operation}-refused"] += 1
-        raise ProviderUnavailable(f"{down[1]} (the provider is down; probing it again shortly)")
+            if self._down is not None:
+                return  # already down, and a probe is scheduled
+            self._down = (why, self._cooldown)
+        self._schedule(self._cooldown, self._probe)
 
-    def _end_probe(self, probe: bool) -> None:
-        if probe:
-            with self._lock:
-                self._probing = False
+    def _probe(self) -> None:
+        """One ``check`` of the KMS while it is down: closes the breaker, or waits longer."""
+        self.calls["probe"] += 1
+        try:
+            self.inner.check()
+        except KeykeeperError as exc:
+            if exc.transient:
+                self._still_down(str(exc))
+                return
+            # it answered (a disabled key, a refused identity): reachable again
+        except Exception as exc:  # a bug must not leave the breaker open for good
+            log.warning("probing the %s provider: %s", self.provider_id, type(exc).__name__)
+            self._still_down(f"probe failed: {type(exc).__name__}")
+            return
+        with self._lock:
+            self._down = None
+        if self.on_recovery is not None:
+            self.on_recovery()
+
+    def _still_down(self, why: str) -> None:
+        with self._lock:
+            cooldown = min((self._down[1] if self._down else 0) * 2, self._max_cooldown)
+            self._down = (why, max(cooldown, self._cooldown))
+        self._schedule(self._down[1], self._probe)
+
+
+def _timer(delay: float, action: Callable[[], None]) -> None:
+    timer = threading.Timer(delay, action)
+    timer.daemon = True
+    timer.start()
 
 
 def _cache_key(wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
