@@ -88,6 +88,7 @@ class Runtime:
         self.policy_queue = WorkQueue(policy, 1)
         self.reconciler.policy_changed = self.policy_queue.add
         loop = asyncio.get_running_loop()
+
         def provider_back() -> None:  # from a probe's thread
             loop.call_soon_threadsafe(self._provider_back)
 
