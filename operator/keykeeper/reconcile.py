@@ -172,11 +172,8 @@ class Reconciler:
                 life = decide(stored, source_fp)
         except SourceMissing as exc:
             run.fail(exc, SOURCE_RETRY)
-        except ProviderError as exc:
-            run.fail(exc)
-            run.provider_trouble()
-        except (SpecError, IntegrityError) as exc:
-            run.fail(exc)
+        except (ProviderError, SpecError, IntegrityError) as exc:
+            run.fail(exc)  # a provider's failure is retried with backoff (run.provider_trouble)
         try:
             await self._project(run, spec, policy, life.phase, stored, providers)
         except IntegrityError as exc:

@@ -12,7 +12,7 @@ from dataclasses import InitVar, dataclass, field
 from keykeeper import conditions
 from keykeeper.audit import AuditLog
 from keykeeper.conditions import Condition
-from keykeeper.errors import KeykeeperError
+from keykeeper.errors import KeykeeperError, ProviderError
 from keykeeper.journal import Journal
 from keykeeper.kube import Body
 from keykeeper.status import TargetResult
@@ -58,6 +58,8 @@ class Run:
     def fail(self, exc: KeykeeperError, retry: float | None = None) -> None:
         self.ready = ready("False", exc.reason, str(exc))
         self.again(retry)
+        if isinstance(exc, ProviderError):
+            self.provider_trouble()
 
     def provider_trouble(self) -> None:
         """A provider call failed: retry with backoff (see ``provider_backoff``)."""
