@@ -2,6 +2,10 @@
 
 keykeeper run                       run the operator (settings from flags and env)
 keykeeper audit verify LOG          check an audit log's HMAC chain against its anchor
+keykeeper cert                      print the cluster's sealing public key (and fingerprint)
+keykeeper seal -n NS --name N       seal a value for one ApiKey: a manifest safe in git
+
+Errors are one line on stderr and a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -23,8 +27,30 @@ def main(argv: list[str] | None = None) -> int:
         return run_operator(args)
     if args.command == "audit" and args.audit_command == "verify":
         return _audit_verify(args)
+    if args.command in ("cert", "seal"):
+        return _gitops(args)
     parser.error("unknown command")
     return 2
+
+
+def _gitops(args: argparse.Namespace) -> int:
+    from keykeeper import gitops
+
+    def fetch() -> object:
+        reader = _ClusterReader(args.operator_namespace, args.kubeconfig, args.context)
+        return gitops.from_configmap(reader.configmap(gitops.SEALING_PUBLIC))
+
+    try:
+        if args.command == "cert":
+            key = gitops.pinned(fetch(), args.expect_fingerprint)  # type: ignore[arg-type]
+            sys.stdout.write(gitops.to_pem(key))
+            print(f"fingerprint: {key.fingerprint}", file=sys.stderr)
+        else:
+            sys.stdout.write(gitops.seal_command(args, fetch))
+    except (gitops.CommandError, OSError) as exc:
+        print(f"keykeeper {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--namespace", default="keykeeper-system")
     verify.add_argument("--secret", default="keykeeper-master-key")
 
+    from keykeeper.gitops import add_arguments
+
+    add_arguments(commands)
     return parser
 
 
@@ -116,19 +145,51 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 
 class _ClusterReader:
-    """Secrets of the operator's namespace, read with the user's kubeconfig on demand."""
+    """Objects of the operator's namespace, read with the user's kubeconfig on demand."""
 
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
+    def __init__(
+        self, namespace: str, kubeconfig: str | None = None, context: str | None = None
+    ) -> None:
+        self.namespace, self.kubeconfig, self.context = namespace, kubeconfig, context
+
+    def _api(self) -> object:
+        from kubernetes import client, config
+
+        from keykeeper.kube import load_client
+
+        if self.kubeconfig is None and self.context is None:
+            return load_client()
+        configuration = client.Configuration()
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=self.kubeconfig, context=self.context, client_configuration=configuration
+        )
+        return client.ApiClient(configuration)
+
+    def configmap(self, name: str) -> dict[str, str]:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from keykeeper import gitops
+
+        try:
+            found = client.CoreV1Api(self._api()).read_namespaced_config_map(name, self.namespace)
+        except ApiException as exc:
+            why = {401: "not logged in", 403: "forbidden", 404: "not found"}.get(exc.status, "")
+            raise gitops.CommandError(
+                f"cannot read ConfigMap {self.namespace}/{name}: {exc.status} {why}".strip()
+            ) from None
+        except Exception as exc:  # no cluster, bad kubeconfig: one clear line
+            raise gitops.CommandError(
+                f"cannot reach the cluster: {type(exc).__name__}: {exc}"
+            ) from None
+        return dict(found.data or {})
 
     def body(self, name: str) -> dict[str, object] | None:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        from keykeeper.kube import load_client
-
         try:
-            secret = client.CoreV1Api(load_client()).read_namespaced_secret(name, self.namespace)
+            secret = client.CoreV1Api(self._api()).read_namespaced_secret(name, self.namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -1,0 +1,106 @@
+"""``kubectl keykeeper cert`` and ``kubectl keykeeper seal`` as a user types them: the
+kubectl the control plane builds, keykeeper's plugin on PATH, an ordinary user's
+kubeconfig. Sealed with the CLI, applied with kubectl, projected: the same value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, condition, keypolicy, unique
+from devtools.operator import Operator, wait_for
+
+from tests.integration.conftest import Leaks
+
+pytestmark = pytest.mark.cluster
+
+
+def kubectl(
+    plane: ControlPlane, kubeconfig: Path, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    assert plane.bin is not None
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{plane.bin}:/usr/bin:/bin"}
+    return subprocess.run(
+        [str(plane.bin / "kubectl"), *args, f"--kubeconfig={kubeconfig}"],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_seal_with_the_kubectl_plugin_apply_and_get_the_same_value(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, leaks: Leaks, tmp_path: Path
+) -> None:
+    user = control_plane.user(unique("gitops")).kubeconfig
+    admin = control_plane.admin.kubeconfig  # type: ignore[union-attr]
+    home = kk.namespace("home")
+    policy = unique("gitops")
+    kk.create(keypolicy(policy, targets={"names": [home]}))
+    cert = wait_for(
+        lambda: (
+            (done := kubectl(control_plane, user, "keykeeper", "cert")).returncode == 0 and done
+        ),
+        what="the sealing key, as a plain user",
+    )
+    pem = tmp_path / "pub.pem"
+    pem.write_bytes(cert.stdout)
+    fingerprint = cert.stderr.decode().split("fingerprint: ")[1].strip()
+    assert fingerprint.startswith("sha256:")
+
+    value = b"sk_live_gitops_" + os.urandom(12).hex().encode()
+    leaks.add(value)
+    sealed = kubectl(
+        control_plane,
+        user,
+        "keykeeper", "seal", "-n", home, "--name", "stripe", "--policy", policy,
+        "--project", home, "--cert", str(pem), "--expect-fingerprint", fingerprint,
+        stdin=value + b"\n",
+    )  # fmt: skip
+    assert sealed.returncode == 0, sealed.stderr
+    assert value not in sealed.stdout + sealed.stderr
+    manifest = tmp_path / "stripe.yaml"  # as it would sit in git
+    manifest.write_bytes(sealed.stdout)
+    applied = kubectl(control_plane, admin, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    assert wait_for(lambda: kk.value(home, "stripe"), what="projected") == value
+
+    # the same sealed value under another name is refused with a clear condition
+    moved = manifest.read_text().replace("name: stripe", "name: stolen")
+    (tmp_path / "stolen.yaml").write_text(moved)
+    assert (
+        kubectl(control_plane, admin, "apply", "-f", str(tmp_path / "stolen.yaml")).returncode == 0
+    )
+    ready = wait_for(
+        lambda: (
+            (c := condition(kk.key(home, "stolen"), "Ready")).get("reason") == "InvalidValue" and c
+        ),
+        what="refused: sealed for another name",
+    )
+    assert "another namespace or name" in ready["message"]
+    assert kk.secret(home, "stolen") is None
+
+
+def test_cli_errors_are_one_line_with_a_non_zero_exit(
+    control_plane: ControlPlane, operator: Operator, tmp_path: Path
+) -> None:
+    user = control_plane.user(unique("gitops")).kubeconfig
+    wrong = kubectl(
+        control_plane, user, "keykeeper", "cert", "--expect-fingerprint", "sha256:" + "0" * 64
+    )
+    assert wrong.returncode == 1
+    assert wrong.stdout == b"" and wrong.stderr.count(b"\n") == 1
+    assert b"not the expected" in wrong.stderr
+    nowhere = tmp_path / "nowhere.kubeconfig"
+    nowhere.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "current-context: x\n"
+    )
+    down = kubectl(control_plane, nowhere, "keykeeper", "cert")
+    assert down.returncode == 1 and b"cannot reach the cluster" in down.stderr
