@@ -4,6 +4,8 @@ keykeeper run                       run the operator (settings from flags and en
 keykeeper audit verify LOG          check an audit log's HMAC chain against its anchor
 keykeeper cert                      print the cluster's sealing public key (and fingerprint)
 keykeeper seal -n NS --name N       seal a value for one ApiKey: a manifest safe in git
+keykeeper status|plan|rotate|suspend|reinstate|revoke [NAME]   day-2 work on ApiKeys
+keykeeper completion bash           a bash completion script (also for kubectl keykeeper)
 
 Errors are one line on stderr and a non-zero exit code.
 """
@@ -29,6 +31,17 @@ def main(argv: list[str] | None = None) -> int:
         return _audit_verify(args)
     if args.command in ("cert", "seal"):
         return _gitops(args)
+    if args.command == "completion":
+        sys.stdout.write(_completion(parser))
+        return 0
+    from keykeeper import day2, gitops
+
+    try:
+        sys.stdout.write(day2.run(args))
+    except gitops.CommandError as exc:
+        print(f"keykeeper {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
     parser.error("unknown command")
     return 2
 
@@ -107,10 +120,32 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--namespace", default="keykeeper-system")
     verify.add_argument("--secret", default="keykeeper-master-key")
 
-    from keykeeper.gitops import add_arguments
+    from keykeeper import day2, gitops
 
-    add_arguments(commands)
+    gitops.add_arguments(commands)
+    day2.add_arguments(commands)
+    completion = commands.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash"])
     return parser
+
+
+def _completion(parser: argparse.ArgumentParser) -> str:
+    """Bash completion of the commands and their flags, for keykeeper and kubectl-keykeeper."""
+    actions = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    choices: dict[str, argparse.ArgumentParser] = dict(actions.choices or {})
+    cases = "".join(
+        f'    {name}) opts="{" ".join(o for a in sub._actions for o in a.option_strings)}";;\n'
+        for name, sub in sorted(choices.items())
+    )
+    return (
+        "_keykeeper() {\n"
+        '  local cur="${COMP_WORDS[COMP_CWORD]}" cmd="${COMP_WORDS[1]}" opts\n'
+        f'  if [ "$COMP_CWORD" -eq 1 ]; then opts="{" ".join(sorted(choices))}"; else\n'
+        f'  case "$cmd" in\n{cases}  esac; fi\n'
+        '  COMPREPLY=($(compgen -W "$opts" -- "$cur"))\n'
+        "}\n"
+        "complete -F _keykeeper keykeeper kubectl-keykeeper\n"
+    )
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
