@@ -23,8 +23,11 @@ SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:keykeeper"
 
 
 class Operator:
-    def __init__(self, plane: ControlPlane, workdir: Path) -> None:
+    def __init__(
+        self, plane: ControlPlane, workdir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.plane = plane
+        self.env = dict(env or {})
         self.workdir = workdir
         self.audit_log = workdir / "audit.jsonl"
         self.log = workdir / "operator.log"
@@ -77,6 +80,7 @@ class Operator:
             "KEYKEEPER_LIVENESS": self.liveness,
             "KEYKEEPER_LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -121,9 +125,11 @@ class Operator:
 
 
 @contextmanager
-def running_operator(plane: ControlPlane, workdir: Path) -> Iterator[Operator]:
+def running_operator(
+    plane: ControlPlane, workdir: Path, env: dict[str, str] | None = None
+) -> Iterator[Operator]:
     """The operator installed under the shipped RBAC and started; stopped on leaving."""
-    operator = Operator(plane, workdir)
+    operator = Operator(plane, workdir, env)
     operator.install()
     operator.start()
     try:

@@ -63,7 +63,9 @@ def operator(
 ) -> Iterator[Operator]:
     """The operator process; it inherits SOFTHSM2_CONF, so policies can use the test token."""
     global _OPERATOR
-    with running_operator(control_plane, tmp_path_factory.mktemp("operator")) as running:
+    # sealing keys checked every 2 s, so `keykeeper cert --rotate` is seen at once
+    env = {"KEYKEEPER_SEALING_CHECK": "2"}
+    with running_operator(control_plane, tmp_path_factory.mktemp("operator"), env) as running:
         _OPERATOR = running
         try:
             yield running

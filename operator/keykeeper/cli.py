@@ -16,6 +16,7 @@ import argparse
 import base64
 import sys
 from pathlib import Path
+from typing import Any
 
 from keykeeper import __version__
 
@@ -54,7 +55,12 @@ def _gitops(args: argparse.Namespace) -> int:
         return gitops.from_configmap(reader.configmap(gitops.SEALING_PUBLIC))
 
     try:
-        if args.command == "cert":
+        if args.command == "cert" and args.rotate:
+            reader = _ClusterReader(args.operator_namespace, args.kubeconfig, args.context)
+            key = _renewed(reader, gitops.from_configmap(reader.configmap(gitops.SEALING_PUBLIC)))
+            sys.stdout.write(gitops.to_pem(key))
+            print(f"renewed; fingerprint: {key.fingerprint}", file=sys.stderr)
+        elif args.command == "cert":
             key = gitops.pinned(fetch(), args.expect_fingerprint)  # type: ignore[arg-type]
             sys.stdout.write(gitops.to_pem(key))
             print(f"fingerprint: {key.fingerprint}", file=sys.stderr)
@@ -129,6 +135,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _renewed(reader: _ClusterReader, before: Any) -> Any:
+    """Ask the operator for a new sealing key (an annotation on the public ConfigMap) and
+    wait until it is published."""
+    import time
+    from datetime import UTC, datetime
+
+    from keykeeper import gitops
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    reader.annotate_configmap(gitops.SEALING_PUBLIC, {gitops.RENEW_REQUESTED: now})
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        key = gitops.from_configmap(reader.configmap(gitops.SEALING_PUBLIC))
+        if key != before:
+            return key
+        time.sleep(1.0)
+    raise gitops.CommandError("no new sealing key after 150 s: is keykeeper running?")
+
+
 def _completion(parser: argparse.ArgumentParser) -> str:
     """Bash completion of the commands and their flags, for keykeeper and kubectl-keykeeper."""
     actions = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
@@ -199,6 +224,22 @@ class _ClusterReader:
             config_file=self.kubeconfig, context=self.context, client_configuration=configuration
         )
         return client.ApiClient(configuration)
+
+    def annotate_configmap(self, name: str, annotations: dict[str, str]) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from keykeeper import gitops
+
+        try:
+            client.CoreV1Api(self._api()).patch_namespaced_config_map(
+                name, self.namespace, {"metadata": {"annotations": annotations}}
+            )
+        except ApiException as exc:
+            why = {403: "forbidden", 404: "not found"}.get(exc.status, str(exc.reason))
+            raise gitops.CommandError(
+                f"cannot ask for a renewal on ConfigMap {self.namespace}/{name}: {why}"
+            ) from None
 
     def configmap(self, name: str) -> dict[str, str]:
         from kubernetes import client

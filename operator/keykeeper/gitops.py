@@ -32,6 +32,7 @@ from keykeeper.errors import InvalidName
 
 PEM_LABEL = "KEYKEEPER SEALING PUBLIC KEY"
 SEALING_PUBLIC = "keykeeper-sealing-public"
+RENEW_REQUESTED = "keykeeper.dev/renew-requested-at"
 
 
 class CommandError(Exception):
@@ -141,6 +142,11 @@ def seal_command(args: argparse.Namespace, fetch: Any) -> str:
 def add_arguments(commands: Any) -> None:
     cert = commands.add_parser("cert", help="print the cluster's sealing public key")
     cert.add_argument("--expect-fingerprint", help="refuse any other key (sha256:...)")
+    cert.add_argument(
+        "--rotate",
+        action="store_true",
+        help="emergency renewal: ask keykeeper for a new sealing key now, print it",
+    )
     _cluster_flags(cert)
 
     sealer = commands.add_parser("seal", help="seal a value for one ApiKey (safe in git)")

@@ -16,32 +16,26 @@ from dataclasses import dataclass, field
 from keykeeper import labels
 from keykeeper.anchor import Anchorer
 from keykeeper.audit import AuditLog
-from keykeeper.crypto.envelope import Binding, open_envelope, seal_envelope
 from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, derive_master_key
-from keykeeper.crypto.sealed import SealingKeyPair
 from keykeeper.errors import KeykeeperError
 from keykeeper.events import EventSink
 from keykeeper.kube import (
     ApiUnavailable,
     Conflict,
     Kube,
-    configmap_path,
     keypolicy_path,
     secret_path,
 )
 from keykeeper.policies import reconcile_policy
 from keykeeper.providers import registry
 from keykeeper.reconcile import Reconciler
+from keykeeper.sealing import SealingKeys
 from keykeeper.settings import Settings
 from keykeeper.vault import Vault
 from keykeeper.workqueue import WorkQueue
 from keykeeper.world import KeyRef, World
 
 log = logging.getLogger("keykeeper.runtime")
-
-SEALING_SECRET = "keykeeper-sealing-keys"  # noqa: S105 - a Secret name
-SEALING_PUBLIC = "keykeeper-sealing-public"
-SEALING_KIND = "keykeeper.dev/v1alpha1/SealingKey"
 
 
 @dataclass
@@ -51,6 +45,7 @@ class Runtime:
     world: World = field(default_factory=World)
     vault: Vault | None = None
     reconciler: Reconciler | None = None
+    sealing: SealingKeys | None = None
     queue: WorkQueue[KeyRef] | None = None
     policy_queue: WorkQueue[str] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -106,6 +101,7 @@ class Runtime:
             asyncio.create_task(self.queue.run(), name="keykeeper-keys"),
             asyncio.create_task(self.policy_queue.run(), name="keykeeper-policies"),
             asyncio.create_task(self.anchorer.run(), name="keykeeper-audit-anchor"),
+            asyncio.create_task(self._sealing_loop(), name="keykeeper-sealing-keys"),
         ]
         self.ready.set()
 
@@ -171,62 +167,29 @@ class Runtime:
         return True
 
     async def _sealing_keys(self) -> None:
-        """Load the sealing private keys (wrapped by the local provider); make one if none."""
         assert self.vault is not None
-        ns = self.settings.namespace
-        found = await self.kube.get_or_none(secret_path(ns, SEALING_SECRET))
-        if found is None:
-            pair = SealingKeyPair.generate()
-            binding = Binding(ns, SEALING_SECRET, pair.key_id, 1, kind=SEALING_KIND)
-            envelope = seal_envelope(pair.private_bytes(), binding, self.vault.local)
-            body = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "keykeeper.dev/sealing-keys",
-                "metadata": {
-                    "name": SEALING_SECRET,
-                    "namespace": ns,
-                    "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "sealing-keys"},
-                    "annotations": {"keykeeper.dev/current-key-id": pair.key_id},
-                },
-                "data": {pair.key_id: base64.b64encode(envelope).decode()},
-            }
-            try:
-                found = await self.kube.create(secret_path(ns), body)
-            except Conflict:
-                found = await self.kube.get(secret_path(ns, SEALING_SECRET))
-        current = found["metadata"].get("annotations", {}).get("keykeeper.dev/current-key-id", "")
-        for key_id, encoded in (found.get("data") or {}).items():
-            binding = Binding(ns, SEALING_SECRET, key_id, 1, kind=SEALING_KIND)
-            private = open_envelope(base64.b64decode(encoded), binding, lambda _: self.vault.local)  # type: ignore[union-attr]
-            self.vault.sealing_keys[key_id] = SealingKeyPair(private)
-        await self._publish_sealing_key(self.vault.sealing_keys[current])
+        self.sealing = SealingKeys(
+            self.kube,
+            self.settings.namespace,
+            self.vault.local,
+            self.settings.sealing_renewal,
+            self.settings.sealing_cutoff,
+        )
+        await self.sealing.load()
+        self.vault.sealing_keys = self.sealing.usable()
+        self.vault.sealing_refusal = self.sealing.refusal
 
-    async def _publish_sealing_key(self, pair: SealingKeyPair) -> None:
-        ns = self.settings.namespace
-        data = {
-            "keyId": pair.key_id,
-            "fingerprint": pair.public.fingerprint,
-            "suite": "HPKE ML-KEM-768+X25519 / HKDF-SHA256 / AES-256-GCM",
-            "publicKey": base64.b64encode(pair.public.raw).decode(),
-        }
-        existing = await self.kube.get_or_none(configmap_path(ns, SEALING_PUBLIC))
-        if existing is not None and existing.get("data") == data:
-            return
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": SEALING_PUBLIC,
-                "namespace": ns,
-                "labels": {labels.MANAGED_BY: labels.KEYKEEPER},
-            },
-            "data": data,
-        }
-        if existing is None:
-            await self.kube.create(configmap_path(ns), body)
-        else:
-            await self.kube.replace(configmap_path(ns, SEALING_PUBLIC), body)
+    async def _sealing_loop(self) -> None:
+        """Renewal, renewal requests, the cutoff and the published ConfigMap, checked
+        every ``settings.sealing_check`` seconds; a failed check is logged and retried."""
+        assert self.sealing is not None and self.vault is not None  # noqa: PT018
+        while True:
+            await asyncio.sleep(self.settings.sealing_check)
+            try:
+                await self.sealing.check()
+            except KeykeeperError as exc:
+                log.warning("checking the sealing keys: %s", exc)
+            self.vault.sealing_keys = self.sealing.usable()
 
     async def _preload(self) -> None:
         assert self.vault is not None

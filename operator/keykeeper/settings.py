@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+
+from keykeeper.durations import parse_duration
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,9 @@ class Settings:
     metrics_port: int = 0
     workers: int = 4
     instance: str = "keykeeper"
+    sealing_renewal: timedelta | None = timedelta(days=30)  # None: never
+    sealing_cutoff: timedelta | None = None  # None: retired sealing keys keep opening
+    sealing_check: float = 60.0  # seconds between checks of the sealing keys and ConfigMap
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -36,4 +42,14 @@ class Settings:
             metrics_port=int(env.get("KEYKEEPER_METRICS_PORT", "0")),
             workers=int(env.get("KEYKEEPER_WORKERS", str(default.workers))),
             instance=env.get("POD_NAME", env.get("HOSTNAME", default.instance)),
+            sealing_renewal=_duration(env.get("KEYKEEPER_SEALING_RENEWAL", "30d")),
+            sealing_cutoff=_duration(env.get("KEYKEEPER_SEALING_CUTOFF", "0")),
+            sealing_check=float(env.get("KEYKEEPER_SEALING_CHECK", str(default.sealing_check))),
         )
+
+
+def _duration(text: str) -> timedelta | None:
+    """A duration such as 30d or 12h; "0" (or empty) means never."""
+    if text.strip() in ("", "0"):
+        return None
+    return parse_duration(text.strip())

@@ -20,6 +20,7 @@ from keykeeper.api import Kms
 from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, parse, seal_envelope
 from keykeeper.crypto.kdf import MasterKey, Purpose, fingerprint, ownership_proof
 from keykeeper.crypto.sealed import SealingKeyPair, open_sealed
+from keykeeper.crypto.sealed import key_id_of as key_id_of_sealed
 from keykeeper.errors import InvalidProviderConfig, KeyDisabled, KeykeeperError
 from keykeeper.kube import Kube
 from keykeeper.provider_options import CloudOptions, parse_options
@@ -47,7 +48,8 @@ class Vault:
         # (spec.kms) -> (credentials Secret resourceVersion, provider); bounded, and a
         # provider dropped from it (evicted, or its credentials changed) is closed
         self._providers: OrderedDict[str, tuple[str, KeyProvider]] = OrderedDict()
-        self.sealing_keys: dict[str, SealingKeyPair] = {}
+        self.sealing_keys: dict[str, SealingKeyPair] = {}  # those that may open (see sealing)
+        self.sealing_refusal: Callable[[str], KeykeeperError | None] | None = None
         # called (from a probe's thread) when a provider that was down answers again
         self.on_provider_recovery: Callable[[], None] | None = None
 
@@ -126,6 +128,9 @@ class Vault:
         return await asyncio.to_thread(open_envelope, envelope, binding, resolve)
 
     def open_sealed_value(self, text: str, namespace: str, name: str) -> bytes:
+        refused = self.sealing_refusal(key_id_of_sealed(text)) if self.sealing_refusal else None
+        if refused is not None:
+            raise refused
         return open_sealed(text, namespace, name, self.sealing_keys)
 
     def close(self) -> None:

@@ -104,3 +104,36 @@ def test_cli_errors_are_one_line_with_a_non_zero_exit(
     )
     down = kubectl(control_plane, nowhere, "keykeeper", "cert")
     assert down.returncode == 1 and b"cannot reach the cluster" in down.stderr
+
+
+def test_values_sealed_before_two_renewals_still_open(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, leaks: Leaks, tmp_path: Path
+) -> None:
+    admin = control_plane.admin.kubeconfig  # type: ignore[union-attr]
+    home = kk.namespace("home")
+    policy = unique("renewal")
+    kk.create(keypolicy(policy, targets={"names": [home]}))
+    value = b"sk_live_before_renewal_" + os.urandom(8).hex().encode()
+    leaks.add(value)
+    sealed = kubectl(
+        control_plane, admin, "keykeeper", "seal", "-n", home, "--name", "old",
+        "--policy", policy, "--project", home, stdin=value,
+    )  # fmt: skip
+    assert sealed.returncode == 0, sealed.stderr
+    fingerprints = []
+    for _ in range(2):
+        renewed = kubectl(control_plane, admin, "keykeeper", "cert", "--rotate")
+        assert renewed.returncode == 0, renewed.stderr
+        fingerprints.append(renewed.stderr.decode().split("fingerprint: ")[1].strip())
+    assert len(set(fingerprints)) == 2
+    current = kubectl(control_plane, admin, "keykeeper", "cert")
+    assert current.stderr.decode().split("fingerprint: ")[1].strip() == fingerprints[-1]
+    advertised = kubectl(
+        control_plane, admin, "-n", "keykeeper-system", "get", "configmap",
+        "keykeeper-sealing-public", "-o", "jsonpath={.data.validFingerprints}",
+    ).stdout.decode().split()  # fmt: skip
+    assert set(fingerprints) <= set(advertised) and len(advertised) >= 3
+    manifest = tmp_path / "old.yaml"
+    manifest.write_bytes(sealed.stdout)
+    assert kubectl(control_plane, admin, "apply", "-f", str(manifest)).returncode == 0
+    assert wait_for(lambda: kk.value(home, "old"), what="opened after renewals") == value
