@@ -95,6 +95,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--verbose", action="store_true")
 
+    _add_audit(commands)
+    from keykeeper import day2, gitops
+
+    gitops.add_arguments(commands)
+    day2.add_arguments(commands)
+    completion = commands.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash"])
+    return parser
+
+
+def _renewed(reader: _ClusterReader, before: Any) -> Any:
+    """Ask the operator for a new sealing key (an annotation on the public ConfigMap) and
+    wait until it is published."""
+    import time
+    from datetime import UTC, datetime
+
+    from keykeeper import gitops
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    reader.annotate_configmap(gitops.SEALING_PUBLIC, {gitops.RENEW_REQUESTED: now})
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        key = gitops.from_configmap(reader.configmap(gitops.SEALING_PUBLIC))
+        if key != before:
+            return key
+        time.sleep(1.0)
+    raise gitops.CommandError("no new sealing key after 150 s: is keykeeper running?")
+
+
+def _add_audit(commands: Any) -> None:
     audit = commands.add_parser("audit", help="audit log tools")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser("verify", help="check an audit log's HMAC chain")
@@ -125,33 +155,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--namespace", default="keykeeper-system")
     verify.add_argument("--secret", default="keykeeper-master-key")
-
-    from keykeeper import day2, gitops
-
-    gitops.add_arguments(commands)
-    day2.add_arguments(commands)
-    completion = commands.add_parser("completion", help="print a shell completion script")
-    completion.add_argument("shell", choices=["bash"])
-    return parser
-
-
-def _renewed(reader: _ClusterReader, before: Any) -> Any:
-    """Ask the operator for a new sealing key (an annotation on the public ConfigMap) and
-    wait until it is published."""
-    import time
-    from datetime import UTC, datetime
-
-    from keykeeper import gitops
-
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    reader.annotate_configmap(gitops.SEALING_PUBLIC, {gitops.RENEW_REQUESTED: now})
-    deadline = time.monotonic() + 150
-    while time.monotonic() < deadline:
-        key = gitops.from_configmap(reader.configmap(gitops.SEALING_PUBLIC))
-        if key != before:
-            return key
-        time.sleep(1.0)
-    raise gitops.CommandError("no new sealing key after 150 s: is keykeeper running?")
 
 
 def _completion(parser: argparse.ArgumentParser) -> str:

@@ -175,6 +175,14 @@ def configmap_path(namespace: str, name: str | None = None) -> str:
     return base if name is None else f"{base}/{_segment(names.object_name(name))}"
 
 
+def workloads_path(namespace: str, kind: str, name: str | None = None) -> str:
+    """``/apis/apps/v1/namespaces/{ns}/{deployments|statefulsets|daemonsets}[/{name}]``."""
+    if kind not in ("deployments", "statefulsets", "daemonsets"):
+        raise ValueError(f"not a workload kind: {kind}")
+    base = f"/apis/apps/v1/namespaces/{_segment(names.namespace(namespace))}/{kind}"
+    return base if name is None else f"{base}/{_segment(names.object_name(name))}"
+
+
 def events_path(namespace: str) -> str:
     return f"/api/v1/namespaces/{_segment(names.namespace(namespace))}/events"
 

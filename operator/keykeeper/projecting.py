@@ -133,7 +133,11 @@ class Projector:
                 plan.Denial(target, plan.SECRET_NAME_TAKEN, f"{where} exists and is not this key's")
             )
         self.world.put_secret(written, self.vault.fingerprint, self.vault.prove)
-        verb = "restored" if held is not None else "projected"
+        if held is not None and held.version and held.version != str(desired.version):
+            run.rotated.append((target.namespace, target.secret_name, desired.version))
+        verb = "projected" if held is None else "restored"
+        if held is not None and held.version != str(desired.version):
+            verb = "updated to"
         run.journal.tell(
             events.NORMAL, events.PROJECTED, f"{verb} version {desired.version} into {where}"
         )

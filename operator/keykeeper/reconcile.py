@@ -34,6 +34,7 @@ from keykeeper.intent import intent_of, rules_of
 from keykeeper.kube import Kube, apikey_path, check_identity
 from keykeeper.projecting import LazyProvider, Projector, Values, denied, projected
 from keykeeper.reporting import Reporter
+from keykeeper.restarts import Restarter
 from keykeeper.run import SOURCE_RETRY, Run, provider_backoff, ready
 from keykeeper.sources import SourceMissing
 from keykeeper.store import facts
@@ -61,6 +62,7 @@ class Reconciler:
         self.projector = Projector(kube, world, vault)
         self.finalizer = Finalizer(kube, world, self.keeper, self.projector, audit, namespace)
         self.reporter = Reporter(kube, world, sink, clock)
+        self.restarter = Restarter(kube)
         self.policy_changed: Callable[[str], None] | None = None
         self.provider_failures: dict[KeyRef, int] = {}  # consecutive, per key
 
@@ -183,6 +185,8 @@ class Reconciler:
             life = decide(stored, source_fp)
             await self._enforce(run, spec, policy, life.phase, stored)
             await self._project(run, spec, policy, life.phase, stored, providers)
+        if run.rotated:  # a new version is served: roll the workloads that asked for it
+            await self.restarter.restart(run, run.rotated)
         self._note_kms(run.ref, spec.policy, stored.kek_differs(_kms_json(policy)))
         if life.recheck_after is not None:
             run.again(max(life.recheck_after.total_seconds(), 0.05))

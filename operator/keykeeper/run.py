@@ -47,6 +47,8 @@ class Run:
     audit: InitVar[AuditLog | None] = None
     retry: float | None = None
     provider_failed: bool = False  # the reconciler turns this into a jittered backoff
+    # projected Secrets this run moved to a new version: (namespace, name, version)
+    rotated: list[tuple[str, str, int]] = field(default_factory=list)
 
     def __post_init__(self, audit: AuditLog | None) -> None:
         self.journal = Journal(audit, self.ref, self.uid)

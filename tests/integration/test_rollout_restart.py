@@ -1,0 +1,108 @@
+"""Workloads that opt in are rolled out once per rotation, not once per target; those
+that did not are never touched, and the admission policy lets the operator change
+nothing of a workload but its restart stamp."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from devtools.controlplane import ControlPlane
+from devtools.kk import Cluster, apikey, keypolicy, unique
+from devtools.operator import Operator, wait_for
+
+from tests.integration.conftest import Leaks
+
+pytestmark = pytest.mark.cluster
+
+OPT_IN = "keykeeper.dev/restart-on-rotation"
+STAMP = "keykeeper.dev/restarted-for"
+
+
+def deployment(name: str, names_secrets: str, opted_in: bool) -> dict[str, Any]:
+    labels = {"app": name, **({OPT_IN: "true"} if opted_in else {})}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels, "annotations": {OPT_IN: names_secrets}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
+            },
+        },
+    }
+
+
+def get(plane: ControlPlane, ns: str, name: str) -> dict[str, Any]:
+    return dict(json.loads(plane.kubectl("-n", ns, "get", "deployment", name, "-o", "json")))
+
+
+def stamp(plane: ControlPlane, ns: str, name: str) -> str | None:
+    template = get(plane, ns, name)["spec"]["template"]["metadata"]
+    return (template.get("annotations") or {}).get(STAMP)
+
+
+def rotate(kk: Cluster, ns: str, name: str) -> None:
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    kk.patch_key(ns, name, {"metadata": {"annotations": {"keykeeper.dev/rotate-requested-at": at}}})
+
+
+def test_an_opted_in_deployment_restarts_once_per_rotation(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, leaks: Leaks
+) -> None:
+    home, apps = kk.namespace("home"), kk.namespace("apps")
+    policy = unique("restarts")
+    kk.create(keypolicy(policy, targets={"names": [apps]}, rotation={"gracePeriod": "1h"}))
+    targets = [
+        {"namespace": apps, "secretName": "a-key"},
+        {"namespace": apps, "secretName": "b-key"},
+    ]
+    kk.create(apikey(home, "k", policy, projections=targets))
+    leaks.add(wait_for(lambda: kk.value(apps, "a-key"), what="projected"))
+    for body in (deployment("web", "a-key,b-key", True), deployment("other", "a-key", False)):
+        control_plane.kubectl("-n", apps, "apply", "-f", "-", input=json.dumps(body))
+    before = get(control_plane, apps, "web")["metadata"]["generation"]
+
+    for version in (2, 3):
+        rotate(kk, home, "k")
+        wait_for(lambda v=version: stamp(control_plane, apps, "web") == f"a-key={v},b-key={v}",
+                 what=f"web restarted for version {version}")  # fmt: skip
+        leaks.add(kk.value(apps, "a-key"))  # type: ignore[arg-type]
+    kk.wait_for_events(home, "k", "RolloutRestarted")
+    after = get(control_plane, apps, "web")["metadata"]["generation"]
+    assert after - before == 2, "one rollout per rotation, though two targets rotated"
+    assert stamp(control_plane, apps, "other") is None, "a workload that did not opt in"
+    restarts = [r for r in operator.audit_records() if r["action"] == "RolloutRestarted"]
+    assert len([r for r in restarts if apps in r["detail"]]) == 2
+
+
+def test_the_operator_may_change_nothing_else_of_a_workload(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster
+) -> None:
+    apps = kk.namespace("apps")
+    for body in (deployment("web", "a-key", True), deployment("other", "a-key", False)):
+        control_plane.kubectl("-n", apps, "apply", "-f", "-", input=json.dumps(body))
+    as_operator = operator.identity
+    stamp_patch = json.dumps(
+        {"spec": {"template": {"metadata": {"annotations": {STAMP: "a-key=9"}}}}}
+    )
+    image_patch = json.dumps(
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "evil/app:6"}]}}}}
+    )
+    allowed = control_plane.kubectl(
+        "-n", apps, "patch", "deployment", "web", "-p", stamp_patch, identity=as_operator
+    )
+    assert "patched" in allowed
+    for name, patch in (("web", image_patch), ("other", stamp_patch)):
+        refused = control_plane.kubectl(
+            "-n", apps, "patch", "deployment", name, "-p", patch, identity=as_operator, check=False
+        )
+        assert "keykeeper-workload-restarts" in refused and "denied" in refused.lower()
+    assert get(control_plane, apps, "web")["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ] == ("registry.example/app:1")
