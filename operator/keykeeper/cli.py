@@ -154,6 +154,8 @@ def _add_audit(commands: Any) -> None:
         help="check the chain only (a truncated or emptied log then goes unnoticed)",
     )
     verify.add_argument("--namespace", default="keykeeper-system")
+    verify.add_argument("--kubeconfig", help="the kubeconfig to use (as kubectl's)")
+    verify.add_argument("--context", help="the kubeconfig context to use")
     verify.add_argument("--secret", default="keykeeper-master-key")
 
 
@@ -183,7 +185,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from keykeeper.audit import verify
     from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, Purpose, derive_master_key
 
-    cluster = _ClusterReader(args.namespace)
+    cluster = _ClusterReader(args.namespace, args.kubeconfig, args.context)
     if args.master_key_file:
         master = MasterKey(base64.b64decode(args.master_key_file.read_text().strip()))
     elif args.passphrase_file:

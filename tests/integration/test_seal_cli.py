@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,45 @@ def test_values_sealed_before_two_renewals_still_open(
     manifest.write_bytes(sealed.stdout)
     assert kubectl(control_plane, admin, "apply", "-f", str(manifest)).returncode == 0
     assert wait_for(lambda: kk.value(home, "old"), what="opened after renewals") == value
+
+
+def test_a_cutoff_refuses_values_sealed_to_a_key_retired_before_it(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, tmp_path: Path
+) -> None:
+    admin = control_plane.admin.kubeconfig  # type: ignore[union-attr]
+    home = kk.namespace("home")
+    policy = unique("cutoff")
+    kk.create(keypolicy(policy, targets={"names": [home]}))
+    sealed = kubectl(
+        control_plane, admin, "keykeeper", "seal", "-n", home, "--name", "late",
+        "--policy", policy, stdin=b"sk_live_too_late",
+    )  # fmt: skip
+    assert sealed.returncode == 0, sealed.stderr
+    assert kubectl(control_plane, admin, "keykeeper", "cert", "--rotate").returncode == 0
+    operator.stop()
+    operator.env["KEYKEEPER_SEALING_CUTOFF"] = "2s"  # the retired key is past it at once
+    try:
+        operator.start()
+        time.sleep(2.5)
+        manifest = tmp_path / "late.yaml"
+        manifest.write_bytes(sealed.stdout)
+        assert kubectl(control_plane, admin, "apply", "-f", str(manifest)).returncode == 0
+        ready = wait_for(
+            lambda: (
+                (c := condition(kk.key(home, "late"), "Ready")).get("reason") == "InvalidValue"
+                and c
+            ),
+            what="refused: sealed to a key past the cutoff",
+        )
+        assert "past the cutoff" in ready["message"] and "re-seal" in ready["message"]
+    finally:
+        operator.stop()
+        operator.env.pop("KEYKEEPER_SEALING_CUTOFF")
+        operator.start()
+
+
+def test_audit_verify_through_the_plugin(control_plane: ControlPlane, operator: Operator) -> None:
+    admin = control_plane.admin.kubeconfig  # type: ignore[union-attr]
+    done = kubectl(control_plane, admin, "keykeeper", "audit", "verify", str(operator.audit_log))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"OK: ")
