@@ -29,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_operator(args)
     if args.command == "audit" and args.audit_command == "verify":
-        return _audit_verify(args)
+        try:
+            return _audit_verify(args)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"keykeeper audit verify: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
     if args.command in ("cert", "seal"):
         return _gitops(args)
     if args.command == "completion":

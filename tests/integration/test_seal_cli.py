@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from devtools.controlplane import ControlPlane
-from devtools.kk import Cluster, condition, keypolicy, unique
+from devtools.kk import Cluster, apikey, condition, keypolicy, unique
 from devtools.operator import Operator, wait_for
 
 from tests.integration.conftest import Leaks
@@ -175,8 +175,17 @@ def test_a_cutoff_refuses_values_sealed_to_a_key_retired_before_it(
         operator.start()
 
 
-def test_audit_verify_through_the_plugin(control_plane: ControlPlane, operator: Operator) -> None:
+def test_audit_verify_through_the_plugin(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster
+) -> None:
     admin = control_plane.admin.kubeconfig  # type: ignore[union-attr]
+    home = kk.namespace("home")
+    policy = unique("audited")
+    kk.create(keypolicy(policy, targets={"names": [home]}))
+    kk.create(apikey(home, "k", policy, projections=[{"namespace": home}]))
+    wait_for(lambda: kk.secret(home, "k") is not None, what="an action to audit")
+    missing = kubectl(control_plane, admin, "keykeeper", "audit", "verify", "/nonexistent.jsonl")
+    assert missing.returncode == 1 and missing.stderr.strip().count(b"\n") <= 1
     done = kubectl(control_plane, admin, "keykeeper", "audit", "verify", str(operator.audit_log))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(b"OK: ")
