@@ -52,16 +52,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _gitops(args: argparse.Namespace) -> int:
-    from keykeeper import gitops
+    from keykeeper import gitops, sealing
 
     def fetch() -> object:
         reader = _ClusterReader(args.operator_namespace, args.kubeconfig, args.context)
-        return gitops.from_configmap(reader.configmap(gitops.SEALING_PUBLIC))
+        return gitops.from_configmap(reader.configmap(sealing.SEALING_PUBLIC))
 
     try:
         if args.command == "cert" and args.rotate:
             reader = _ClusterReader(args.operator_namespace, args.kubeconfig, args.context)
-            key = _renewed(reader, gitops.from_configmap(reader.configmap(gitops.SEALING_PUBLIC)))
+            key = _renewed(reader, gitops.from_configmap(reader.configmap(sealing.SEALING_PUBLIC)))
             sys.stdout.write(gitops.to_pem(key))
             print(f"renewed; fingerprint: {key.fingerprint}", file=sys.stderr)
         elif args.command == "cert":
@@ -115,13 +115,13 @@ def _renewed(reader: _ClusterReader, before: Any) -> Any:
     import time
     from datetime import UTC, datetime
 
-    from keykeeper import gitops
+    from keykeeper import gitops, sealing
 
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    reader.annotate_configmap(gitops.SEALING_PUBLIC, {gitops.RENEW_REQUESTED: now})
+    reader.annotate_configmap(sealing.SEALING_PUBLIC, {sealing.RENEW_REQUESTED: now})
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
-        key = gitops.from_configmap(reader.configmap(gitops.SEALING_PUBLIC))
+        key = gitops.from_configmap(reader.configmap(sealing.SEALING_PUBLIC))
         if key != before:
             return key
         time.sleep(1.0)
@@ -222,17 +222,9 @@ class _ClusterReader:
         self.namespace, self.kubeconfig, self.context = namespace, kubeconfig, context
 
     def _api(self) -> object:
-        from kubernetes import client, config
-
         from keykeeper.kube import load_client
 
-        if self.kubeconfig is None and self.context is None:
-            return load_client()
-        configuration = client.Configuration()
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=self.kubeconfig, context=self.context, client_configuration=configuration
-        )
-        return client.ApiClient(configuration)
+        return load_client(self.kubeconfig, self.context)
 
     def annotate_configmap(self, name: str, annotations: dict[str, str]) -> None:
         from kubernetes import client

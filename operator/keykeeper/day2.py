@@ -33,19 +33,14 @@ class Cluster:
     def __init__(self, kubeconfig: str | None, context: str | None) -> None:
         from kubernetes import client, config
 
-        configuration = client.Configuration()
+        from keykeeper.kube import load_client
+
         try:
-            try:
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=kubeconfig, context=context, client_configuration=configuration
-                )
+            api = load_client(kubeconfig, context)
             _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         except Exception as exc:  # no kubeconfig, a bad one
             raise CommandError(f"no cluster: {type(exc).__name__}: {exc}") from None
         self.default_namespace = (active or {}).get("context", {}).get("namespace", "default")
-        api = client.ApiClient(configuration)
         self.custom, self.core = client.CustomObjectsApi(api), client.CoreV1Api(api)
 
     def call(self, what: str, method: Any, *args: Any, **kwargs: Any) -> Any:

@@ -29,10 +29,9 @@ from keykeeper import names
 from keykeeper.api import API_VERSION
 from keykeeper.crypto.sealed import MAX_SEALED_VALUE, SealingPublicKey, seal
 from keykeeper.errors import InvalidName
+from keykeeper.sealing import SEALING_PUBLIC
 
 PEM_LABEL = "KEYKEEPER SEALING PUBLIC KEY"
-SEALING_PUBLIC = "keykeeper-sealing-public"
-RENEW_REQUESTED = "keykeeper.dev/renew-requested-at"
 
 
 class CommandError(Exception):

@@ -29,13 +29,18 @@ Body = dict[str, Any]
 __all__ = ["ApiUnavailable", "Body", "Conflict", "Forbidden", "Kube", "NotFound"]
 
 
-def load_client() -> client.ApiClient:
-    """In-cluster config when running in a pod, else KUBECONFIG / ~/.kube/config."""
+def load_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In-cluster config when running in a pod (and no kubeconfig or context is named),
+    else the kubeconfig (``KUBECONFIG`` / ``~/.kube/config`` by default) and context."""
     configuration = client.Configuration()
     try:
+        if kubeconfig is not None or context is not None:
+            raise config.ConfigException("a kubeconfig or context was named")
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
     configuration.connection_pool_maxsize = 16
     return client.ApiClient(configuration)
 

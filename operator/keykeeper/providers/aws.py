@@ -37,8 +37,14 @@ from keykeeper.errors import (
     KeyDisabled,
     ProviderUnavailable,
 )
-from keykeeper.provider_options import AwsOptions, Capability, parse_options
-from keykeeper.providers.base import KeyProvider, ProviderSettings
+from keykeeper.provider_options import AwsOptions, Capability
+from keykeeper.providers.base import (
+    KeyProvider,
+    ProviderSettings,
+    per_key_capabilities,
+    resource_uid,
+    typed_options,
+)
 
 _DISABLED = {"DisabledException", "NotFoundException", "KMSInvalidStateException"}
 _FORGED = {"InvalidCiphertextException", "IncorrectKeyException"}
@@ -62,9 +68,7 @@ class AwsKmsProvider(KeyProvider):
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        if self._options.per_key:
-            return frozenset({Capability.PER_KEY_KEK, Capability.KEK_DESTRUCTION})
-        return frozenset()
+        return per_key_capabilities(self._options.per_key)
 
     def current_kek_id(self) -> str:
         if self._options.per_key:
@@ -126,9 +130,7 @@ class AwsKmsProvider(KeyProvider):
         self._kms.close()
 
     def _per_key(self, context: Mapping[str, str]) -> str:
-        uid = context.get("keykeeper.dev/uid", "")
-        if not uid:
-            raise InvalidProviderConfig("per-key KEKs need the resource uid in the context")
+        uid = resource_uid(context)
         if uid in self._per_key_arns:
             return self._per_key_arns[uid]
         alias = f"{self._key_ref}/{uid}"
@@ -201,11 +203,7 @@ def _translated(key_id: str, *, denied_is_disabled: bool = False) -> Iterator[No
 
 
 def create(settings: ProviderSettings) -> AwsKmsProvider:
-    try:
-        options = parse_options("aws", dict(settings.options))
-    except ValueError as exc:
-        raise InvalidProviderConfig(str(exc)) from None
-    assert isinstance(options, AwsOptions)
+    options = typed_options("aws", settings, AwsOptions)
     if not settings.key_ref:
         raise InvalidProviderConfig("the aws provider needs keyRef: a key id, alias or ARN")
     creds = settings.credentials

@@ -49,8 +49,14 @@ from keykeeper.errors import (
     KeyDisabled,
     ProviderUnavailable,
 )
-from keykeeper.provider_options import AzureOptions, Capability, parse_options
-from keykeeper.providers.base import KeyProvider, ProviderSettings
+from keykeeper.provider_options import AzureOptions, Capability
+from keykeeper.providers.base import (
+    KeyProvider,
+    ProviderSettings,
+    per_key_capabilities,
+    resource_uid,
+    typed_options,
+)
 
 _CURRENT_TTL = 60.0  # seconds a looked-up newest version is used before looking again
 
@@ -91,9 +97,7 @@ class AzureKeyVaultProvider(KeyProvider):
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        if self._per_key:
-            return frozenset({Capability.PER_KEY_KEK, Capability.KEK_DESTRUCTION})
-        return frozenset()
+        return per_key_capabilities(self._per_key)
 
     def current_kek_id(self) -> str:
         if self._per_key:
@@ -154,9 +158,7 @@ class AzureKeyVaultProvider(KeyProvider):
         self._keys.close()
 
     def _per_key_id(self, context: Mapping[str, str]) -> str:
-        uid = context.get("keykeeper.dev/uid", "")
-        if not uid:
-            raise InvalidProviderConfig("per-key KEKs need the resource uid in the context")
+        uid = resource_uid(context)
         name = f"kk-{uid}"
         with self._lock:
             if name in self._made:
@@ -230,11 +232,7 @@ def _inner_code(exc: aexc.HttpResponseError) -> str:
 
 
 def create(settings: ProviderSettings) -> AzureKeyVaultProvider:
-    try:
-        options = parse_options("azure", dict(settings.options))
-    except ValueError as exc:
-        raise InvalidProviderConfig(str(exc)) from None
-    assert isinstance(options, AzureOptions)
+    options = typed_options("azure", settings, AzureOptions)
     return AzureKeyVaultProvider(
         _credential(settings.credentials, options), settings.key_ref, options
     )

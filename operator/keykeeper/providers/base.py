@@ -17,10 +17,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from keykeeper.crypto.envelope import WrappedKey
-from keykeeper.provider_options import Capability
+from keykeeper.errors import InvalidProviderConfig
+from keykeeper.provider_options import Capability, parse_options
+
+OptionsT = TypeVar("OptionsT")
+PER_KEY = frozenset({Capability.PER_KEY_KEK, Capability.KEK_DESTRUCTION})
+UID = "keykeeper.dev/uid"  # the resource uid in a provider context
 
 
 @dataclass(frozen=True)
@@ -82,3 +87,26 @@ def encode_context(kek_id: str, context: Mapping[str, str]) -> bytes:
         raw = part.encode("utf-8")
         out += len(raw).to_bytes(4, "big") + raw
     return bytes(out)
+
+
+def per_key_capabilities(per_key: bool) -> frozenset[Capability]:
+    """What a provider with per-key KEKs declares: its own KEK per key, destroyable."""
+    return PER_KEY if per_key else frozenset()
+
+
+def resource_uid(context: Mapping[str, str]) -> str:
+    """The uid a per-key KEK is named after; refused when the context lacks it."""
+    uid = context.get(UID, "")
+    if not uid:
+        raise InvalidProviderConfig("per-key KEKs need the resource uid in the context")
+    return uid
+
+
+def typed_options(provider_id: str, settings: ProviderSettings, model: type[OptionsT]) -> OptionsT:
+    """The provider's typed options (``provider_options``); bad ones are its config error."""
+    try:
+        options = parse_options(provider_id, dict(settings.options))
+    except ValueError as exc:
+        raise InvalidProviderConfig(str(exc)) from None
+    assert isinstance(options, model)
+    return options

@@ -46,8 +46,15 @@ from keykeeper.errors import (
     KeyDisabled,
     ProviderUnavailable,
 )
-from keykeeper.provider_options import Capability, GcpOptions, parse_options
-from keykeeper.providers.base import KeyProvider, ProviderSettings, encode_context
+from keykeeper.provider_options import Capability, GcpOptions
+from keykeeper.providers.base import (
+    KeyProvider,
+    ProviderSettings,
+    encode_context,
+    per_key_capabilities,
+    resource_uid,
+    typed_options,
+)
 
 SCOPES = ["https://www.googleapis.com/auth/cloudkms"]
 _VERSIONS = "/cryptoKeyVersions/"
@@ -69,9 +76,7 @@ class GcpKmsProvider(KeyProvider):
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        if self._per_key:
-            return frozenset({Capability.PER_KEY_KEK, Capability.KEK_DESTRUCTION})
-        return frozenset()
+        return per_key_capabilities(self._per_key)
 
     def current_kek_id(self) -> str:
         if self._per_key:
@@ -157,9 +162,7 @@ class GcpKmsProvider(KeyProvider):
         self._kms.transport.close()
 
     def _per_key_name(self, context: Mapping[str, str]) -> str:
-        uid = context.get("keykeeper.dev/uid", "")
-        if not uid:
-            raise InvalidProviderConfig("per-key KEKs need the resource uid in the context")
+        uid = resource_uid(context)
         name = f"{self._key}/cryptoKeys/kk-{uid}"
         if name in self._made:
             return name
@@ -203,11 +206,7 @@ def _translated(name: str) -> Iterator[None]:
 
 
 def create(settings: ProviderSettings) -> GcpKmsProvider:
-    try:
-        options = parse_options("gcp", dict(settings.options))
-    except ValueError as exc:
-        raise InvalidProviderConfig(str(exc)) from None
-    assert isinstance(options, GcpOptions)
+    options = typed_options("gcp", settings, GcpOptions)
     ring = settings.key_ref.startswith("projects/") and "/keyRings/" in settings.key_ref
     if options.per_key and (not ring or "/cryptoKeys/" in settings.key_ref):
         raise InvalidProviderConfig(

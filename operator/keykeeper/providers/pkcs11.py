@@ -39,8 +39,15 @@ from keykeeper.errors import (
     InvalidProviderConfig,
     KeyDisabled,
 )
-from keykeeper.provider_options import Capability, Pkcs11Options, parse_options
-from keykeeper.providers.base import KeyProvider, ProviderSettings, encode_context
+from keykeeper.provider_options import Capability, Pkcs11Options
+from keykeeper.providers.base import (
+    KeyProvider,
+    ProviderSettings,
+    encode_context,
+    per_key_capabilities,
+    resource_uid,
+    typed_options,
+)
 from keykeeper.providers.pkcs11_sessions import SessionPool
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -95,9 +102,7 @@ class Pkcs11Provider(KeyProvider):
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        if self._per_key:
-            return frozenset({Capability.PER_KEY_KEK, Capability.KEK_DESTRUCTION})
-        return frozenset()
+        return per_key_capabilities(self._per_key)
 
     def current_kek_id(self) -> str:
         if self._per_key:
@@ -106,9 +111,7 @@ class Pkcs11Provider(KeyProvider):
 
     def wrap(self, dek: bytes, context: Mapping[str, str]) -> WrappedKey:
         if self._per_key:
-            uid = context.get("keykeeper.dev/uid", "")
-            if not uid:
-                raise InvalidProviderConfig("per-key KEKs need the resource uid in the context")
+            uid = resource_uid(context)
             kek_id = self._kek_id_for(f"{self._label}/{uid}", create=True)
         else:
             kek_id = self._default_kek_id
@@ -269,11 +272,7 @@ def allowed_modules() -> tuple[str, ...]:
 
 
 def create(settings: ProviderSettings) -> Pkcs11Provider:
-    try:
-        options = parse_options("pkcs11", dict(settings.options))
-    except ValueError as exc:
-        raise InvalidProviderConfig(str(exc)) from None
-    assert isinstance(options, Pkcs11Options)
+    options = typed_options("pkcs11", settings, Pkcs11Options)
     allowed = allowed_modules()
     module = options.module or allowed[0]
     if module not in allowed:
