@@ -235,7 +235,7 @@ class Reconciler:
     ) -> LazyProvider:
         """The provider that opens the stored envelopes: the policy's, or, until they are
         re-wrapped, the one the store records they were made under."""
-        if stored.kms is None or not stored.kek_differs(_kms_json(policy)):
+        if not stored.kek_differs(_kms_json(policy)):  # also: no KMS recorded
             return providers
         made_under = Kms.model_validate(stored.kms)
         return LazyProvider(lambda: self.vault.provider_for(made_under, self.kube, self.namespace))

@@ -156,7 +156,6 @@ class SealingKeys:
                 _parse(entry.get("createdAt", "")) or made, _parse(entry.get("retiredAt", ""))
             )
         self.current = annotations.get(CURRENT, "")
-        self.secret = found
 
     async def _write(
         self,
