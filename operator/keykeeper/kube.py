@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import urllib.parse
 from typing import Any
 
-import urllib3
+import aiohttp
 from kubernetes import client, config
 
 from keykeeper import names
@@ -28,6 +29,10 @@ from keykeeper.errors import (
 Body = dict[str, Any]
 __all__ = ["ApiUnavailable", "Body", "Conflict", "Forbidden", "Kube", "NotFound"]
 
+CONNECTIONS = 32  # kept-alive connections to the apiserver, at most
+THROTTLE_TRIES = 5  # a 429 is waited out this many times, then it is ApiUnavailable
+THROTTLE_WAIT_CAP = 10.0  # seconds; a longer Retry-After is not trusted
+
 
 def load_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     """In-cluster config when running in a pod (and no kubeconfig or context is named),
@@ -41,31 +46,69 @@ def load_client(kubeconfig: str | None = None, context: str | None = None) -> cl
         config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, context=context, client_configuration=configuration
         )
-    configuration.connection_pool_maxsize = 16
     return client.ApiClient(configuration)
+
+
+def _ssl_context(cfg: client.Configuration) -> ssl.SSLContext | bool:
+    """The TLS settings of a kubeconfig: its CA, its client certificate, or no checks
+    only where the kubeconfig itself says so (insecure-skip-tls-verify)."""
+    if not cfg.host.startswith("https"):
+        return False
+    context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+    if not cfg.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cfg.cert_file:
+        context.load_cert_chain(cfg.cert_file, cfg.key_file)
+    return context
+
+
+def _retry_after(header: str | None) -> float:
+    """Seconds to wait after a 429: the apiserver's ``Retry-After``, bounded."""
+    try:
+        seconds = float(header) if header else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.1), THROTTLE_WAIT_CAP)
 
 
 class Kube:
     """Raw JSON over the client's connection settings (TLS, client certs, bearer tokens).
 
     The official client is used for its configuration loading only: its generated
-    call layer changes shape between releases, and keykeeper needs plain dicts.
+    call layer changes shape between releases, and keykeeper needs plain dicts. Calls
+    go over one aiohttp session per event loop: kept-alive connections, no thread per
+    call. A 429 from the apiserver's priority and fairness is waited out as its
+    ``Retry-After`` says (a few times), so a large batch slows down instead of failing.
     """
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, *, connections: int = CONNECTIONS) -> None:
         self.api = api
         cfg = api.configuration
         self._host = cfg.host.rstrip("/")
         self._config = cfg
-        self._pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=16,
-            cert_reqs="CERT_REQUIRED" if cfg.verify_ssl else "CERT_NONE",
-            ca_certs=cfg.ssl_ca_cert,
-            cert_file=cfg.cert_file,
-            key_file=cfg.key_file,
-            retries=False,
-        )
+        self._connections = connections
+        self._ssl = _ssl_context(cfg)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.throttled = 0  # 429 answers waited out
+
+    def _client(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=30),
+                json_serialize=json.dumps,
+            )
+            self._loop = loop
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
 
     async def call(
         self,
@@ -75,11 +118,6 @@ class Kube:
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Body:
-        return await asyncio.to_thread(self._call, method, path, body, query, content_type)
-
-    def _call(
-        self, method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str
-    ) -> Body:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         token = self._config.auth_settings().get("BearerToken")
         if token and token.get("value"):
@@ -87,20 +125,23 @@ class Kube:
         url = self._host + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        try:
-            response = self._pool.request(
-                method,
-                url,
-                body=None if body is None else json.dumps(body).encode(),
-                headers=headers,
-                timeout=urllib3.Timeout(connect=10, read=30),
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise ApiUnavailable(f"{method} {path}: {exc}") from None
-        data = response.data
-        if response.status >= 400:
-            raise _translate(response.status, data, method, path)
-        result: Body = json.loads(data) if data else {}
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in range(THROTTLE_TRIES):
+            try:
+                async with self._client().request(
+                    method, url, data=data, headers=headers
+                ) as response:
+                    status, text = response.status, await response.read()
+                    wait = _retry_after(response.headers.get("Retry-After"))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ApiUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+            if status != 429 or attempt == THROTTLE_TRIES - 1:
+                break
+            self.throttled += 1
+            await asyncio.sleep(wait)
+        if status >= 400:
+            raise _translate(status, text, method, path)
+        result: Body = json.loads(text) if text else {}
         return result
 
     # -- convenience ---------------------------------------------------------------------------

@@ -60,6 +60,7 @@ class Runtime:
             await self.anchorer.anchor()
         if self.vault is not None:
             self.vault.close()
+        await self.kube.close()
 
     async def start(self) -> None:
         master = await self._master_key()

@@ -41,6 +41,9 @@ class FakeKube(Kube):
         self._versions = itertools.count(1)
         self.fail: Callable[[str, str], Exception | None] = lambda method, path: None
 
+    async def close(self) -> None:  # nothing to close
+        return None
+
     # -- the seam ------------------------------------------------------------------------
 
     async def call(
