@@ -174,14 +174,16 @@ class Cluster:
     def wait_for_events(
         self, namespace: str, name: str, *reasons: str, timeout: float = 30.0
     ) -> list[client.CoreV1Event]:
-        """The object's Events once every reason has been posted (Events follow the status
-        write that reports an action, so a test that saw the status may be early)."""
+        """The object's Events once every reason has been told, as an Event's reason or as
+        one of the actions its message lists (one Event per reconcile: journal.summarize);
+        Events follow the status write that reports an action, so a test that saw the
+        status may be early."""
         import time
 
         deadline = time.monotonic() + timeout
         while True:
             found = self.events(namespace, name)
-            missing = set(reasons) - {e.reason for e in found}
+            missing = set(reasons) - {a for e in found for a in actions(e)}
             if not missing:
                 return found
             if time.monotonic() > deadline:
@@ -192,6 +194,16 @@ class Cluster:
         return "\n".join(
             f"{e.reason} {e.message}" for e in self.core.list_event_for_all_namespaces().items
         )
+
+
+def actions(event: client.CoreV1Event) -> dict[str, str]:
+    """The actions one Event tells, reason -> what (``Created: ... | Projected: ...``)."""
+    told = {}
+    for part in (event.message or "").split(" | "):
+        reason, sep, what = part.partition(": ")
+        if sep and reason.isalpha() and reason[:1].isupper():
+            told[reason] = what
+    return told or {event.reason: event.message or ""}
 
 
 def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from keykeeper.errors import AuditWriteError
+from keykeeper.groupsync import GroupSync
 from keykeeper.reasons import Reason
 
 __all__ = ["GAP", "Anchor", "AuditLog", "AuditWriteError", "mac_of"]
@@ -108,6 +109,7 @@ class AuditLog:
         self._key = key
         self._fsync = fsync
         self._lock = threading.Lock()
+        self.durable = GroupSync(self._datasync, lambda: self._seq)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._seq, self._prev = GENESIS_SEQ, GENESIS
         quarantined = self._recover()
@@ -117,6 +119,18 @@ class AuditLog:
                 detail=f"a torn or unverifiable tail ({quarantined[1]} bytes) was moved to "
                 f"{quarantined[0].name}",
             )
+
+    def _datasync(self) -> None:
+        if not self._fsync:
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise AuditWriteError(f"audit log {self.path}: {exc.strerror}") from None
 
     def head(self) -> tuple[int, str]:
         with self._lock:
@@ -170,7 +184,10 @@ class AuditLog:
         fingerprint: str = "",
         detail: str = "",
         now: datetime | None = None,
+        sync: bool = True,
     ) -> dict[str, Any]:
+        """Append one record; with ``sync`` (the default) it is on disk on return, without
+        it the caller awaits ``durable.durable(record["seq"])`` before acting."""
         with self._lock:
             record: dict[str, Any] = {
                 "seq": self._seq + 1,
@@ -195,7 +212,7 @@ class AuditLog:
                         raise AuditWriteError(
                             f"audit log {self.path}: wrote {written} of {len(line)} bytes"
                         )
-                    if self._fsync:
+                    if self._fsync and sync:
                         os.fdatasync(fd)
                 finally:
                     os.close(fd)

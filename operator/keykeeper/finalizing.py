@@ -56,7 +56,7 @@ class Finalizer:
             if stored.erased_at is None:
                 stored = await self.keeper.erase(ref, stored, run.journal)
             stored = await self.keeper.destroy_pending(ref, stored, run.journal)
-            run.journal.intend(events.ERASED, "store destroyed on deletion")
+            await run.journal.intend(events.ERASED, "store destroyed on deletion")
             await self.kube.delete(
                 secret_path(self.namespace, store.store_name(run.uid)), uid=stored.secret_uid
             )

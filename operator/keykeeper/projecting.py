@@ -79,7 +79,7 @@ class Projector:
         be deleted now is retried soon and never stops the others."""
         for secret in held:
             where = f"{secret.namespace}/{secret.name}"
-            run.journal.intend(events.PROJECTION_WITHDRAWN, where)
+            await run.journal.intend(events.PROJECTION_WITHDRAWN, where)
             try:
                 gone = await self.kube.delete(
                     secret_path(secret.namespace, secret.name), uid=secret.uid
@@ -109,7 +109,7 @@ class Projector:
             return failed(target, exc, int(held.version) if held and held.version else None)
         rendered = projection.render(desired, run.ref, run.uid, self.vault.prove, value, previous)
         where = f"{target.namespace}/{target.secret_name}"
-        run.journal.intend(events.PROJECTED, where, stored.current)
+        await run.journal.intend(events.PROJECTED, where, stored.current)
         self.world.expect_secret(
             slot,
             (

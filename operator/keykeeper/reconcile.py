@@ -31,7 +31,7 @@ from keykeeper.errors import IntegrityError, ProviderError, SpecError
 from keykeeper.events import EventSink
 from keykeeper.finalizing import Finalizer
 from keykeeper.intent import intent_of, rules_of
-from keykeeper.kube import Kube, apikey_path, check_identity
+from keykeeper.kube import Body, Conflict, Kube, apikey_path, check_identity
 from keykeeper.projecting import LazyProvider, Projector, Values, denied, projected
 from keykeeper.reporting import Reporter
 from keykeeper.restarts import Restarter
@@ -67,36 +67,19 @@ class Reconciler:
         self.provider_failures: dict[KeyRef, int] = {}  # consecutive, per key
 
     async def reconcile(self, ref: KeyRef) -> float | None:
-        body = await self.kube.get_or_none(apikey_path(*ref))
+        body = await self._body(ref)
         if body is None:
             self.world.drop_key(ref)
             await self.projector.withdraw(
                 Run(ref, {"metadata": {"uid": ""}}, audit=self.audit), self._held(ref)
             )
             return None
-        check_identity(body, *ref)
-        self.world.put_key(body)
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             await self.finalizer.finalize(ref, body, self._held(ref))
             return None
-        finalizers = meta.get("finalizers") or []
-        # what this reconcile sees of the key, recorded before the finalizer patch: its
-        # watch echo can arrive before the patch's response does
-        self.world.saw_key(
-            ref, {"metadata": {**meta, "finalizers": [*finalizers, labels.FINALIZER]}}
-        )
-        if labels.FINALIZER not in finalizers:
-            body = await self.kube.patch(
-                apikey_path(*ref),
-                {
-                    "metadata": {
-                        "finalizers": [*finalizers, labels.FINALIZER],
-                        "resourceVersion": meta["resourceVersion"],
-                    }
-                },
-            )
-        run = Run(ref, body, audit=self.audit)
+        body, added = await self._with_finalizer(ref, body)
+        run = Run(ref, body, audit=self.audit, new_key=added and not body.get("status"))
         stored, life = store.Store(run.uid), None
         admitted = await self._admit(run)
         if admitted is not None:
@@ -108,6 +91,45 @@ class Reconciler:
         else:
             self.provider_failures.pop(ref, None)
         return run.retry
+
+    async def _body(self, ref: KeyRef) -> Body | None:
+        """The key as the watch last delivered it (no request); read from the API when the
+        watch has not delivered it, and for a deletion (finalizing needs the newest)."""
+        body = self.world.body_of(ref)
+        if body is not None and not body["metadata"].get("deletionTimestamp"):
+            return body
+        found = await self.kube.get_or_none(apikey_path(*ref))
+        if found is not None:
+            check_identity(found, *ref)
+            self.world.put_key(found, latest=False)
+        return found
+
+    async def _with_finalizer(self, ref: KeyRef, body: Body) -> tuple[Body, bool]:
+        """The key with keykeeper's finalizer, and whether this call added it (precondition:
+        the resourceVersion seen; a conflict re-reads the key once and tries again)."""
+        for attempt in (1, 2):
+            meta = body["metadata"]
+            finalizers = meta.get("finalizers") or []
+            # what this reconcile sees of the key, recorded before the finalizer patch:
+            # its watch echo can arrive before the patch's response does
+            self.world.saw_key(
+                ref, {"metadata": {**meta, "finalizers": [*finalizers, labels.FINALIZER]}}
+            )
+            if labels.FINALIZER in finalizers:
+                return body, False
+            patch = {"finalizers": [*finalizers, labels.FINALIZER]}
+            try:
+                patched = await self.kube.patch(
+                    apikey_path(*ref),
+                    {"metadata": {**patch, "resourceVersion": meta["resourceVersion"]}},
+                )
+                return patched, True
+            except Conflict:
+                fresh = await self.kube.get_or_none(apikey_path(*ref))
+                if attempt == 2 or fresh is None:
+                    raise
+                body = check_identity(fresh, *ref)
+        raise AssertionError("unreachable")
 
     # -- 1. admission ----------------------------------------------------------------------------
 
@@ -141,7 +163,7 @@ class Reconciler:
     async def _drive(
         self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec
     ) -> tuple[store.Store, lifecycle.Decision]:
-        stored = await self.keeper.read(run.uid)
+        stored = await self.keeper.read(run.uid, none_yet=run.new_key)
         intent, rules = intent_of(run.body, spec), rules_of(policy)
 
         def decide(current: store.Store, source: str | None) -> lifecycle.Decision:

@@ -15,6 +15,7 @@ from datetime import datetime
 from keykeeper import conditions, lifecycle, store
 from keykeeper.api import API_VERSION, Phase
 from keykeeper.events import EventSink
+from keykeeper.journal import summarize
 from keykeeper.kube import Body, Kube, apikey_path
 from keykeeper.narration import narrate
 from keykeeper.run import Run
@@ -35,7 +36,7 @@ class Reporter:
         self.kube, self.world, self.sink, self.clock = kube, world, sink, clock
 
     async def report(self, run: Run, stored: store.Store, life: lifecycle.Decision | None) -> None:
-        old = run.body.get("status") or {}
+        old = self.world.status_of(run.ref, run.body)
         by_type = {c.type: c for c in (life.conditions if life else ())}
         if run.ready.status == "True" and conditions.READY in by_type:
             run.ready = by_type[conditions.READY]  # Suspended, Revoked, Erased, IntegrityFailure
@@ -55,10 +56,11 @@ class Reporter:
         )
         if status != old:
             patch = {**{k: None for k in old if k not in status}, **status}
-            await self.kube.patch(apikey_path(*run.ref, status=True), {"status": patch})
+            written = await self.kube.patch(apikey_path(*run.ref, status=True), {"status": patch})
+            self.world.wrote_status(run.ref, written)
         for entry in narrate(old, status, run.ready, run.results):
-            run.journal.narrate(entry)
-        for told in run.journal.told:
+            await run.journal.narrate(entry)
+        for told in summarize(run.journal.told):
             log.info("%s/%s: %s: %s", run.ref[0], run.ref[1], told.reason, told.message)
             await self.sink.emit(_ref_body(run.body), told.type, told.reason, told.message)
 

@@ -74,7 +74,7 @@ class Restarter:
     async def _patch(self, run: Run, namespace: str, kind: str, workload: Body, stamp: str) -> None:
         name = workload["metadata"]["name"]
         where = f"{kind}/{name} in {namespace}"
-        run.journal.intend(events.ROLLOUT_RESTARTED, f"{where} for {stamp}")
+        await run.journal.intend(events.ROLLOUT_RESTARTED, f"{where} for {stamp}")
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR: stamp}}}}}
         try:
             await self.kube.patch(workloads_path(namespace, kind, name), patch)

@@ -47,6 +47,9 @@ class Run:
     audit: InitVar[AuditLog | None] = None
     retry: float | None = None
     provider_failed: bool = False  # the reconciler turns this into a jittered backoff
+    # this run added the finalizer to a key with no status: no store can exist yet, so it
+    # is not read (a store that exists after all makes its create conflict: retried)
+    new_key: bool = False
     # projected Secrets this run moved to a new version: (namespace, name, version)
     rotated: list[tuple[str, str, int]] = field(default_factory=list)
 

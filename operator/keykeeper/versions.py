@@ -40,7 +40,10 @@ class VersionKeeper:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def read(self, uid: str) -> store.Store:
+    async def read(self, uid: str, *, none_yet: bool = False) -> store.Store:
+        """The key's store; with ``none_yet`` the caller knows there is none (no request)."""
+        if none_yet:
+            return store.Store(uid)
         found = await self.kube.get_secret(self.namespace, store.store_name(uid))
         if found is None:
             return store.Store(uid)
@@ -77,7 +80,7 @@ class VersionKeeper:
                     ref, spec, policy, await provider(), stored, action.reason, journal
                 )
             elif isinstance(action, lifecycle.RetirePrevious):
-                journal.intend(
+                await journal.intend(
                     events.ERASED,
                     f"previous version {action.version} destroyed after its grace period",
                 )
@@ -89,7 +92,7 @@ class VersionKeeper:
                     "after its grace period",
                 )
             elif isinstance(action, lifecycle.RecordRevocation):
-                journal.intend(events.REVOKED, "projections withdrawn", stored.current)
+                await journal.intend(events.REVOKED, "projections withdrawn", stored.current)
                 stored = await self.write(
                     ref, _replace(stored, revoked_at=store.precise(self.clock()))
                 )
@@ -127,7 +130,7 @@ class VersionKeeper:
             source_fingerprint=source_fp,
         )
         stored = replace(stored, kms=policy.kms.model_dump(by_alias=True, mode="json"))
-        journal.intend(events.ENCRYPTED, f"under {sealed.kms_key_id}", version)
+        await journal.intend(events.ENCRYPTED, f"under {sealed.kms_key_id}", version)
         if stored.current is None:
             stored = await self._first(
                 ref, spec, stored, version, sealed.envelope, imported, journal
@@ -146,7 +149,7 @@ class VersionKeeper:
         source = spec.source.secret_ref
         if source is not None and source.delete_after_import and imported is not None:
             # exactly the object that was read, and only if it still consents (uid precondition)
-            journal.intend(
+            await journal.intend(
                 events.SOURCE_DELETED,
                 f"deleting {ref[0]}/{source.name} (uid {imported.uid}) after import",
                 version,
@@ -169,7 +172,7 @@ class VersionKeeper:
             if imported is not None and spec.source.secret_ref is not None
             else ""
         )
-        journal.intend(events.CREATED, detail, version)
+        await journal.intend(events.CREATED, detail, version)
         stored = await self.write(ref, stored.with_version(version, envelope))
         journal.tell(
             events.NORMAL,
@@ -197,7 +200,7 @@ class VersionKeeper:
             else f"; damaged version {previous.version} destroyed"
         )
         detail = f"{reason}: {previous.version} -> {version.version}"
-        journal.intend(events.ROTATED, detail, version)
+        await journal.intend(events.ROTATED, detail, version)
         stored = await self.write(ref, stored.rotated(version, envelope, expires))
         journal.tell(
             events.NORMAL,
@@ -230,7 +233,7 @@ class VersionKeeper:
             f"versions {', '.join(map(str, sorted(sealed)))} re-wrapped from "
             f"{(stored.kms or {}).get('provider')} to {new.provider_id} key {', '.join(keks)}"
         )
-        journal.intend(events.REWRAPPED, detail)
+        await journal.intend(events.REWRAPPED, detail)
         stored = await self.write(
             ref, stored.rewrapped(sealed, kms.model_dump(by_alias=True, mode="json"))
         )
@@ -241,7 +244,7 @@ class VersionKeeper:
         """Cryptographic erasure, step one: every envelope destroyed, and the KEKs the
         versions name listed as pending (no provider is needed for this step)."""
         keks = tuple(sorted({v.kms_key_id for v in stored.versions if v.provider != "local"}))
-        journal.intend(events.ERASED, "erasing all envelopes")
+        await journal.intend(events.ERASED, "erasing all envelopes")
         stored = await self.write(ref, stored.erased(store.precise(self.clock()), keks))
         detail = "all envelopes destroyed" + (
             f"; KEKs pending destruction: {', '.join(keks)}" if keks else ""
@@ -263,7 +266,7 @@ class VersionKeeper:
         done: list[str] = []
         for kek in stored.keks_pending:
             if Capability.KEK_DESTRUCTION in provider.capabilities:  # declared, not inferred
-                journal.intend(events.ERASED, f"destroying KEK {kek}")
+                await journal.intend(events.ERASED, f"destroying KEK {kek}")
                 await asyncio.to_thread(provider.destroy_kek, kek)
             done.append(kek)
         left = tuple(k for k in stored.keks_pending if k not in done)
@@ -272,7 +275,7 @@ class VersionKeeper:
     async def record_integrity_failure(
         self, ref: KeyRef, stored: store.Store, problem: str, journal: Journal
     ) -> store.Store:
-        journal.intend(events.INTEGRITY_FAILURE, problem[:200], stored.current)
+        await journal.intend(events.INTEGRITY_FAILURE, problem[:200], stored.current)
         stored = await self.write(
             ref, _replace(stored, integrity_failed_at=store.precise(self.clock()))
         )

@@ -61,6 +61,11 @@ class World:
     specs: dict[KeyRef, tuple[str, int, ApiKeySpec | SpecError]] = field(default_factory=dict)
     # keys whose envelopes are still under a KMS key their policy no longer names
     stale_kms: dict[KeyRef, str] = field(default_factory=dict)
+    # each ApiKey as the watch last delivered it (no managedFields): what a reconcile
+    # starts from, so it costs no GET; and the status each key was last written with,
+    # until the watch echoes it (a reconcile before the echo compares against this)
+    bodies: dict[KeyRef, dict[str, Any]] = field(default_factory=dict)
+    written_status: dict[KeyRef, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
     # -- echoes of the operator's own writes ---------------------------------------------------
     # A watch event can arrive before the response of the write that caused it, so echoes
@@ -145,9 +150,20 @@ class World:
 
     # -- keys ----------------------------------------------------------------------------------
 
-    def put_key(self, body: dict[str, Any]) -> KeyRef:
+    def put_key(self, body: dict[str, Any], *, latest: bool = True) -> KeyRef:
+        """Index a key; with ``latest`` (a watch event or the start-up list, never a GET
+        that an older watch event could still follow) it is also the body reconciles
+        start from."""
         meta = body.get("metadata", {})
         ref = (meta["namespace"], meta["name"])
+        if latest:
+            kept = {k: v for k, v in meta.items() if k != "managedFields"}
+            self.bodies[ref] = {**body, "metadata": kept}
+            written = self.written_status.get(ref)
+            if written is not None and (
+                written[0] == meta.get("resourceVersion") or written[1] == body.get("status")
+            ):
+                self.written_status.pop(ref, None)  # the echo of the last status write
         spec_body = body.get("spec") or {}
         policy = str(spec_body.get("policy", ""))
         old = self.key_policy.get(ref)
@@ -187,7 +203,22 @@ class World:
         self.specs[ref] = (uid, generation, parsed)
         return parsed
 
+    def body_of(self, ref: KeyRef) -> dict[str, Any] | None:
+        return self.bodies.get(ref)
+
+    def status_of(self, ref: KeyRef, body: dict[str, Any]) -> dict[str, Any]:
+        """The key's status as last written: the operator's own write until its echo."""
+        found = self.written_status.get(ref)
+        return found[1] if found is not None else (body.get("status") or {})
+
+    def wrote_status(self, ref: KeyRef, written: dict[str, Any]) -> None:
+        """The key as the status write returned it: its status until the watch echoes it."""
+        rv = str((written.get("metadata") or {}).get("resourceVersion", ""))
+        self.written_status[ref] = (rv, written.get("status") or {})
+
     def drop_key(self, ref: KeyRef) -> None:
+        self.bodies.pop(ref, None)
+        self.written_status.pop(ref, None)
         self.stale_kms.pop(ref, None)
         self.specs.pop(ref, None)
         self.key_seen.pop(ref, None)

@@ -43,8 +43,8 @@ def test_forged_labels_make_the_operator_do_nothing(
     kk.create(apikey(victim, "stripe", policy, projections=[{"namespace": victim}]))
     leaks.add(wait_for(lambda: kk.value(victim, "stripe")))
     wait_for(lambda: kk.key(victim, "stripe")["status"]["projections"])  # type: ignore[index]
-    # Events follow the status patch: wait for the three of a new key before counting
-    wait_for(lambda: len(kk.events(victim, "stripe")) >= 3, what="the victim key's Events")
+    # Events follow the status patch: wait for the new key's before counting
+    kk.wait_for_events(victim, "stripe", "Created", "Encrypted", "Projected")
     events_before = len(kk.events(victim, "stripe"))
     audit_before = len(operator.audit_records())
     started = now()

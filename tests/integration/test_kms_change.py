@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from devtools import kmspeers
-from devtools.kk import Cluster, apikey, condition, keypolicy, unique
+from devtools.kk import Cluster, actions, apikey, condition, keypolicy, unique
 from devtools.operator import Operator, wait_for
 
 from tests.integration.conftest import Leaks
@@ -55,7 +55,7 @@ def test_moving_a_policy_to_another_kms_rewraps_every_key(
     for name in names:
         assert kk.value(home, name) == values[name], "re-wrapping changes no value"
         assert condition(kk.key(home, name), "Ready").get("status") == "True"
-        reasons = {e.reason for e in kk.wait_for_events(home, name, "Rewrapped")}
+        reasons = {a for e in kk.wait_for_events(home, name, "Rewrapped") for a in actions(e)}
         assert "Rewrapped" in reasons
     records = [r for r in operator.audit_records() if r["action"] == "Rewrapped"]
     assert len({r["name"] for r in records if r["namespace"] == home}) == len(names)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from devtools.controlplane import ControlPlane
-from devtools.kk import Cluster, apikey, condition, keypolicy, unique
+from devtools.kk import Cluster, actions, apikey, condition, keypolicy, unique
 from devtools.operator import Operator, wait_for
 
 from keykeeper.crypto.sealed import SealingPublicKey, seal
@@ -110,7 +110,7 @@ def test_manual_rotation_waits_for_a_new_sealed_value(
     pending = phase_is(kk, home, "k", "RotationPending", timeout=20)
     assert condition({"status": pending}, "RotationDue")["reason"] == "AwaitingNewValue"
     wait_for(
-        lambda: any(e.reason == "RotationDue" for e in kk.events(home, "k")),
+        lambda: any("RotationDue" in actions(e) for e in kk.events(home, "k")),
         what="RotationDue event",
     )
     assert data(kk, home, "k")["api-key"] == one  # still projected while it waits
@@ -218,7 +218,7 @@ def test_integrity_failure_suspends_and_a_rotation_recovers(
     assert kk.secret(home, "k") is None
     wait_for(
         lambda: any(
-            e.reason == "IntegrityFailure" and e.type == "Warning" for e in kk.events(home, "k")
+            "IntegrityFailure" in actions(e) and e.type == "Warning" for e in kk.events(home, "k")
         ),
         what="IntegrityFailure event",
     )

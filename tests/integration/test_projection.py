@@ -4,7 +4,7 @@ process under its shipped RBAC. Every test ends with a scan for leaked values.""
 from __future__ import annotations
 
 import pytest
-from devtools.kk import Cluster, apikey, condition, keypolicy, projection_states, unique
+from devtools.kk import Cluster, actions, apikey, condition, keypolicy, projection_states, unique
 from devtools.operator import Operator, wait_for
 
 from tests.integration.conftest import Leaks
@@ -165,9 +165,7 @@ def test_drift_is_repaired(operator: Operator, kk: Cluster, leaks: Leaks) -> Non
     kk.core.delete_namespaced_secret("k", home)
     assert projected(kk, home, "k") == value
     wait_for(
-        lambda: any(
-            e.reason == "Projected" and "restored" in e.message for e in kk.events(home, "k")
-        ),
+        lambda: any("restored" in actions(e).get("Projected", "") for e in kk.events(home, "k")),
         what="a restored Event",
     )
 
@@ -184,7 +182,7 @@ def test_a_secret_it_does_not_manage_is_never_touched(
     assert kk.value(home, "taken") == b"somebody else's secret"
     wait_for(
         lambda: any(
-            e.reason == "ProjectionDenied" and "SecretNameTaken" in e.message
+            "SecretNameTaken" in actions(e).get("ProjectionDenied", "")
             for e in kk.events(home, "k")
         ),
         what="SecretNameTaken event",

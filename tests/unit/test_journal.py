@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 from keykeeper import store
 from keykeeper.audit import AuditLog, verify
-from keykeeper.journal import Journal, Told
+from keykeeper.journal import Journal, Told, summarize
 from keykeeper.narration import Entry
 
 KEY = b"k" * 32
@@ -21,8 +22,8 @@ def records(path: Path) -> list[dict[str, object]]:
 def test_intend_writes_the_record_now_and_tells_nothing(tmp_path: Path) -> None:
     audit = AuditLog(tmp_path / "a.jsonl", KEY, fsync=False)
     journal = Journal(audit, ("team-a", "stripe"), "uid-1")
-    journal.intend("Rotated", "Scheduled: 2 -> 3", VERSION)
-    journal.intend("Projected", "team-b/stripe")
+    asyncio.run(journal.intend("Rotated", "Scheduled: 2 -> 3", VERSION))
+    asyncio.run(journal.intend("Projected", "team-b/stripe"))
     written = records(audit.path)
     assert [r["action"] for r in written] == ["Rotated", "Projected"]
     assert written[0]["version"] == 3 and written[0]["kmsKeyId"] == "master/k1"
@@ -47,14 +48,43 @@ def test_tell_holds_events_in_order_for_the_reporter(tmp_path: Path) -> None:
 def test_narrate_is_both_and_an_entry_without_audit_is_an_event_only(tmp_path: Path) -> None:
     audit = AuditLog(tmp_path / "a.jsonl", KEY, fsync=False)
     journal = Journal(audit, ("team-a", "stripe"), "uid-1")
-    journal.narrate(Entry("Warning", "ProjectionDenied", "team-x/s: NotAllowed: no", "team-x/s"))
-    journal.narrate(Entry("Normal", "Reinstated", "reinstated: projections restored"))
+    asyncio.run(
+        journal.narrate(
+            Entry("Warning", "ProjectionDenied", "team-x/s: NotAllowed: no", "team-x/s")
+        )
+    )
+    asyncio.run(journal.narrate(Entry("Normal", "Reinstated", "reinstated: projections restored")))
     assert [r["action"] for r in records(audit.path)] == ["ProjectionDenied"]
     assert [t.reason for t in journal.told] == ["ProjectionDenied", "Reinstated"]
 
 
 def test_a_journal_without_a_log_only_tells() -> None:
     journal = Journal(None, ("team-a", "gone"), "")
-    journal.intend("Withdrawn", "team-b/stripe")
+    asyncio.run(journal.intend("Withdrawn", "team-b/stripe"))
     journal.tell("Normal", "ProjectionWithdrawn", "withdrew team-b/stripe")
     assert len(journal.told) == 1
+
+
+def test_a_reconcile_is_one_event_per_type_naming_every_action() -> None:
+    told = [
+        Told("Normal", "Created", "stored version 1"),
+        Told("Normal", "Encrypted", "version 1 encrypted under local key k"),
+        Told("Warning", "ProjectionDenied", "team-x/s: NotAllowed"),
+        Told("Normal", "Projected", "projected version 1 into a/s"),
+        Told("Normal", "Projected", "projected version 1 into b/s"),
+        Told("Warning", "ProviderUnavailable", "kms down"),
+    ]
+    assert summarize(told) == [
+        Told(
+            "Normal",
+            "Created",
+            "Created: stored version 1 | Encrypted: version 1 encrypted under local key k"
+            " | Projected: projected version 1 into a/s; projected version 1 into b/s",
+        ),
+        Told(
+            "Warning",
+            "ProjectionDenied",
+            "ProjectionDenied: team-x/s: NotAllowed | ProviderUnavailable: kms down",
+        ),
+    ]
+    assert summarize([]) == []

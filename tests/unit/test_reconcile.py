@@ -17,7 +17,7 @@ import pytest
 from keykeeper.api import API_VERSION
 from keykeeper.audit import AuditLog
 from keykeeper.crypto.kdf import MasterKey
-from keykeeper.errors import ApiUnavailable
+from keykeeper.errors import ApiUnavailable, Conflict
 from keykeeper.events import EventSink
 from keykeeper.kube import apikey_path, secret_path
 from keykeeper.providers import registry
@@ -78,7 +78,11 @@ class Harness:
     def patch_key(self, ns: str, name: str, patch: dict[str, Any]) -> None:
         asyncio.run(self.kube.patch(apikey_path(ns, name), patch))
 
-    def reconcile(self, ns: str, name: str) -> float | None:
+    def reconcile(self, ns: str, name: str, *, watched: bool = True) -> float | None:
+        """One reconcile; ``watched``: the watch has delivered the key as it is now."""
+        body = self.kube.objects.get(apikey_path(ns, name))
+        if watched and body is not None:
+            self.world.put_key(body)
         self.kube.requests.clear()
         return asyncio.run(self.reconciler.reconcile((ns, name)))
 
@@ -112,8 +116,11 @@ def h(tmp_path: Path) -> Harness:
 def test_a_new_key_with_three_targets_and_then_nothing(h: Harness) -> None:
     h.apikey("home", "k", "p", "home", "a", "b")
     h.reconcile("home", "k")
+    # seven requests, reads included: the key comes from the watch, a new key's store is
+    # not looked for, and one Event tells all the actions
+    assert len(h.kube.requests) == 7
     assert h.writes() == Counter(
-        {"PATCH apikeys": 1, "POST secrets": 4, "PATCH status": 1, "POST events": 5}
+        {"PATCH apikeys": 1, "POST secrets": 4, "PATCH status": 1, "POST events": 1}
     )
     assert {p["state"] for p in h.status("home", "k")["projections"]} == {"Projected"}
     h.reconcile("home", "k")
@@ -270,3 +277,44 @@ def test_the_spec_is_parsed_once_per_generation(
     h.reconcile("home", "k")
     assert len(parses) == 2, "a new generation is parsed again"
     assert h.secret("b", "k") is not None and h.secret("a", "k") is None
+
+
+def test_a_stale_watched_key_is_read_again_when_its_finalizer_patch_conflicts(
+    h: Harness,
+) -> None:
+    h.apikey("home", "k", "p", "a")
+    stale = h.kube.objects[apikey_path("home", "k")]
+    h.world.put_key(stale)  # the watch delivered this version ...
+    h.patch_key("home", "k", {"metadata": {"annotations": {"team": "x"}}})  # ... not this one
+    h.reconcile("home", "k", watched=False)
+    assert ("GET", apikey_path("home", "k")) in h.kube.requests
+    assert h.status("home", "k")["phase"] == "Active"
+    assert h.kube.objects[apikey_path("home", "k")]["metadata"]["annotations"] == {"team": "x"}
+
+
+def test_a_key_stripped_of_finalizer_and_status_never_loses_its_stored_version(
+    h: Harness,
+) -> None:
+    """A new-looking key is not looked up in the store; if a store exists after all, its
+    create conflicts and nothing is overwritten: the next reconcile reads it."""
+    h.apikey("home", "k", "p", "a")
+    h.reconcile("home", "k")
+    first = h.secret("a", "k")
+    assert first is not None
+    store_before = {p: b for p, b in h.kube.objects.items() if "/secrets/ak-" in p}
+    body = h.kube.objects[apikey_path("home", "k")]
+    body["metadata"]["finalizers"] = []
+    body.pop("status")
+    with pytest.raises(Conflict):
+        h.reconcile("home", "k")
+    assert {p: b for p, b in h.kube.objects.items() if "/secrets/ak-" in p} == store_before
+    h.reconcile("home", "k")
+    assert h.secret("a", "k")["data"] == first["data"]  # type: ignore[index]
+    assert h.status("home", "k")["currentVersion"] == 1
+
+
+def test_a_key_the_watch_has_not_delivered_is_read(h: Harness) -> None:
+    h.apikey("home", "k", "p", "a")
+    h.reconcile("home", "k", watched=False)
+    assert ("GET", apikey_path("home", "k")) in h.kube.requests
+    assert h.status("home", "k")["phase"] == "Active"
