@@ -61,7 +61,7 @@ class Reporter:
         for entry in narrate(old, status, run.ready, run.results):
             await run.journal.narrate(entry)
         for told in summarize(run.journal.told):
-            log.info("%s/%s: %s: %s", run.ref[0], run.ref[1], told.reason, told.message)
+            log.info("%s/%s: %s", run.ref[0], run.ref[1], told.message)  # Reason: what | ...
             await self.sink.emit(_ref_body(run.body), told.type, told.reason, told.message)
 
 

@@ -32,7 +32,13 @@ def test_logs_are_structured_json(operator: Operator, kk: Cluster, leaks: Leaks)
     kk.create(keypolicy(policy))
     kk.create(apikey(home, "k", policy, projections=[{"namespace": home}]))
     leaks.add(wait_for(lambda: kk.value(home, "k"), what="projected"))
-    wait_for(lambda: f"{home}/k: Projected" in operator.log_text(), what="the reconcile logged")
+    wait_for(
+        lambda: any(
+            f"{home}/k: " in line and "Projected: " in line
+            for line in operator.log_text().splitlines()
+        ),
+        what="the reconcile logged",
+    )
     lines = [line for line in operator.log_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]
     assert all("message" in r and "severity" in r for r in records)
