@@ -28,7 +28,10 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     settings.peering.standalone = True
     settings.posting.enabled = False  # keykeeper posts its own Events, with its own reasons
     settings.watching.server_timeout = 300
-    settings.watching.label_selectors["v1", "secrets"] = labels.MANAGED_SELECTOR
+    # projected Secrets only: the store's own writes would be events the handler drops
+    settings.watching.label_selectors["v1", "secrets"] = (
+        f"{labels.MANAGED_SELECTOR},{labels.ROLE}={labels.ROLE_PROJECTION}"
+    )
     runtime = _runtime(memo)
     await runtime.start()
 

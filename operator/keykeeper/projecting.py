@@ -11,6 +11,7 @@ it must not keep serving what it holds.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -31,27 +32,31 @@ log = logging.getLogger("keykeeper.projecting")
 
 class LazyProvider:
     """The policy's provider, made on first use and kept for the rest of one reconcile;
-    a provider that failed is not asked again in the same reconcile."""
+    a provider that failed is not asked again in the same reconcile. Safe for the
+    targets a reconcile writes at once: one is made, the others wait for it."""
 
     def __init__(self, make: Callable[[], Awaitable[KeyProvider]]) -> None:
         self._make = make
         self._value: KeyProvider | None = None
         self._error: KeykeeperError | None = None
+        self._lock = asyncio.Lock()
 
     async def get(self) -> KeyProvider:
-        if self._error is not None:
-            raise self._error
-        if self._value is None:
-            try:
-                self._value = await self._make()
-            except KeykeeperError as exc:
-                self._error = exc
-                raise
-        return self._value
+        async with self._lock:
+            if self._error is not None:
+                raise self._error
+            if self._value is None:
+                try:
+                    self._value = await self._make()
+                except KeykeeperError as exc:
+                    self._error = exc
+                    raise
+            return self._value
 
 
 class Values:
-    """Plaintext of a key's versions, opened at most once per reconcile, on demand."""
+    """Plaintext of a key's versions, opened at most once per reconcile, on demand (the
+    targets written at once wait for the one opening)."""
 
     def __init__(
         self, vault: Vault, ref: KeyRef, uid: str, stored: store.Store, providers: LazyProvider
@@ -60,14 +65,16 @@ class Values:
         self._vault, self._ref, self._uid = vault, ref, uid
         self._stored, self._providers = stored, providers
         self._opened: dict[int, bytes] = {}
+        self._lock = asyncio.Lock()
 
     async def of(self, version: int) -> bytes:
-        if version not in self._opened:
-            binding = Binding(self._ref[0], self._ref[1], self._uid, version)
-            self._opened[version] = await self._vault.open(
-                self._stored.envelopes[version], binding, await self._providers.get()
-            )
-        return self._opened[version]
+        async with self._lock:
+            if version not in self._opened:
+                binding = Binding(self._ref[0], self._ref[1], self._uid, version)
+                self._opened[version] = await self._vault.open(
+                    self._stored.envelopes[version], binding, await self._providers.get()
+                )
+            return self._opened[version]
 
 
 class Projector:

@@ -10,7 +10,8 @@ DESIGN.md §2 made into code.
    value. Revoked, suspended and unauthorized targets need no plaintext.
 3. **Versions.** The lifecycle's actions (``versions.py``); only making a version
    calls the provider.
-4. **Projection.** Each authorized target is written on its own (``projecting.py``).
+4. **Projection.** Each authorized target is written on its own, all at once
+   (``projecting.py``).
 5. **Report.** One status write, then Events (``reporting.py``).
 
 Where things are decided: ``authz`` (who may receive), ``lifecycle`` (phase and
@@ -20,6 +21,7 @@ actions), ``plan`` (what to write, keep, withdraw, deny), ``status`` and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -246,9 +248,13 @@ class Reconciler:
         values = Values(
             self.vault, run.ref, run.uid, stored, self._opening(stored, policy, providers)
         )
-        for target in planned.write:
-            desired = self._desired(target, stored, phase)
-            run.results.append(await self.projector.write(run, desired, stored, values))
+        # a key's targets are written at once (their audit records share one sync)
+        run.results += await asyncio.gather(
+            *(
+                self.projector.write(run, self._desired(target, stored, phase), stored, values)
+                for target in planned.write
+            )
+        )
 
     # -- the KMS a key's envelopes are under -----------------------------------------------------
 

@@ -318,3 +318,22 @@ def test_a_key_the_watch_has_not_delivered_is_read(h: Harness) -> None:
     h.reconcile("home", "k", watched=False)
     assert ("GET", apikey_path("home", "k")) in h.kube.requests
     assert h.status("home", "k")["phase"] == "Active"
+
+
+def test_targets_written_at_once_open_the_envelope_once(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = []
+    real_open = h.vault.open
+
+    async def counting(*args: Any, **kwargs: Any) -> bytes:
+        opened.append(args[1])
+        await asyncio.sleep(0.01)  # let the other targets' writes arrive while it opens
+        return await real_open(*args, **kwargs)
+
+    monkeypatch.setattr(h.vault, "open", counting)
+    h.apikey("home", "k", "p", "home", "a", "b")
+    h.reconcile("home", "k")
+    assert len(opened) == 1
+    values = {h.secret(ns, "k")["data"]["api-key"] for ns in ("home", "a", "b")}  # type: ignore[index]
+    assert len(values) == 1
