@@ -14,6 +14,22 @@ from keykeeper.runtime import Runtime
 log = logging.getLogger("keykeeper.handlers")
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base serves on.create/update handlers, which keykeeper has none of;
+    kopf still built one per watch event, deep-copying the whole body (managedFields
+    included): a sixth of the operator's CPU in the fan-out profile. Nothing is built,
+    stored or fetched."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> Any:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
 def _body(event: kopf.RawEvent) -> dict[str, Any]:
     return dict(event["object"])
 
@@ -27,6 +43,7 @@ def _runtime(memo: Any) -> Runtime:
 async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.peering.standalone = True
     settings.posting.enabled = False  # keykeeper posts its own Events, with its own reasons
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     # projected Secrets only: the store's own writes would be events the handler drops
     settings.watching.label_selectors["v1", "secrets"] = (
