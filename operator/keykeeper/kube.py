@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 import urllib.parse
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = ["ApiUnavailable", "Body", "Conflict", "Forbidden", "Kube", "NotFound"
 CONNECTIONS = 32  # kept-alive connections to the apiserver, at most
 THROTTLE_TRIES = 5  # a 429 is waited out this many times, then it is ApiUnavailable
 THROTTLE_WAIT_CAP = 10.0  # seconds; a longer Retry-After is not trusted
+AUTH_REFRESH = 60.0  # seconds a bearer token is used before the configuration is asked again
 
 
 def load_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
@@ -92,6 +94,8 @@ class Kube:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.throttled = 0  # 429 answers waited out
+        self._auth_header: dict[str, str] = {}
+        self._auth_at: float | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -104,6 +108,19 @@ class Kube:
             )
             self._loop = loop
         return self._session
+
+    def _auth(self) -> dict[str, str]:
+        """The bearer token header, if the kubeconfig has one: asked of the client's
+        configuration (which re-reads a rotated in-cluster token) once a minute, not per
+        request (its refresh hook rebuilds the configuration each time it is asked)."""
+        now = time.monotonic()
+        if self._auth_at is None or now - self._auth_at > AUTH_REFRESH:
+            token = self._config.auth_settings().get("BearerToken")
+            self._auth_header = (
+                {str(token["key"]): str(token["value"])} if token and token.get("value") else {}
+            )
+            self._auth_at = now
+        return self._auth_header
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -118,10 +135,7 @@ class Kube:
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Body:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        token = self._config.auth_settings().get("BearerToken")
-        if token and token.get("value"):
-            headers[str(token["key"])] = str(token["value"])
+        headers = {"Accept": "application/json", "Content-Type": content_type, **self._auth()}
         url = self._host + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
