@@ -94,7 +94,9 @@ class Vault:
         Secret's resourceVersion is part of the cache key, so rotated credentials take
         effect at the next reconcile.
         """
-        if kms.provider == "local" or kms.credentials_secret_ref is None:
+        if kms.provider == "local":
+            return self.provider(kms)  # cached after the first call: no I/O
+        if kms.credentials_secret_ref is None:
             return await asyncio.to_thread(self.provider, kms)
         ref = kms.credentials_secret_ref
         secret_ns = ref.namespace or namespace
@@ -111,7 +113,10 @@ class Vault:
         return await asyncio.to_thread(self.provider, kms, credentials, version)
 
     async def seal(self, value: bytes, binding: Binding, provider: KeyProvider) -> Sealed:
-        envelope = await asyncio.to_thread(seal_envelope, value, binding, provider)
+        if provider.in_process:
+            envelope = seal_envelope(value, binding, provider)
+        else:
+            envelope = await asyncio.to_thread(seal_envelope, value, binding, provider)
         return Sealed(envelope, parse(envelope).wrapped.kek_id, provider.provider_id)
 
     async def open(self, envelope: bytes, binding: Binding, provider: KeyProvider) -> bytes:
@@ -125,6 +130,8 @@ class Vault:
                 f"names {provider.provider_id}"
             )
 
+        if provider.in_process:
+            return open_envelope(envelope, binding, resolve)
         return await asyncio.to_thread(open_envelope, envelope, binding, resolve)
 
     def open_sealed_value(self, text: str, namespace: str, name: str) -> bytes:

@@ -49,6 +49,9 @@ class KeyProvider(ABC):
     """Wraps and unwraps data keys under key-encryption keys it holds."""
 
     provider_id: ClassVar[str]
+    # wraps in this process without I/O (the local provider): the vault calls it inline,
+    # where a provider that talks to a KMS or HSM is called from a worker thread
+    in_process: ClassVar[bool] = False
 
     @property
     def capabilities(self) -> frozenset[Capability]:

@@ -32,6 +32,7 @@ _NONCE = 12
 
 class LocalProvider(KeyProvider):
     provider_id = "local"
+    in_process = True
 
     def __init__(self, current: MasterKey, previous: Iterable[MasterKey] = ()) -> None:
         self._current = current
