@@ -60,6 +60,7 @@ class Anchorer:
         else:
             record = await asyncio.to_thread(find, self._audit.path, anchor.seq)
             if record is not None and record.get("mac") == anchor.mac:
+                self._anchored = (anchor.seq, anchor.mac)  # a restart re-anchors nothing
                 return
             problem = f"record {anchor.seq} is not the anchored one (the log was replaced)"
         log.warning("audit log %s: %s", self._audit.path, problem)
