@@ -20,7 +20,7 @@ class Settings:
     log_format: str = "json"
     liveness: str = "http://0.0.0.0:8080/healthz"
     metrics_port: int = 0
-    workers: int = 4
+    workers: int = 16  # keys reconciled at once: each mostly waits on the API or a KMS
     instance: str = "keykeeper"
     sealing_renewal: timedelta | None = timedelta(days=30)  # None: never
     sealing_cutoff: timedelta | None = None  # None: retired sealing keys keep opening
