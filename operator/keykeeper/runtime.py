@@ -203,4 +203,4 @@ class Runtime:
         for secret in await self.kube.list("/api/v1/secrets", selector):
             self.world.put_secret(secret, self.vault.fingerprint, self.vault.prove)
         for key in await self.kube.list("/apis/keykeeper.dev/v1alpha1/apikeys"):
-            self.queue.add(self.world.put_key(key))
+            self.queue.sweep(self.world.put_key(key))  # after any change that comes in

@@ -4,12 +4,18 @@ Adding a key that is already waiting is a no-op; adding one that is being worked
 marks it to run once more afterwards, so no change is lost and none is handled
 twice at once. A reconcile that raises is retried with exponential backoff; one that
 returns a delay is looked at again after it (the lifecycle's ``recheck_after``).
+
+A second, lower lane (``sweep``) holds the start-up pass over every known key: it is
+worked only when nothing else waits, so a change made while 100,000 keys are being
+looked at after a restart is reconciled at once. A key waiting in the sweep that is
+added normally moves up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -26,7 +32,10 @@ class WorkQueue(Generic[K]):
     def __init__(self, work: Callable[[K], Awaitable[float | None]], concurrency: int = 4) -> None:
         self._work = work
         self._concurrency = concurrency
-        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._queue: deque[K] = deque()
+        self._sweep: deque[K] = deque()
+        self._swept: set[K] = set()  # waiting in the sweep lane
+        self._ready = asyncio.Event()
         self._waiting: set[K] = set()
         self._active: set[K] = set()
         self._dirty: set[K] = set()
@@ -47,8 +56,37 @@ class WorkQueue(Generic[K]):
         if item in self._active:
             self._dirty.add(item)
         elif item not in self._waiting:
+            self._swept.discard(item)  # up from the sweep lane, if it was there
             self._waiting.add(item)
-            self._queue.put_nowait(item)
+            self._queue.append(item)
+            self._ready.set()
+
+    def sweep(self, item: K) -> None:
+        """Queue ``item`` in the lower lane (unless it is waiting or being worked on)."""
+        if item in self._active or item in self._waiting or item in self._swept:
+            return
+        self._swept.add(item)
+        self._sweep.append(item)
+        self._ready.set()
+
+    @property
+    def depth(self) -> int:
+        """Keys waiting, in both lanes."""
+        return len(self._waiting) + len(self._swept)
+
+    async def _next(self) -> K:
+        while True:
+            if self._queue:
+                item = self._queue.popleft()
+                self._waiting.discard(item)
+                return item
+            while self._sweep:
+                item = self._sweep.popleft()
+                if item in self._swept:  # else it moved up, or was worked on already
+                    self._swept.discard(item)
+                    return item
+            self._ready.clear()
+            await self._ready.wait()
 
     def _fire(self, item: K) -> None:
         self._timers.pop(item, None)
@@ -59,8 +97,7 @@ class WorkQueue(Generic[K]):
 
     async def _worker(self) -> None:
         while True:
-            item = await self._queue.get()
-            self._waiting.discard(item)
+            item = await self._next()
             self._active.add(item)
             try:
                 delay = await self._work(item)
