@@ -5,7 +5,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test unit integration lint cluster bench controlplane peers deps clean
+.PHONY: dev test unit integration lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean
 
 # The main job on the embedded default: a local control plane, the operator with the
 # local provider, examples/ applied, the projected Secrets and Events shown.
@@ -56,6 +56,18 @@ cluster: deps
 bench: deps
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/kms.py
+
+# Fan-out against the peers (Sealed Secrets, External Secrets, built from their Go
+# modules on first use: minutes, cached): bench/results/fanout.json. KEYS=1000 RUNS=1.
+bench-fanout: deps bench-peers
+	$(BIN)/python bench/fanout.py --keys $(or $(KEYS),1000) --runs $(or $(RUNS),1)
+
+bench-peers: $(STAMP)
+	@$(BIN)/python -m devtools.peers >/dev/null
+
+# 100,000 keys on one replica (about an hour here): bench/results/scale.json.
+bench-scale: deps
+	$(BIN)/python bench/scale.py --keys $(or $(KEYS),100000)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -126,6 +126,7 @@ class ControlPlane:
                 f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
                 f"--initial-cluster=keykeeper-test=http://127.0.0.1:{peer_port}",
                 "--unsafe-no-fsync=true",
+                "--quota-backend-bytes=8589934592",  # bench/scale.py's 100,000 keys fit
                 "--log-level=warn",
             ],
         )
