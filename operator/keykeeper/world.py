@@ -11,7 +11,8 @@ call; it re-reads the objects it writes.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from keykeeper.projection import ProjectedSecret, Prover, proven_owner
 from keykeeper.selectors import matches
 
 KeyRef = tuple[str, str]  # (namespace, name)
+SPEC_CACHE = 8192  # parsed specs kept; a key beyond them is parsed again when reconciled
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,17 @@ class World:
     expected: dict[KeyRef, tuple[Any, ...]] = field(default_factory=dict)
     # each key's spec, parsed once per (uid, generation): the watch event and the
     # reconcile that follows it share one parse
-    specs: dict[KeyRef, tuple[str, int, ApiKeySpec | SpecError]] = field(default_factory=dict)
+    # (bounded: a parsed spec is ~3 KB, and 100,000 of them would be a third of a GiB)
+    specs: OrderedDict[KeyRef, tuple[str, int, ApiKeySpec | SpecError]] = field(
+        default_factory=OrderedDict
+    )
     # keys whose envelopes are still under a KMS key their policy no longer names
     stale_kms: dict[KeyRef, str] = field(default_factory=dict)
     # each ApiKey as the watch last delivered it (no managedFields): what a reconcile
     # starts from, so it costs no GET; and the status each key was last written with,
     # until the watch echoes it (a reconcile before the echo compares against this)
-    bodies: dict[KeyRef, dict[str, Any]] = field(default_factory=dict)
+    # (kept as compact JSON: ~1 KB a key, where the dict was ~7 KB)
+    bodies: dict[KeyRef, bytes] = field(default_factory=dict)
     written_status: dict[KeyRef, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
     # -- echoes of the operator's own writes ---------------------------------------------------
@@ -158,7 +164,9 @@ class World:
         ref = (meta["namespace"], meta["name"])
         if latest:
             kept = {k: v for k, v in meta.items() if k != "managedFields"}
-            self.bodies[ref] = {**body, "metadata": kept}
+            self.bodies[ref] = json.dumps(
+                {**body, "metadata": kept}, separators=(",", ":")
+            ).encode()
             written = self.written_status.get(ref)
             if written is not None and (
                 written[0] == meta.get("resourceVersion") or written[1] == body.get("status")
@@ -194,6 +202,8 @@ class World:
         meta = body.get("metadata", {})
         uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
         cached = self.specs.get(ref)
+        if cached is not None:
+            self.specs.move_to_end(ref)
         if cached is not None and cached[:2] == (uid, generation) and generation:
             return cached[2]
         try:
@@ -201,10 +211,14 @@ class World:
         except SpecError as exc:
             parsed = exc
         self.specs[ref] = (uid, generation, parsed)
+        self.specs.move_to_end(ref)
+        while len(self.specs) > SPEC_CACHE:
+            self.specs.popitem(last=False)
         return parsed
 
     def body_of(self, ref: KeyRef) -> dict[str, Any] | None:
-        return self.bodies.get(ref)
+        found = self.bodies.get(ref)
+        return None if found is None else dict(json.loads(found))
 
     def status_of(self, ref: KeyRef, body: dict[str, Any]) -> dict[str, Any]:
         """The key's status as last written: the operator's own write until its echo."""
