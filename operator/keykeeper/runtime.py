@@ -203,4 +203,8 @@ class Runtime:
         for secret in await self.kube.list("/api/v1/secrets", selector):
             self.world.put_secret(secret, self.vault.fingerprint, self.vault.prove)
         for key in await self.kube.list("/apis/keykeeper.dev/v1alpha1/apikeys"):
-            self.queue.sweep(self.world.put_key(key))  # after any change that comes in
+            ref = self.world.put_key(key)
+            # kopf's first list of the watch delivers every key again: the same key is no
+            # change (it waits in the sweep), a changed one goes before the sweep
+            self.world.saw_key(ref, key)
+            self.queue.sweep(ref)

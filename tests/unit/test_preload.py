@@ -1,0 +1,51 @@
+"""Start-up: every known key waits in the sweep lane, and kopf's first list, which
+delivers each key again, is no change (so a change made meanwhile is not queued
+behind 100,000 keys)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from keykeeper.api import API_VERSION
+from keykeeper.crypto.kdf import MasterKey
+from keykeeper.kube import apikey_path
+from keykeeper.providers import registry
+from keykeeper.runtime import Runtime
+from keykeeper.settings import Settings
+from keykeeper.vault import Vault
+from keykeeper.workqueue import WorkQueue
+from tests.unit.fakekube import FakeKube
+
+
+def test_preloaded_keys_wait_in_the_sweep_and_their_relist_is_no_change(tmp_path: Path) -> None:
+    kube = FakeKube()
+    for n in range(3):
+        kube.put(
+            apikey_path("home", f"k{n}"),
+            {"apiVersion": API_VERSION, "kind": "ApiKey", "spec": {"policy": "p"}},
+        )
+    keys = [kube.objects[apikey_path("home", f"k{n}")] for n in range(3)]
+
+    async def listing(path: str, label_selector: str = "") -> list[dict[str, Any]]:
+        return keys if path.endswith("/apikeys") else []  # the fake lists no cluster scope
+
+    kube.list = listing  # type: ignore[method-assign]
+    runtime = Runtime(Settings(audit_log=tmp_path / "a.jsonl"), kube)
+    runtime.vault = Vault(MasterKey(b"k" * 32), registry)
+
+    async def preload() -> None:
+        async def work(ref: tuple[str, str]) -> float | None:
+            return None
+
+        runtime.queue = WorkQueue(work, 1)
+        runtime.policy_queue = WorkQueue(work, 1)  # type: ignore[arg-type]
+        await runtime._preload()
+
+    asyncio.run(preload())
+    assert runtime.queue is not None and runtime.queue.depth == 3
+    relisted = kube.objects[apikey_path("home", "k1")]
+    assert not runtime.world.key_changed(("home", "k1"), relisted)
+    edited = {**relisted, "metadata": {**relisted["metadata"], "generation": 2}}
+    assert runtime.world.key_changed(("home", "k1"), edited)
