@@ -50,12 +50,18 @@ class AuditTail:
     def __init__(self, plane: ControlPlane) -> None:
         self.path = plane.logs / "audit.log"
         self.offset = 0
+        self.inode = 0
 
     def skip(self) -> None:
         self.offset = self.path.stat().st_size if self.path.exists() else 0
+        self.inode = self.path.stat().st_ino if self.path.exists() else 0
 
     def read(self) -> list[dict[str, Any]]:
+        """Events since the last read; refuses a log that was rotated meanwhile (the
+        launcher sets no rotation: a rotated log would read as no requests at all)."""
         out = []
+        if self.path.stat().st_ino != self.inode or self.path.stat().st_size < self.offset:
+            raise RuntimeError(f"{self.path} was rotated: the requests cannot be counted")
         with self.path.open("rb") as log:
             log.seek(self.offset)
             data = log.read()

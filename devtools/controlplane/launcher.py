@@ -155,6 +155,7 @@ class ControlPlane:
                 f"--audit-log-path={self.logs / 'audit.log'}",
                 "--audit-log-format=json",
                 "--audit-log-mode=blocking",
+                "--audit-log-maxsize=100000",  # MB: never rotated under a test or a bench
                 "--v=1",
             ],
         )
