@@ -190,7 +190,14 @@ def server_cpu(plane: ControlPlane) -> float:
     return sum(proc_usage(p.pid)[0] for p in plane._procs.values() if p.poll() is None)
 
 
-def apikey(namespace: str, name: str, targets: list[str]) -> Item:
+def apikey(
+    namespace: str,
+    name: str,
+    targets: list[str],
+    policy: str = "fanout",
+    projections: list[dict[str, Any]] | None = None,
+) -> Item:
+    """A generated key projected into ``targets`` (or the ``projections`` given)."""
     return (
         f"/apis/keykeeper.dev/v1alpha1/namespaces/{namespace}/apikeys",
         {
@@ -198,9 +205,9 @@ def apikey(namespace: str, name: str, targets: list[str]) -> Item:
             "kind": "ApiKey",
             "metadata": {"name": name},
             "spec": {
-                "policy": "fanout",
+                "policy": policy,
                 "source": {"generate": {}},
-                "projections": [{"namespace": ns} for ns in targets],
+                "projections": projections or [{"namespace": ns} for ns in targets],
             },
         },
     )

@@ -36,7 +36,7 @@ from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, api_client, keypolicy
 from devtools.operator import SERVICE_ACCOUNT, running_operator
 
-from bench.fanout import Driver, machine, proc_usage
+from bench.fanout import Driver, apikey, machine, proc_usage
 
 GROUPS = 10
 LABEL = "scale-group"
@@ -104,19 +104,8 @@ def wait_count(driver: Driver, namespaces: list[str], want: int, timeout: float)
 
 
 def key(home: str, name: str, group: int) -> tuple[str, dict[str, Any]]:
-    return (
-        f"/apis/keykeeper.dev/v1alpha1/namespaces/{home}/apikeys",
-        {
-            "apiVersion": "keykeeper.dev/v1alpha1",
-            "kind": "ApiKey",
-            "metadata": {"name": name},
-            "spec": {
-                "policy": "scale",
-                "source": {"generate": {}},
-                "projections": [{"namespaceSelector": {"matchLabels": {LABEL: f"g{group}"}}}],
-            },
-        },
-    )
+    selector = {"matchLabels": {LABEL: f"g{group}"}}
+    return apikey(home, name, [], policy="scale", projections=[{"namespaceSelector": selector}])
 
 
 def rss(pid: int) -> int:
