@@ -106,32 +106,26 @@ class Reconciler:
             self.world.put_key(found, latest=False)
         return found
 
-    async def _with_finalizer(self, ref: KeyRef, body: Body) -> tuple[Body, bool]:
+    async def _with_finalizer(
+        self, ref: KeyRef, body: Body, *, retried: bool = False
+    ) -> tuple[Body, bool]:
         """The key with keykeeper's finalizer, and whether this call added it (precondition:
         the resourceVersion seen; a conflict re-reads the key once and tries again)."""
-        for attempt in (1, 2):
-            meta = body["metadata"]
-            finalizers = meta.get("finalizers") or []
-            # what this reconcile sees of the key, recorded before the finalizer patch:
-            # its watch echo can arrive before the patch's response does
-            self.world.saw_key(
-                ref, {"metadata": {**meta, "finalizers": [*finalizers, labels.FINALIZER]}}
-            )
-            if labels.FINALIZER in finalizers:
-                return body, False
-            patch = {"finalizers": [*finalizers, labels.FINALIZER]}
-            try:
-                patched = await self.kube.patch(
-                    apikey_path(*ref),
-                    {"metadata": {**patch, "resourceVersion": meta["resourceVersion"]}},
-                )
-                return patched, True
-            except Conflict:
-                fresh = await self.kube.get_or_none(apikey_path(*ref))
-                if attempt == 2 or fresh is None:
-                    raise
-                body = check_identity(fresh, *ref)
-        raise AssertionError("unreachable")
+        meta = body["metadata"]
+        finalizers = [*(meta.get("finalizers") or []), labels.FINALIZER]
+        # what this reconcile sees of the key, recorded before the finalizer patch: its
+        # watch echo can arrive before the patch's response does
+        self.world.saw_key(ref, {"metadata": {**meta, "finalizers": finalizers}})
+        if labels.FINALIZER in finalizers[:-1]:
+            return body, False
+        patch = {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}
+        try:
+            return await self.kube.patch(apikey_path(*ref), {"metadata": patch}), True
+        except Conflict:
+            fresh = None if retried else await self.kube.get_or_none(apikey_path(*ref))
+            if fresh is None:
+                raise
+            return await self._with_finalizer(ref, check_identity(fresh, *ref), retried=True)
 
     # -- 1. admission ----------------------------------------------------------------------------
 
