@@ -34,7 +34,9 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
         self.identity: Identity | None = None
         self.starts = 0
-        self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
+        self.port = free_port()
+        self.liveness = f"http://127.0.0.1:{self.port}/healthz"
+        self.metrics = f"http://127.0.0.1:{self.port}/metrics"
 
     def install(self) -> None:
         self.plane.kubectl("create", "namespace", NAMESPACE, check=False)
@@ -77,7 +79,7 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.identity.kubeconfig),
             "KEYKEEPER_AUDIT_LOG": str(self.audit_log),
-            "KEYKEEPER_LIVENESS": self.liveness,
+            "KEYKEEPER_HTTP_ADDRESS": f"127.0.0.1:{self.port}",
             "KEYKEEPER_LOG_FORMAT": "json",
             "PYTHONUNBUFFERED": "1",
             **self.env,

@@ -6,6 +6,12 @@ operator writes it every ``INTERVAL`` seconds while the head moves, and at shutd
 At start it compares the log with the anchor: a log that no longer reaches the
 anchored record (truncated, emptied, rolled back, or a volume that was lost) is
 recorded with an ``AuditGap`` record and a warning, and the chain goes on.
+
+With leader election the check runs when a replica becomes the leader. The anchor
+names its writer; an anchor written by *another* replica whose record this file does
+not hold is a handoff, not a loss: the new leader continues the chain after it with
+an ``AuditHandoff`` record (``AuditLog.continue_from``). The anchor's writer is sealed
+with it, so a forged handoff is as detectable as a forged head.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ def parse(body: Body | None) -> Anchor | None:
             int(annotations["keykeeper.dev/audit-seq"]),
             str(annotations["keykeeper.dev/audit-mac"]),
             str(annotations["keykeeper.dev/audit-seal"]),
+            str(annotations.get("keykeeper.dev/audit-writer", "")),
         )
     except (KeyError, ValueError):
         return None
@@ -40,8 +47,11 @@ async def read(kube: Kube, namespace: str) -> Anchor | None:
 
 
 class Anchorer:
-    def __init__(self, kube: Kube, namespace: str, audit: AuditLog, key: bytes) -> None:
+    def __init__(
+        self, kube: Kube, namespace: str, audit: AuditLog, key: bytes, writer: str = ""
+    ) -> None:
         self._kube, self._namespace, self._audit, self._key = kube, namespace, audit, key
+        self._writer = writer
         self._anchored: tuple[int, str] | None = None
         self._resource_version: str | None = None
 
@@ -55,6 +65,18 @@ class Anchorer:
         seq, _ = self._audit.head()
         if not anchor.authentic(self._key):
             problem = "the anchor in the cluster is not authentic"
+        elif anchor.writer and anchor.writer != self._writer:
+            record = await asyncio.to_thread(find, self._audit.path, anchor.seq)
+            if record is not None and record.get("mac") == anchor.mac:
+                self._anchored = (anchor.seq, anchor.mac)
+                return
+            self._audit.continue_from(
+                anchor,
+                f"the chain continues from record {anchor.seq} (mac {anchor.mac}) "
+                f"in the log of {anchor.writer}",
+            )
+            log.info("audit log continues after %s's record %d", anchor.writer, anchor.seq)
+            return
         elif seq < anchor.seq:
             problem = f"records {seq + 1}..{anchor.seq} are missing (the log was truncated)"
         else:
@@ -71,7 +93,7 @@ class Anchorer:
         head = self._audit.head()
         if head == self._anchored or head[0] == 0:
             return
-        sealed = Anchor.of(self._key, *head)
+        sealed = Anchor.of(self._key, *head, writer=self._writer)
         body: Body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -84,6 +106,7 @@ class Anchorer:
                     "keykeeper.dev/audit-seq": str(sealed.seq),
                     "keykeeper.dev/audit-mac": sealed.mac,
                     "keykeeper.dev/audit-seal": sealed.seal,
+                    "keykeeper.dev/audit-writer": sealed.writer,
                 },
             },
         }

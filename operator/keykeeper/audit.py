@@ -18,7 +18,17 @@ The chain alone cannot tell a log whose newest records were dropped (or that was
 emptied) from a shorter one. So the head (seq and MAC of the last record) is anchored
 outside the file, in the cluster (``keykeeper.anchor``), regularly and at shutdown;
 ``verify`` with it reports truncation, rollback and emptying (records newer than the
-last anchor can still be dropped unseen)."""
+last anchor can still be dropped unseen).
+
+With several replicas each leader writes its own file (its own volume). The anchor
+names the replica that wrote it; a new leader whose file does not hold the anchored
+record continues the cluster's chain with an ``AuditHandoff`` record: the next
+sequence number after the anchored one, ``prev`` still linking to its own file's last
+record (so its file's chain stays whole), and the anchored head in ``detail``. The
+only jump ``verify`` accepts is a handoff's, forward.
+
+Each record can also be written to stdout as one JSON line ``{"audit": record}`` for
+a log shipper: the same bytes, verifiable with the same key."""
 
 from __future__ import annotations
 
@@ -32,17 +42,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from keykeeper.errors import AuditWriteError
 from keykeeper.groupsync import GroupSync
 from keykeeper.reasons import Reason
 
-__all__ = ["GAP", "Anchor", "AuditLog", "AuditWriteError", "mac_of"]
+__all__ = ["GAP", "HANDOFF", "Anchor", "AuditLog", "AuditWriteError", "mac_of"]
 
 GENESIS = "0" * 64
 GENESIS_SEQ = 0
 GAP = Reason.AUDIT_GAP
+HANDOFF = Reason.AUDIT_HANDOFF
 log = logging.getLogger("keykeeper.audit")
 FIELDS = (
     "seq",
@@ -79,17 +90,21 @@ class Anchor:
     seq: int
     mac: str
     seal: str = ""
+    writer: str = ""  # the replica whose file holds record ``seq`` ("" before HA)
 
     @classmethod
-    def of(cls, key: bytes, seq: int, mac: str) -> Anchor:
-        return cls(seq, mac, _anchor_seal(key, seq, mac))
+    def of(cls, key: bytes, seq: int, mac: str, writer: str = "") -> Anchor:
+        return cls(seq, mac, _anchor_seal(key, seq, mac, writer), writer)
 
     def authentic(self, key: bytes) -> bool:
-        return hmac.compare_digest(self.seal, _anchor_seal(key, self.seq, self.mac))
+        return hmac.compare_digest(self.seal, _anchor_seal(key, self.seq, self.mac, self.writer))
 
 
-def _anchor_seal(key: bytes, seq: int, mac: str) -> str:
-    body = _canonical({"anchor": {"seq": seq, "mac": mac}})
+def _anchor_seal(key: bytes, seq: int, mac: str, writer: str = "") -> str:
+    anchored: dict[str, Any] = {"seq": seq, "mac": mac}
+    if writer:
+        anchored["writer"] = writer
+    body = _canonical({"anchor": anchored})
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
@@ -104,10 +119,13 @@ class AuditLog:
     continues from the last record that verifies.
     """
 
-    def __init__(self, path: Path, key: bytes, *, fsync: bool = True) -> None:
+    def __init__(
+        self, path: Path, key: bytes, *, fsync: bool = True, mirror: TextIO | None = None
+    ) -> None:
         self.path = path
         self._key = key
         self._fsync = fsync
+        self._mirror = mirror  # stdout, for log shippers
         self._lock = threading.Lock()
         self.durable = GroupSync(self._datasync, lambda: self._seq)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,12 +203,14 @@ class AuditLog:
         detail: str = "",
         now: datetime | None = None,
         sync: bool = True,
+        seq: int | None = None,
     ) -> dict[str, Any]:
         """Append one record; with ``sync`` (the default) it is on disk on return, without
-        it the caller awaits ``durable.durable(record["seq"])`` before acting."""
+        it the caller awaits ``durable.durable(record["seq"])`` before acting. ``seq`` is
+        for ``continue_from`` only."""
         with self._lock:
             record: dict[str, Any] = {
-                "seq": self._seq + 1,
+                "seq": self._seq + 1 if seq is None else seq,
                 "ts": (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
                 "action": action,
                 "namespace": namespace,
@@ -219,7 +239,15 @@ class AuditLog:
             except OSError as exc:
                 raise AuditWriteError(f"audit log {self.path}: {exc.strerror}") from None
             self._seq, self._prev = record["seq"], record["mac"]
+            if self._mirror is not None:
+                self._mirror.write('{"audit":' + line[:-1].decode() + "}\n")
+                self._mirror.flush()
             return record
+
+    def continue_from(self, anchor: Anchor, detail: str) -> dict[str, Any]:
+        """Continue the cluster's chain after another replica's anchored head."""
+        seq = max(self.head()[0], anchor.seq) + 1
+        return self.append(HANDOFF, detail=detail, seq=seq)
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
@@ -289,7 +317,8 @@ def verify(lines: Iterable[bytes | str], key: bytes, anchor: Anchor | None = Non
                 f"record seq={record.get('seq')} does not follow "
                 "the record before it (a record is missing, reordered or inserted)",
             )
-        if record.get("seq") != seq + 1:
+        handoff = record.get("action") == HANDOFF and isinstance(record.get("seq"), int)
+        if record.get("seq") != seq + 1 and not (handoff and record["seq"] > seq):
             return Verdict(
                 False, count, number, f"sequence jumps from {seq} to {record.get('seq')}"
             )

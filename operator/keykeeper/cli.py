@@ -91,7 +91,18 @@ def _parser() -> argparse.ArgumentParser:
         choices=["json", "plain", "full"],
         help="log format (env KEYKEEPER_LOG_FORMAT, default json)",
     )
-    run.add_argument("--liveness", help="kopf liveness endpoint (env KEYKEEPER_LIVENESS)")
+    run.add_argument(
+        "--http-address",
+        help="host:port serving /healthz, /readyz and /metrics (env KEYKEEPER_HTTP_ADDRESS; "
+        'default ":8080"; "" serves nothing)',
+    )
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=None,
+        help="run as one of several replicas: only the holder of the Lease "
+        "<namespace>/keykeeper-leader writes (env KEYKEEPER_LEADER_ELECTION)",
+    )
     run.add_argument(
         "--passphrase-file",
         type=Path,

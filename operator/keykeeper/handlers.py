@@ -3,6 +3,7 @@ it may affect; the reconciler does the rest. ``memo`` carries the Runtime."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -69,6 +70,7 @@ async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         runtime.world.drop_key(ref)
     else:
         runtime.world.put_key(body)
+        runtime.world.note_generation(ref, body, asyncio.get_running_loop().time())
         if not runtime.world.key_changed(ref, body):
             return  # nothing the last reconcile did not see (its own writes' echoes included)
     assert runtime.queue is not None

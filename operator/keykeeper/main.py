@@ -24,7 +24,8 @@ def run_operator(args: argparse.Namespace) -> int:
         "namespace": args.namespace,
         "audit_log": args.audit_log,
         "log_format": args.log_format,
-        "liveness": args.liveness,
+        "http_address": args.http_address,
+        "leader_election": args.leader_elect,
         "passphrase_file": args.passphrase_file,
     }
     settings = dataclasses.replace(
@@ -44,7 +45,6 @@ def run_operator(args: argparse.Namespace) -> int:
         kopf.operator(
             clusterwide=True,
             standalone=True,
-            liveness_endpoint=settings.liveness or None,
             memo=kopf.Memo(runtime=runtime),
         )
     )

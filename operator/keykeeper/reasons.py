@@ -36,6 +36,7 @@ class Reason(StrEnum):
     POLICY_NOT_FOUND = "PolicyNotFound"
     SOURCE_DELETED = "SourceDeleted"
     AUDIT_GAP = "AuditGap"
+    AUDIT_HANDOFF = "AuditHandoff"
 
 
 NORMAL, WARNING = EventType.NORMAL, EventType.WARNING

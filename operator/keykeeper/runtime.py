@@ -4,6 +4,13 @@ Start-up order matters for safety: the master key and the world (namespaces,
 policies, projected Secrets) are loaded *before* any key is reconciled, so a key is
 never judged against a half-known cluster (which could withdraw projections that
 are in fact authorized).
+
+With leader election (``settings.leader_election``) every replica loads and watches
+the world and reports ready; only the holder of the Lease (``leadership``) loads the
+sealing keys, checks the audit anchor and runs the workers, timers and periodic
+checks. A leader that cannot renew stops writing before anybody else may lead:
+``lost`` ends the process (its Pod restarts it as a standby), as client-go's
+controllers do.
 """
 
 from __future__ import annotations
@@ -11,9 +18,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from keykeeper import labels
+from keykeeper import labels, metrics
 from keykeeper.anchor import Anchorer
 from keykeeper.audit import AuditLog
 from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, derive_master_key
@@ -26,16 +38,26 @@ from keykeeper.kube import (
     keypolicy_path,
     secret_path,
 )
+from keykeeper.leadership import Elector
 from keykeeper.policies import reconcile_policy
 from keykeeper.providers import registry
 from keykeeper.reconcile import Reconciler
 from keykeeper.sealing import SealingKeys
+from keykeeper.serving import Server
 from keykeeper.settings import Settings
 from keykeeper.vault import Vault
 from keykeeper.workqueue import WorkQueue
 from keykeeper.world import KeyRef, World
 
 log = logging.getLogger("keykeeper.runtime")
+
+
+def exit_process() -> None:
+    """Leadership was lost: nothing may be written any more. End at once (no graceful
+    stop: that would anchor and release as if still leading); the Pod restarts."""
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(1)
 
 
 @dataclass
@@ -51,29 +73,50 @@ class Runtime:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     anchorer: Anchorer | None = None
+    elector: Elector | None = None
+    server: Server | None = None
+    leading: bool = False  # the workers run (always, without leader election)
+    lost: Callable[[], None] = exit_process
 
     async def stop(self) -> None:
-        """Graceful shutdown: the audit log's head is anchored before the process ends."""
+        """Graceful shutdown: the leader anchors the audit log's head and releases the
+        Lease, so a standby takes over at its next try."""
         for task in self.tasks:
             task.cancel()
-        if self.anchorer is not None:
+        if self.anchorer is not None and self.leading:
             await self.anchorer.anchor()
+        if self.elector is not None:
+            await self.elector.release()
+        if self.server is not None:
+            await self.server.stop()
         if self.vault is not None:
             self.vault.close()
         await self.kube.close()
 
     async def start(self) -> None:
+        if self.settings.http_address:
+            self.server = Server(self.settings.http_address, self.ready.is_set)
+            await self.server.start()
+        metrics.WORLD.snapshot = self.snapshot
         master = await self._master_key()
         self.vault = Vault(master, registry)
-        await self._sealing_keys()
-        audit = AuditLog(self.settings.audit_log, self.vault.audit_key)
-        self.anchorer = Anchorer(self.kube, self.settings.namespace, audit, self.vault.audit_key)
-        await self.anchorer.check_at_start()
+        audit = AuditLog(
+            self.settings.audit_log,
+            self.vault.audit_key,
+            mirror=sys.stdout if self.settings.audit_stdout else None,
+        )
+        self.anchorer = Anchorer(
+            self.kube,
+            self.settings.namespace,
+            audit,
+            self.vault.audit_key,
+            writer=self.settings.instance,
+        )
         sink = EventSink(self.kube, self.settings.instance)
         self.reconciler = Reconciler(
             self.kube, self.world, self.vault, sink, audit, self.settings.namespace
         )
-        self.queue = WorkQueue(self.reconciler.reconcile, self.settings.workers)
+        self.queue = WorkQueue(self._reconcile, self.settings.workers)
         vault = self.vault
 
         async def policy(name: str) -> float | None:
@@ -98,13 +141,76 @@ class Runtime:
                     raise
                 log.info("waiting for the API to load the world: %s", exc)
                 await asyncio.sleep(1.0)
-        self.tasks = [
+        self.ready.set()
+        if self.settings.leader_election:
+            self.elector = Elector(
+                self.kube, self.settings.namespace, self.settings.instance, self._lost
+            )
+            self.tasks.append(asyncio.create_task(self.elector.run(), name="keykeeper-leader"))
+        self.tasks.append(asyncio.create_task(self._lead(), name="keykeeper-lead"))
+
+    async def _lead(self) -> None:
+        """Once leading (at once without election): the sealing keys, the audit anchor,
+        then the workers. A failed step is retried; nothing is written before it."""
+        if self.elector is not None:
+            await self.elector.leading.wait()
+        assert self.anchorer is not None and self.queue is not None  # noqa: PT018
+        assert self.policy_queue is not None
+        for attempt in range(1_000_000):
+            try:
+                await self._sealing_keys()
+                await self.anchorer.check_at_start()
+                break
+            except KeykeeperError as exc:
+                log.warning("starting to lead (attempt %d): %s", attempt + 1, exc)
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(attempt, 6)))
+        self.leading = True
+        self.tasks += [
             asyncio.create_task(self.queue.run(), name="keykeeper-keys"),
             asyncio.create_task(self.policy_queue.run(), name="keykeeper-policies"),
             asyncio.create_task(self.anchorer.run(), name="keykeeper-audit-anchor"),
             asyncio.create_task(self._sealing_loop(), name="keykeeper-sealing-keys"),
         ]
-        self.ready.set()
+
+    def _lost(self) -> None:
+        """The Lease could not be renewed in time: stop every worker now, then end."""
+        self.leading = False
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+        self.lost()
+
+    async def _reconcile(self, ref: KeyRef) -> float | None:
+        """One reconcile, measured: its duration, its errors, and the projection lag of
+        a new generation it finished."""
+        assert self.reconciler is not None
+        pending = self.world.changed_at.get(ref)
+        started = time.monotonic()
+        try:
+            delay = await self.reconciler.reconcile(ref)
+        except Exception as exc:
+            metrics.RECONCILE_ERRORS.labels(type(exc).__name__).inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+        if pending is not None and self.world.changed_at.get(ref) == pending:
+            del self.world.changed_at[ref]
+            metrics.PROJECTION_LAG.observe(asyncio.get_running_loop().time() - pending[1])
+        return delay
+
+    def snapshot(self) -> metrics.Snapshot:
+        now = time.time()
+        facts = list(self.world.facts.values())
+        return metrics.Snapshot(
+            phases=dict(Counter(f.phase for f in facts)),
+            version_ages=tuple(now - f.version_created for f in facts if f.version_created),
+            to_rotation=tuple(f.next_rotation - now for f in facts if f.next_rotation),
+            queue_depth=self.queue.depth if self.queue is not None else 0,
+            leader=self.leading,
+            leader_transitions=self.elector.transitions if self.elector else int(self.leading),
+            ready=self.ready.is_set(),
+        )
 
     def _provider_back(self) -> None:
         """A KMS answers again: the keys that failed on a provider (and the policies, whose
@@ -204,6 +310,7 @@ class Runtime:
             self.world.put_secret(secret, self.vault.fingerprint, self.vault.prove)
         for key in await self.kube.list("/apis/keykeeper.dev/v1alpha1/apikeys"):
             ref = self.world.put_key(key)
+            self.world.generations[ref] = int(key["metadata"].get("generation") or 0)
             # kopf's first list of the watch delivers every key again: the same key is no
             # change (it waits in the sweep), a changed one goes before the sweep
             self.world.saw_key(ref, key)

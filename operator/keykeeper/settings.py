@@ -18,8 +18,9 @@ class Settings:
     fips: bool = False
     audit_log: Path = Path("/var/lib/keykeeper/audit.jsonl")
     log_format: str = "json"
-    liveness: str = "http://0.0.0.0:8080/healthz"
-    metrics_port: int = 0
+    http_address: str = ":8080"  # /healthz, /readyz, /metrics; "" serves nothing
+    leader_election: bool = False  # on in the chart: only the Lease holder writes
+    audit_stdout: bool = False  # each audit record also as a JSON line on stdout
     workers: int = 16  # keys reconciled at once: each mostly waits on the API or a KMS
     instance: str = "keykeeper"
     sealing_renewal: timedelta | None = timedelta(days=30)  # None: never
@@ -35,17 +36,25 @@ class Settings:
             namespace=env.get("KEYKEEPER_NAMESPACE", default.namespace),
             master_key_secret=env.get("KEYKEEPER_MASTER_KEY_SECRET", default.master_key_secret),
             passphrase_file=Path(passphrase) if passphrase else None,
-            fips=env.get("KEYKEEPER_FIPS", "false").lower() == "true",
+            fips=_flag(env.get("KEYKEEPER_FIPS", "false")),
             audit_log=Path(env.get("KEYKEEPER_AUDIT_LOG", str(default.audit_log))),
             log_format=env.get("KEYKEEPER_LOG_FORMAT", default.log_format),
-            liveness=env.get("KEYKEEPER_LIVENESS", default.liveness),
-            metrics_port=int(env.get("KEYKEEPER_METRICS_PORT", "0")),
+            http_address=env.get("KEYKEEPER_HTTP_ADDRESS", default.http_address),
+            leader_election=_flag(env.get("KEYKEEPER_LEADER_ELECTION", "false")),
+            audit_stdout=_flag(env.get("KEYKEEPER_AUDIT_STDOUT", "false")),
             workers=int(env.get("KEYKEEPER_WORKERS", str(default.workers))),
             instance=env.get("POD_NAME", env.get("HOSTNAME", default.instance)),
             sealing_renewal=_duration(env.get("KEYKEEPER_SEALING_RENEWAL", "30d")),
             sealing_cutoff=_duration(env.get("KEYKEEPER_SEALING_CUTOFF", "0")),
             sealing_check=float(env.get("KEYKEEPER_SEALING_CHECK", str(default.sealing_check))),
         )
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", ""):
+        raise ValueError(f"not a boolean: {text!r} (true or false)")
+    return value in ("true", "1")
 
 
 def _duration(text: str) -> timedelta | None:

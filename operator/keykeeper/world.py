@@ -15,7 +15,8 @@ import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from keykeeper import labels
 from keykeeper.api import (
@@ -72,6 +73,13 @@ class World:
     # (kept as compact JSON: ~1 KB a key, where the dict was ~7 KB)
     bodies: dict[KeyRef, bytes] = field(default_factory=dict)
     written_status: dict[KeyRef, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    # what the metrics count of each key: its phase, when its current version was made
+    # and when it rotates next (epoch seconds), from the status last seen or written
+    facts: dict[KeyRef, KeyFacts] = field(default_factory=dict)
+    # keys whose new generation the watch delivered and no reconcile finished yet:
+    # (generation, loop time it arrived), for the projection-lag metric
+    changed_at: dict[KeyRef, tuple[int, float]] = field(default_factory=dict)
+    generations: dict[KeyRef, int] = field(default_factory=dict)
 
     # -- echoes of the operator's own writes ---------------------------------------------------
     # A watch event can arrive before the response of the write that caused it, so echoes
@@ -80,6 +88,14 @@ class World:
 
     def saw_key(self, ref: KeyRef, body: dict[str, Any]) -> None:
         self.key_seen[ref] = key_signature(body)
+
+    def note_generation(self, ref: KeyRef, body: dict[str, Any], now: float) -> None:
+        """A watch event: a generation not seen before starts the projection-lag clock
+        (the start-up list sets none: what was there before is no change)."""
+        generation = int(body.get("metadata", {}).get("generation") or 0)
+        if self.generations.get(ref) != generation:
+            self.generations[ref] = generation
+            self.changed_at[ref] = (generation, now)
 
     def key_changed(self, ref: KeyRef, body: dict[str, Any]) -> bool:
         """Whether an ApiKey event carries anything its last reconcile did not see."""
@@ -172,6 +188,8 @@ class World:
                 written[0] == meta.get("resourceVersion") or written[1] == body.get("status")
             ):
                 self.written_status.pop(ref, None)  # the echo of the last status write
+            if ref not in self.written_status:
+                self.facts[ref] = key_facts(body.get("status") or {})
         spec_body = body.get("spec") or {}
         policy = str(spec_body.get("policy", ""))
         old = self.key_policy.get(ref)
@@ -229,9 +247,13 @@ class World:
         """The key as the status write returned it: its status until the watch echoes it."""
         rv = str((written.get("metadata") or {}).get("resourceVersion", ""))
         self.written_status[ref] = (rv, written.get("status") or {})
+        self.facts[ref] = key_facts(written.get("status") or {})
 
     def drop_key(self, ref: KeyRef) -> None:
         self.bodies.pop(ref, None)
+        self.facts.pop(ref, None)
+        self.changed_at.pop(ref, None)
+        self.generations.pop(ref, None)
         self.written_status.pop(ref, None)
         self.stale_kms.pop(ref, None)
         self.specs.pop(ref, None)
@@ -301,6 +323,32 @@ class World:
             for ref in sorted(self.by_owner.get(owner, ()))
             if ref in self.projected
         ]
+
+
+class KeyFacts(NamedTuple):
+    phase: str
+    version_created: float | None  # epoch seconds
+    next_rotation: float | None
+
+
+def key_facts(status: dict[str, Any]) -> KeyFacts:
+    """What the metrics need of a key's status (malformed times count as absent)."""
+    created = None
+    for entry in status.get("versions") or ():
+        if isinstance(entry, dict) and entry.get("state") == "Current":
+            created = _epoch(entry.get("createdAt"))
+    return KeyFacts(
+        str(status.get("phase") or "Pending"), created, _epoch(status.get("nextRotationAt"))
+    )
+
+
+def _epoch(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def key_signature(body: dict[str, Any]) -> tuple[Any, ...]:

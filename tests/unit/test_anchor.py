@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from keykeeper.anchor import Anchorer
@@ -35,3 +36,83 @@ def test_a_restart_with_an_anchored_head_writes_nothing(tmp_path: Path) -> None:
         assert kube.writes(), "a head that moved is anchored"
 
     asyncio.run(before_and_after())
+
+
+def test_a_new_leader_continues_the_chain_after_another_replicas_anchor(tmp_path: Path) -> None:
+    """Two replicas, two files: b's log goes on from a's anchored head with a handoff
+    record, and b's own file still verifies."""
+    from keykeeper.anchor import read
+    from keykeeper.audit import HANDOFF, verify
+
+    kube = FakeKube()
+    a_log = AuditLog(tmp_path / "a.jsonl", KEY, fsync=False)
+    b_log = AuditLog(tmp_path / "b.jsonl", KEY, fsync=False)
+    b_log.append("Created", name="earlier")  # b led once, long ago
+
+    async def go() -> None:
+        a = Anchorer(kube, NS, a_log, KEY, writer="pod-a")
+        await a.check_at_start()
+        for i in range(5):
+            a_log.append("Projected", name=f"k{i}")
+        await a.anchor()
+        b = Anchorer(kube, NS, b_log, KEY, writer="pod-b")
+        await b.check_at_start()  # b becomes the leader
+        b_log.append("Projected", name="k-next")
+        await b.anchor()
+
+    asyncio.run(go())
+    records = [json.loads(line) for line in b_log.path.read_text().splitlines()]
+    handoff = records[1]
+    assert handoff["action"] == HANDOFF
+    assert handoff["seq"] == 6, "the next number after a's anchored record 5"
+    assert handoff["prev"] == records[0]["mac"], "b's own file stays linked"
+    assert "record 5" in handoff["detail"] and "pod-a" in handoff["detail"]
+    assert records[2]["seq"] == 7
+    anchor = asyncio.run(read(kube, NS))
+    assert anchor is not None and anchor.writer == "pod-b" and anchor.authentic(KEY)
+    assert verify(b_log.path.read_bytes().splitlines(), KEY, anchor).ok
+    assert all(r["action"] != "AuditGap" for r in records), "a handoff is no gap"
+
+
+def test_a_forged_writer_on_the_anchor_breaks_its_seal(tmp_path: Path) -> None:
+    from keykeeper.audit import Anchor
+
+    sealed = Anchor.of(KEY, 5, "f" * 64, writer="pod-a")
+    assert sealed.authentic(KEY)
+    assert not Anchor(5, "f" * 64, sealed.seal, writer="pod-b").authentic(KEY)
+    assert not Anchor(5, "f" * 64, sealed.seal).authentic(KEY)
+
+
+def test_only_a_handoff_may_jump_and_only_forward(tmp_path: Path) -> None:
+    from keykeeper.audit import Anchor, verify
+
+    log = AuditLog(tmp_path / "x.jsonl", KEY, fsync=False)
+    log.append("Created", name="k")
+    log.continue_from(Anchor.of(KEY, 40, "e" * 64, "pod-a"), detail="from pod-a")
+    log.append("Projected", name="k")
+    lines = log.path.read_bytes().splitlines()
+    assert verify(lines, KEY).ok
+    assert [json.loads(line)["seq"] for line in lines] == [1, 41, 42]
+    jumped = AuditLog(tmp_path / "y.jsonl", KEY, fsync=False)
+    jumped.append("Created", name="k")
+    jumped.append("Projected", name="k", seq=9)  # a jump that is not a handoff
+    verdict = verify(jumped.path.read_bytes().splitlines(), KEY)
+    assert not verdict.ok and "jumps from 1 to 9" in verdict.problem
+
+
+def test_records_are_mirrored_to_stdout_as_json_lines(tmp_path: Path) -> None:
+    import io
+
+    from keykeeper.audit import verify
+
+    out = io.StringIO()
+    log = AuditLog(tmp_path / "m.jsonl", KEY, fsync=False, mirror=out)
+    log.append("Created", name="k", fingerprint="hmac-sha256:ab")
+    log.append("Projected", name="k")
+    shipped = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [s["audit"]["seq"] for s in shipped] == [1, 2]
+    file_lines = log.path.read_text().splitlines()
+    assert [json.dumps(s["audit"], sort_keys=True, separators=(",", ":")) for s in shipped] == (
+        file_lines
+    ), "the shipped line holds the very record the file holds"
+    assert verify([json.dumps(s["audit"]) for s in shipped], KEY).ok

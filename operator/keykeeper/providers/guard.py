@@ -32,6 +32,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+from keykeeper import metrics
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.errors import KeykeeperError, ProviderUnavailable
 from keykeeper.provider_options import Capability
@@ -147,14 +148,17 @@ class Guarded(KeyProvider):
                 _wipe(self._cache.popitem(last=False)[1])
 
     def _call(self, operation: str, call: Callable[[], T]) -> T:
+        labels = (self.provider_id, operation)
         down = self._down
         if down is not None:
             self.calls[f"{operation}-refused"] += 1
+            metrics.KMS_ERRORS.labels(*labels).inc()
             raise ProviderUnavailable(f"{down[0]} (the provider is down; probing it)")
         wait = self._bucket.reserve()
         if wait > self._timeout:
             self._bucket.give_back()
             self.calls[f"{operation}-throttled"] += 1
+            metrics.KMS_ERRORS.labels(*labels).inc()
             raise ProviderUnavailable(
                 f"the {self.provider_id} provider's rate limit ({self._bucket.rate:g} calls/s) "
                 "is exhausted; retrying later"
@@ -162,11 +166,19 @@ class Guarded(KeyProvider):
         if wait > 0:
             self._sleep(wait)
         self.calls[operation] += 1
+        metrics.KMS_CALLS.labels(*labels).inc()
+        started = time.monotonic()
         try:
             return call()
         except ProviderUnavailable as exc:
+            metrics.KMS_ERRORS.labels(*labels).inc()
             self._trip(str(exc))
             raise
+        except Exception:
+            metrics.KMS_ERRORS.labels(*labels).inc()
+            raise
+        finally:
+            metrics.KMS_SECONDS.labels(*labels).observe(time.monotonic() - started)
 
     def _trip(self, why: str) -> None:
         with self._lock:

@@ -1,0 +1,176 @@
+"""What the operator exports to Prometheus (``/metrics``), all named ``keykeeper_*``.
+
+Counters and histograms are observed where things happen (a reconcile, a KMS call, a
+projection written); what describes the cluster (keys by phase, version ages, time to
+the next rotation, queue depth, leadership) is computed at scrape time from a
+``Snapshot`` the running operator provides, so it can never drift from the world.
+
+Per-key series would be 100,000 series on a large cluster; ages and times to
+rotation are histograms (with the extreme as a gauge) instead. No label ever holds a
+key's value, a data key or a name an ApiKey author chose: labels are closed sets
+(phase, provider id, operation, error class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+HOUR, DAY = 3600.0, 86400.0
+AGE_BUCKETS = (HOUR, DAY, 7 * DAY, 30 * DAY, 90 * DAY, 180 * DAY, 365 * DAY)
+ROTATION_BUCKETS = (HOUR, 6 * HOUR, DAY, 7 * DAY, 30 * DAY, 90 * DAY)
+
+RECONCILE_SECONDS = Histogram(
+    "keykeeper_reconcile_duration_seconds",
+    "Time one reconcile of one ApiKey took.",
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS = Counter(
+    "keykeeper_reconcile_errors_total",
+    "Reconciles that raised (and were retried with backoff), by error class.",
+    ["error"],
+    registry=REGISTRY,
+)
+PROJECTION_LAG = Histogram(
+    "keykeeper_projection_lag_seconds",
+    "From the watch delivering an ApiKey's new generation to its Secrets being written.",
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
+KMS_CALLS = Counter(
+    "keykeeper_kms_requests_total",
+    "Calls to a key provider (KMS or HSM), by provider and operation.",
+    ["provider", "operation"],
+    registry=REGISTRY,
+)
+KMS_SECONDS = Histogram(
+    "keykeeper_kms_request_duration_seconds",
+    "Time a call to a key provider took, by provider and operation.",
+    ["provider", "operation"],
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
+KMS_ERRORS = Counter(
+    "keykeeper_kms_errors_total",
+    "Calls to a key provider that failed or were refused (breaker, rate limit).",
+    ["provider", "operation"],
+    registry=REGISTRY,
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The cluster as the operator knows it, at one scrape."""
+
+    phases: dict[str, int] = field(default_factory=dict)
+    version_ages: tuple[float, ...] = ()  # seconds, of each key's current version
+    to_rotation: tuple[float, ...] = ()  # seconds to each scheduled rotation (<0: due)
+    queue_depth: int = 0
+    leader: bool = False
+    leader_transitions: int = 0
+    ready: bool = False
+
+
+class _World(Collector):
+    def __init__(self) -> None:
+        self.snapshot: Callable[[], Snapshot] = Snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.snapshot()
+        keys = GaugeMetricFamily(
+            "keykeeper_keys", "ApiKeys the operator watches, by lifecycle phase.", labels=["phase"]
+        )
+        for phase, count in sorted(now.phases.items()):
+            keys.add_metric([phase], count)
+        yield keys
+        yield _histogram(
+            "keykeeper_key_version_age_seconds",
+            "Age of each ApiKey's current version.",
+            now.version_ages,
+            AGE_BUCKETS,
+        )
+        yield _gauge(
+            "keykeeper_key_version_age_seconds_max",
+            "Age of the oldest current version.",
+            max(now.version_ages, default=0.0),
+        )
+        yield _histogram(
+            "keykeeper_key_next_rotation_seconds",
+            "Seconds until each scheduled rotation (negative: due).",
+            now.to_rotation,
+            ROTATION_BUCKETS,
+        )
+        yield _gauge(
+            "keykeeper_key_next_rotation_seconds_min",
+            "Seconds until the soonest scheduled rotation (0 when none is scheduled).",
+            min(now.to_rotation, default=0.0),
+        )
+        yield _gauge(
+            "keykeeper_workqueue_depth", "ApiKeys waiting to be reconciled.", now.queue_depth
+        )
+        yield _gauge(
+            "keykeeper_leader", "1 while this replica holds the leader Lease.", float(now.leader)
+        )
+        yield _gauge(
+            "keykeeper_leader_acquisitions",
+            "Times this replica became the leader since it started.",
+            now.leader_transitions,
+        )
+        yield _gauge("keykeeper_ready", "1 once the replica's caches are loaded.", float(now.ready))
+
+
+def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, text, value=value)
+
+
+def _histogram(
+    name: str, text: str, values: Iterable[float], buckets: tuple[float, ...]
+) -> HistogramMetricFamily:
+    counts = [0] * (len(buckets) + 1)
+    total, seen = 0.0, 0
+    for value in values:
+        total, seen = total + value, seen + 1
+        for i, bound in enumerate(buckets):
+            if value <= bound:
+                counts[i] += 1
+                break
+        else:
+            counts[-1] += 1
+    cumulative, running = [], 0
+    for bound, count in zip((*buckets, float("inf")), counts, strict=True):
+        running += count
+        cumulative.append((_le(bound), running))
+    family = HistogramMetricFamily(name, text)
+    family.add_metric([], cumulative, sum_value=total)
+    return family
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+WORLD = _World()
+REGISTRY.register(WORLD)
+
+
+def names() -> set[str]:
+    """Every metric name a scrape shows (histograms with their series suffixes)."""
+    found: set[str] = set()
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            found.add(sample.name)
+        found.add(metric.name)
+    return found
+
+
+def generate_latest_text() -> str:
+    """A scrape, as text (what ``/metrics`` serves)."""
+    return generate_latest(REGISTRY).decode()

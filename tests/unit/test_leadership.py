@@ -1,0 +1,129 @@
+"""Leader election on a Lease: who may lead, when a standby takes over, and that a
+leader who cannot renew stops before anybody else may start (client-go's rules)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from keykeeper.errors import ApiUnavailable
+from keykeeper.leadership import Durations, Elector, lease_path
+from tests.unit.fakekube import FakeKube
+
+NS = "keykeeper-system"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def elector(kube: FakeKube, name: str, clock: Clock, lost: list[str] | None = None) -> Elector:
+    wall = lambda: datetime.fromtimestamp(clock.now, UTC)  # noqa: E731
+    return Elector(
+        kube,
+        NS,
+        name,
+        lambda: (lost if lost is not None else []).append(name),
+        clock=clock,
+        wall=wall,
+    )
+
+
+def holder(kube: FakeKube) -> str | None:
+    return kube.objects[lease_path(NS, "keykeeper-leader")]["spec"].get("holderIdentity")
+
+
+def test_the_standard_durations_and_their_order() -> None:
+    assert Durations() == Durations(15.0, 10.0, 2.0)
+    with pytest.raises(ValueError, match="retry period < renew deadline < lease"):
+        Durations(lease=10.0, renew_deadline=10.0)
+
+
+def test_the_first_replica_takes_a_missing_lease_and_the_second_waits() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, "a", clock), elector(kube, "b", clock)
+
+    async def go() -> None:
+        assert await a.try_acquire_or_renew()
+        assert not await b.try_acquire_or_renew()
+        clock.now += 14.9  # a renews within the lease: b still waits
+        assert await a.try_acquire_or_renew()
+        clock.now += 14.9
+        assert not await b.try_acquire_or_renew()
+
+    asyncio.run(go())
+    assert holder(kube) == "a"
+    assert kube.objects[lease_path(NS, "keykeeper-leader")]["spec"]["leaseDurationSeconds"] == 15
+
+
+def test_a_standby_takes_over_only_a_whole_lease_after_it_last_saw_a_renewal() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, "a", clock), elector(kube, "b", clock)
+
+    async def go() -> None:
+        assert await a.try_acquire_or_renew()
+        assert not await b.try_acquire_or_renew()  # b observes a's record now
+        clock.now += 14.0  # a died: no renewal since
+        assert not await b.try_acquire_or_renew()
+        clock.now += 1.0
+        assert await b.try_acquire_or_renew()
+
+    asyncio.run(go())
+    spec = kube.objects[lease_path(NS, "keykeeper-leader")]["spec"]
+    assert (spec["holderIdentity"], spec["leaseTransitions"]) == ("b", 1)
+
+
+def test_two_replicas_racing_for_a_free_lease_cannot_both_win() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, "a", clock), elector(kube, "b", clock)
+
+    async def go() -> list[bool]:
+        assert await a.try_acquire_or_renew()
+        await a.release()
+        return list(await asyncio.gather(a.try_acquire_or_renew(), b.try_acquire_or_renew()))
+
+    won = asyncio.run(go())
+    assert won.count(True) == 1, won
+
+
+def test_a_released_lease_is_taken_at_the_next_try() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, "a", clock), elector(kube, "b", clock)
+
+    async def go() -> None:
+        task = asyncio.create_task(a.run())
+        await asyncio.wait_for(a.leading.wait(), 5)
+        task.cancel()
+        await a.release()
+        assert holder(kube) is None
+        assert await b.try_acquire_or_renew()
+
+    asyncio.run(go())
+    assert holder(kube) == "b"
+
+
+def test_a_leader_that_cannot_renew_stops_before_the_lease_runs_out() -> None:
+    kube, clock = FakeKube(), Clock()
+    lost: list[str] = []
+    a = elector(kube, "a", clock, lost)
+    a.durations = Durations(lease=0.6, renew_deadline=0.4, retry_period=0.05)
+    a._clock = lambda: asyncio.get_running_loop().time()
+
+    async def go() -> float:
+        task = asyncio.create_task(a.run())
+        await asyncio.wait_for(a.leading.wait(), 5)
+        kube.fail = lambda method, path: ApiUnavailable("partitioned")
+        cut = asyncio.get_running_loop().time()
+        await asyncio.wait_for(task, 5)
+        return asyncio.get_running_loop().time() - cut
+
+    stopped_after = asyncio.run(go())
+    assert lost == ["a"]
+    assert not a.leading.is_set()
+    assert stopped_after < 0.6, "stopped within the renew deadline, before the lease ended"

@@ -1,0 +1,178 @@
+"""The metrics: what a scrape shows of the world, histograms without per-key series,
+KMS calls counted at the guard, and the HTTP endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from keykeeper import metrics
+from keykeeper.errors import ProviderUnavailable
+from keykeeper.serving import Server, parse_address
+from keykeeper.world import World, key_facts
+
+
+def scrape() -> dict[str, list[Any]]:
+    text = metrics.generate_latest_text()
+    found: dict[str, list[Any]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append(sample)
+    return found
+
+
+def test_a_scrape_counts_keys_by_phase_and_ages_by_bucket() -> None:
+    now = 2_000_000_000.0
+    snapshot = metrics.Snapshot(
+        phases={"Active": 3, "Suspended": 1},
+        version_ages=(10.0, 2 * metrics.DAY, 400 * metrics.DAY),
+        to_rotation=(-5.0, 3 * metrics.HOUR),
+        queue_depth=7,
+        leader=True,
+        leader_transitions=2,
+        ready=True,
+    )
+    metrics.WORLD.snapshot = lambda: snapshot
+    try:
+        found = scrape()
+    finally:
+        metrics.WORLD.snapshot = metrics.Snapshot
+    by_phase = {s.labels["phase"]: s.value for s in found["keykeeper_keys"]}
+    assert by_phase == {"Active": 3, "Suspended": 1}
+    ages = {s.labels["le"]: s.value for s in found["keykeeper_key_version_age_seconds_bucket"]}
+    assert ages["3600.0"] == 1 and ages["604800.0"] == 2 and ages["+Inf"] == 3
+    assert found["keykeeper_key_version_age_seconds_count"][0].value == 3
+    assert found["keykeeper_key_version_age_seconds_max"][0].value == 400 * metrics.DAY
+    assert found["keykeeper_key_next_rotation_seconds_min"][0].value == -5.0
+    assert found["keykeeper_workqueue_depth"][0].value == 7
+    assert found["keykeeper_leader"][0].value == 1
+    assert now  # the snapshot, not the clock, decides
+
+
+def test_key_facts_come_from_the_status_and_survive_garbage() -> None:
+    status = {
+        "phase": "Active",
+        "nextRotationAt": "2030-01-01T00:00:00Z",
+        "versions": [
+            {"version": 1, "state": "Previous", "createdAt": "2020-01-01T00:00:00Z"},
+            {"version": 2, "state": "Current", "createdAt": "2029-01-01T00:00:00+00:00"},
+        ],
+    }
+    facts = key_facts(status)
+    assert facts.phase == "Active"
+    assert facts.version_created == pytest.approx(1861920000.0)
+    assert facts.next_rotation == pytest.approx(1893456000.0)
+    junk = key_facts({"phase": None, "nextRotationAt": "soon", "versions": ["x", 3]})
+    assert junk == ("Pending", None, None)
+
+
+def test_the_world_keeps_facts_per_key_and_forgets_dropped_keys() -> None:
+    world = World()
+    body = {
+        "metadata": {"namespace": "a", "name": "k", "uid": "u", "generation": 1},
+        "spec": {"policy": "p"},
+        "status": {"phase": "Active"},
+    }
+    ref = world.put_key(body)
+    assert world.facts[ref].phase == "Active"
+    world.wrote_status(ref, {"metadata": {"resourceVersion": "9"}, "status": {"phase": "Revoked"}})
+    assert world.facts[ref].phase == "Revoked", "the operator's own write counts at once"
+    world.note_generation(ref, body, 5.0)
+    assert world.changed_at[ref] == (1, 5.0)
+    world.drop_key(ref)
+    assert ref not in world.facts and ref not in world.changed_at
+
+
+def test_kms_calls_errors_and_latency_are_counted_by_provider_and_operation() -> None:
+    from keykeeper.providers.guard import Guarded
+
+    class Flaky:
+        provider_id = "unit-kms"
+        capabilities = frozenset()
+
+        def current_kek_id(self) -> str:
+            raise ProviderUnavailable("down")
+
+        def check(self) -> None:
+            return None
+
+        def close(self) -> None:
+            return None
+
+    guard = Guarded(Flaky(), rate=100, burst=10, timeout=1.0, schedule=lambda d, f: None)  # type: ignore[arg-type]
+    with pytest.raises(ProviderUnavailable):
+        guard.current_kek_id()
+    with pytest.raises(ProviderUnavailable):  # the breaker refuses: an error, not a call
+        guard.current_kek_id()
+    found = scrape()
+
+    def value(name: str) -> float:
+        return sum(
+            s.value
+            for s in found.get(name, [])
+            if s.labels.get("provider") == "unit-kms"
+            and s.labels.get("operation") == "current_kek_id"
+        )
+
+    assert value("keykeeper_kms_requests_total") == 1
+    assert value("keykeeper_kms_errors_total") == 2
+    assert value("keykeeper_kms_request_duration_seconds_count") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (":8080", ("0.0.0.0", 8080)),
+        ("127.0.0.1:9", ("127.0.0.1", 9)),
+        ("[::1]:8080", ("::1", 8080)),
+    ],
+)
+def test_addresses(text: str, expected: tuple[str, int]) -> None:
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["8080", "host:", "host:http", ":0", ":70000"])
+def test_bad_addresses_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not an address"):
+        parse_address(text)
+
+
+def test_the_endpoints_answer() -> None:
+    from devtools.controlplane.launcher import free_port
+
+    port = free_port()
+    ready = [False]
+
+    async def go() -> list[tuple[str, int, str]]:
+        server = Server(f"127.0.0.1:{port}", lambda: ready[0])
+        await server.start()
+
+        def get(path: str) -> tuple[str, int, str]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return path, r.status, r.read().decode()
+            except urllib.error.HTTPError as exc:
+                return path, exc.code, exc.read().decode()
+
+        try:
+            answers = [await asyncio.to_thread(get, "/healthz")]
+            answers.append(await asyncio.to_thread(get, "/readyz"))
+            ready[0] = True
+            answers.append(await asyncio.to_thread(get, "/readyz"))
+            answers.append(await asyncio.to_thread(get, "/metrics"))
+            return answers
+        finally:
+            await server.stop()
+
+    answers = asyncio.run(go())
+    assert [(p, s) for p, s, _ in answers] == [
+        ("/healthz", 200),
+        ("/readyz", 503),
+        ("/readyz", 200),
+        ("/metrics", 200),
+    ]
+    assert "keykeeper_reconcile_duration_seconds_bucket" in answers[3][2]
