@@ -245,6 +245,11 @@ class ControlPlane:
 
     # -- internals -------------------------------------------------------------------------
 
+    def spawn(self, name: str, argv: list[str]) -> None:
+        """Run one more control-plane process (the e2e suite's controller manager),
+        logged and stopped with the others."""
+        self._spawn(name, argv)
+
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.logs / f"{name}.log", "wb") as log:  # the child keeps its own copy
             self._procs[name] = subprocess.Popen(

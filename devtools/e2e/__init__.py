@@ -1,0 +1,51 @@
+"""What the e2e suite adds to the control plane: the controller manager, helm, the
+operator's image steps (image.py) and a node agent that runs Pods (node.py)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from devtools.controlplane import ControlPlane
+from devtools.controlplane.launcher import free_port
+
+HERE = Path(__file__).resolve().parent
+
+
+def tools() -> Path:
+    """The folder holding kube-controller-manager and helm (built once per machine)."""
+    out = subprocess.run(
+        ["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+# what a Deployment needs to become Pods, a namespace to be deleted, owned objects to
+# be collected, each namespace to get kube-root-ca.crt and its default ServiceAccount,
+# and a PodDisruptionBudget its status; no node lifecycle (the agent is the only node)
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "root-ca-certificate-publisher-controller",
+    "disruption-controller",
+    "serviceaccount-controller",
+)
+
+
+def start_controller_manager(plane: ControlPlane, bin_dir: Path) -> None:
+    assert plane.admin is not None
+    plane.spawn(
+        "kube-controller-manager",
+        [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={plane.admin.kubeconfig}",
+            f"--controllers={','.join(CONTROLLERS)}",
+            "--leader-elect=false",
+            f"--root-ca-file={plane.ca.cert}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            "--v=1",
+        ],
+    )
