@@ -5,16 +5,18 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test unit integration lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean
+.PHONY: dev test unit integration e2e e2e-tools chart lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean
 
-# The main job on the embedded default: a local control plane, the operator with the
-# local provider, examples/ applied, the projected Secrets and Events shown.
+# The main job on the embedded default: a local control plane, the operator installed
+# by its Helm chart (two replicas, local provider), examples/ applied, the projected
+# Secrets and Events shown.
 dev: deps
 	$(BIN)/python -m devtools.controlplane --dev
 
 # Everything the tests need: Python packages, SoftHSM2, the upstream control plane,
-# and local-kms (the AWS KMS peer the outage test kills), built from its Go module.
-deps: $(STAMP) controlplane peers
+# local-kms (the AWS KMS peer the outage test kills), and for the chart and e2e:
+# kube-controller-manager and helm; all built from their Go modules, cached.
+deps: $(STAMP) controlplane peers e2e-tools
 	@command -v softhsm2-util >/dev/null || { \
 	  echo "installing softhsm2 (apt-get)"; \
 	  apt-get update -qq && apt-get install -y -qq softhsm2 >/dev/null; }
@@ -28,13 +30,18 @@ $(STAMP): pyproject.toml
 controlplane:
 	@bash devtools/controlplane/build.sh >/dev/null
 
+e2e-tools:
+	@bash devtools/e2e/build.sh >/dev/null
+
 peers: $(STAMP)
 	@$(BIN)/python -c 'from devtools.kmspeers import local_kms_binary; local_kms_binary()'
 
-# The test command: static checks, then every test (unit, providers, integration,
-# adversarial), then the coverage floor of the fast suites (pyproject: fail_under).
+# The test command: static checks, then every test (unit, providers, chart,
+# integration, adversarial), the installed chart end to end, then the coverage floor
+# of the fast suites (pyproject: fail_under).
 test: deps lint
 	$(BIN)/pytest
+	$(BIN)/pytest e2e -s
 	$(BIN)/pytest tests/unit tests/providers -q --cov --cov-report=term
 
 unit: $(STAMP)
@@ -43,9 +50,17 @@ unit: $(STAMP)
 integration: deps
 	$(BIN)/pytest tests/integration
 
+# The chart installed by helm into a control plane with a controller manager, its Pods
+# run by the e2e node agent from the Dockerfile-built venv; failover measured.
+e2e: deps
+	$(BIN)/pytest e2e -s
+
+chart: deps
+	$(BIN)/pytest tests/chart
+
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests bench devtools
-	$(BIN)/ruff format --check operator tests bench devtools
+	$(BIN)/ruff check operator tests bench devtools e2e
+	$(BIN)/ruff format --check operator tests bench devtools e2e
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -2,9 +2,13 @@
 
 make cluster   upstream etcd + kube-apiserver, RBAC on, keykeeper's CRDs installed;
                prints the KUBECONFIG to export and runs until interrupted.
-make dev       the same, plus the operator (local provider, shipped RBAC) and
-               examples/ applied; shows the projected Secrets, the denied request
-               and the Events, then runs until interrupted (--once: exits instead).
+make dev       the same, installed the way a cluster gets it: a kube-controller-manager
+               and the e2e node agent join the control plane, the image's venv is
+               built by the Dockerfile's steps, and `helm install` puts the chart
+               (two replicas, one leading, Pod Security restricted) into
+               keykeeper-system; then examples/ are applied and the projected
+               Secrets, the denied request and the Events are shown; runs until
+               interrupted (--once: exits instead).
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ def main() -> int:
     parser.add_argument("--dev", action="store_true", help="also run keykeeper and apply examples/")
     parser.add_argument("--once", action="store_true", help="with --dev: show the result and exit")
     args = parser.parse_args()
-    plane = ControlPlane()
+    plane = ControlPlane(crds=None) if args.dev else ControlPlane()  # --dev: the chart has them
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    operator = None
+    agent = None
     try:
         plane.start()
         assert plane.admin is not None
@@ -37,33 +41,51 @@ def main() -> int:
             flush=True,
         )
         if args.dev:
-            operator = run_dev(plane)
+            agent = run_dev(plane)
         if args.once:
-            print("\n--once: stopping the control plane and the operator.")
+            print("\n--once: stopping the control plane and the operator's Pods.")
             return 0
         print(f"\n  export KUBECONFIG={plane.admin.kubeconfig}")
         print(f"  export PATH={plane.bin}:$PATH   # the matching kubectl")
-        print(f"  logs: {plane.logs}" + (f", operator: {operator.log}" if operator else ""))
+        print(f"  logs: {plane.logs}" + (f", Pods: {agent.logs}" if agent else ""))
         print("Ctrl-C stops it and removes its data.", flush=True)
-        while plane.alive() and (operator is None or operator.alive()):
+        while plane.alive() and (agent is None or not agent.errors):
             time.sleep(1)
         print("a component exited:\n" + plane.log_tail(), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     finally:
-        if operator is not None:
-            operator.stop()
+        if agent is not None:
+            agent.stop()
         plane.stop()
 
 
 def run_dev(plane: ControlPlane):  # type: ignore[no-untyped-def]
-    from devtools.operator import Operator, wait_for
+    from devtools.e2e import (
+        CHART,
+        IMAGE,
+        NAMESPACE,
+        Helm,
+        restricted_namespace,
+        start_controller_manager,
+        tools,
+    )
+    from devtools.e2e.image import build
+    from devtools.e2e.node import NodeAgent
+    from devtools.operator import wait_for
 
-    operator = Operator(plane, Path(tempfile.mkdtemp(prefix="keykeeper-dev-")))
-    operator.install()
-    operator.start()
-    print("keykeeper operator started (local provider, ServiceAccount keykeeper-system/keykeeper)")
+    bin_dir = tools()
+    start_controller_manager(plane, bin_dir)
+    print("building the image's venv by the Dockerfile's steps (once per source change)...")
+    root = build(reuse=True)
+    agent = NodeAgent(plane, {IMAGE: root}, Path(tempfile.mkdtemp(prefix="keykeeper-dev-")))
+    agent.start()
+    restricted_namespace(plane)
+    helm = Helm(bin_dir / "helm", plane)
+    print(f"\n== helm install keykeeper charts/keykeeper -n {NAMESPACE} --wait")
+    print(helm("install", "keykeeper", str(CHART), "-n", NAMESPACE, "--wait").stdout, end="")
+    print(plane.kubectl("-n", NAMESPACE, "get", "pods", "-o", "wide"), end="")
     examples = REPO / "examples"
     print(plane.kubectl("apply", "-f", str(examples)), end="")
 
@@ -107,6 +129,18 @@ def run_dev(plane: ControlPlane):  # type: ignore[no-untyped-def]
             ],
         ),
         ("Events", ["get", "events", "-n", "payments", "--sort-by=.lastTimestamp"]),
+        (
+            "Which replica leads",
+            [
+                "get",
+                "lease",
+                "-n",
+                NAMESPACE,
+                "keykeeper-leader",
+                "-o",
+                "jsonpath={.spec.holderIdentity}{'\\n'}",
+            ],
+        ),
     ]
     for title, command in show:
         print(f"\n== {title}: kubectl {' '.join(command)}")
@@ -118,7 +152,7 @@ def run_dev(plane: ControlPlane):  # type: ignore[no-untyped-def]
         f"\n== the projected value in payments-api/stripe-api-key is {len(value)} base64 characters "
         "(read it with: kubectl get secret -n payments-api stripe-api-key -o jsonpath='{.data.api-key}' | base64 -d)"
     )
-    return operator
+    return agent
 
 
 if __name__ == "__main__":

@@ -49,3 +49,42 @@ def start_controller_manager(plane: ControlPlane, bin_dir: Path) -> None:
             "--v=1",
         ],
     )
+
+
+NAMESPACE = "keykeeper-system"
+IMAGE = "ghcr.io/keykeeper/keykeeper"
+CHART = HERE.parents[1] / "charts" / "keykeeper"
+
+
+class Helm:
+    """helm (built from its Go module) as the control plane's admin."""
+
+    def __init__(self, binary: Path, plane: ControlPlane) -> None:
+        assert plane.admin is not None
+        self.binary = binary
+        self.env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(plane.workdir),
+            "KUBECONFIG": str(plane.admin.kubeconfig),
+        }
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(self.binary), *args], env=self.env, capture_output=True, text=True, timeout=400
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"helm {' '.join(args)}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+
+def restricted_namespace(plane: ControlPlane, name: str = NAMESPACE) -> None:
+    """The operator's namespace, with Pod Security ``restricted`` enforced."""
+    plane.kubectl("create", "namespace", name, check=False)
+    plane.kubectl(
+        "label",
+        "--overwrite",
+        "namespace",
+        name,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )

@@ -121,8 +121,9 @@ def cache_root() -> Path:
     return Path(os.environ.get("KEYKEEPER_CACHE") or xdg / "keykeeper") / "e2e" / "images"
 
 
-def build(root: Path | None = None) -> Path:
-    """Run the build stage into ``root`` (fresh each time: a new venv from the wheel);
+def build(root: Path | None = None, *, reuse: bool = False) -> Path:
+    """Run the build stage into ``root`` (fresh each time: a new venv from the wheel;
+    with ``reuse``, an image root already built from the same context is kept);
     returns the image root, where ``<root>/opt/keykeeper`` is the image's venv."""
     all_stages = stages()
     final = all_stages[-1]
@@ -133,6 +134,9 @@ def build(root: Path | None = None) -> Path:
     for relative in files:
         digest.update(relative.encode() + b"\0" + (REPO / relative).read_bytes())
     root = root or cache_root() / digest.hexdigest()[:16]
+    done = root / ".built"
+    if reuse and done.exists():
+        return root
     shutil.rmtree(root, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="keykeeper-image-") as tmp:
         stage_root = Path(tmp)
@@ -168,6 +172,7 @@ def build(root: Path | None = None) -> Path:
         target = root / dest.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(stage_root / kept.lstrip("/"), target, symlinks=True)
+    done.write_text(digest.hexdigest() + "\n")
     return root
 
 

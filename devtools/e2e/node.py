@@ -134,7 +134,7 @@ class NodeAgent:
             self._thread.join(timeout=30)
         with self._lock:
             for container in self.containers.values():
-                self._kill(container, signal.SIGKILL)
+                self._kill(container, signal.SIGKILL, reap=True)
 
     def _register(self) -> None:
         body = {
@@ -211,7 +211,7 @@ class NodeAgent:
                 self._supervise(pod, container)
         with self._lock:
             for uid in [u for u in self.containers if u not in seen]:
-                self._kill(self.containers.pop(uid), signal.SIGKILL)  # force-deleted
+                self._kill(self.containers.pop(uid), signal.SIGKILL, reap=True)  # force-deleted
 
     def _bind(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -473,10 +473,12 @@ class NodeAgent:
         except (urllib.error.URLError, OSError):
             return False
 
-    def _kill(self, container: Container, sig: int) -> None:
+    def _kill(self, container: Container, sig: int, *, reap: bool = False) -> None:
         if container.proc is not None and container.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(container.proc.pid, sig)
+            if reap:
+                container.proc.wait(timeout=30)
 
     def kill(self, pod_name: str, sig: int = signal.SIGKILL) -> int:
         """Signal a Pod's container process (a test's crash); returns its pid."""

@@ -161,13 +161,19 @@ WORLD = _World()
 REGISTRY.register(WORLD)
 
 
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gauge": ("",),
+}
+
+
 def names() -> set[str]:
-    """Every metric name a scrape shows (histograms with their series suffixes)."""
+    """Every series name a scrape can show, labelled series not yet observed included
+    (a counter's ``_total``, a histogram's ``_bucket``, ``_count`` and ``_sum``)."""
     found: set[str] = set()
     for metric in REGISTRY.collect():
-        for sample in metric.samples:
-            found.add(sample.name)
-        found.add(metric.name)
+        found.update(metric.name + suffix for suffix in SUFFIXES.get(metric.type, ("",)))
     return found
 
 

@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,9 +144,10 @@ class Runtime:
                 await asyncio.sleep(1.0)
         self.ready.set()
         if self.settings.leader_election:
-            self.elector = Elector(
-                self.kube, self.settings.namespace, self.settings.instance, self._lost
-            )
+            # client-go's convention: the Pod's name and a per-process suffix, so a
+            # restarted container is a new candidate, never the old holder resumed
+            identity = f"{self.settings.instance}_{uuid.uuid4().hex[:8]}"
+            self.elector = Elector(self.kube, self.settings.namespace, identity, self._lost)
             self.tasks.append(asyncio.create_task(self.elector.run(), name="keykeeper-leader"))
         self.tasks.append(asyncio.create_task(self._lead(), name="keykeeper-lead"))
 

@@ -1,4 +1,5 @@
-"""The README's main-job command (`make dev`), run as a new user would, to its end."""
+"""The README's main-job command (`make dev`), run as a new user would, to its end:
+through the Helm chart, with two replicas run by the e2e node agent."""
 
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ def test_make_dev_shows_the_projected_and_the_denied() -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=480,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
+    assert "helm install keykeeper charts/keykeeper" in out
+    assert "STATUS: deployed" in out, "through the chart, as a cluster gets it"
+    assert out.count(" Running ") >= 2, "two replicas"
+    assert "keykeeper-" in out.split("Which replica leads")[1]
     assert "apikey.keykeeper.dev/stripe   Active" in out
     assert "payments-api/stripe-api-key: Projected" in out
     assert "checkout/stripe: Projected" in out

@@ -1,0 +1,428 @@
+"""The installed chart, end to end, in order: server-side dry run and Pod Security,
+install, the examples, metrics, the audit stream, leader failover (measured), helm
+upgrade, a values change rolling out, uninstall and reinstall."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import statistics
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from devtools.controlplane import ControlPlane
+from devtools.e2e.node import NodeAgent
+from devtools.kk import Cluster, apikey, unique
+from devtools.operator import wait_for
+
+from e2e.conftest import CHART, NAMESPACE, REPO, Helm
+
+pytestmark = pytest.mark.e2e
+OPERATOR = f"system:serviceaccount:{NAMESPACE}:keykeeper"
+WRITES = {"create", "update", "patch", "delete"}
+RESULTS = REPO / "bench" / "results" / "e2e.json"
+FAILOVERS = 3
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def kubectl_json(plane: ControlPlane, *args: str) -> Any:
+    return json.loads(plane.kubectl(*args, "-o", "json"))
+
+
+def lease(plane: ControlPlane) -> dict[str, Any]:
+    found = kubectl_json(plane, "-n", NAMESPACE, "get", "lease", "keykeeper-leader")
+    return dict(found["spec"])
+
+
+def holder(plane: ControlPlane) -> str:
+    """The leading Pod (the Lease names it and a per-process suffix)."""
+    try:
+        return str(lease(plane).get("holderIdentity") or "").split("_")[0]
+    except RuntimeError:
+        return ""
+
+
+def operator_pods(plane: ControlPlane) -> list[dict[str, Any]]:
+    pods = kubectl_json(
+        plane, "-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=keykeeper"
+    )["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready_pods(plane: ControlPlane) -> list[str]:
+    out = []
+    for pod in operator_pods(plane):
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        if conditions.get("Ready") == "True":
+            out.append(pod["metadata"]["name"])
+    return sorted(out)
+
+
+def scrape(agent: NodeAgent, pod: str) -> str:
+    ip = agent.pods()[pod].ip
+    with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out
+
+
+def writes_by_pod(plane: ControlPlane, since: float) -> list[dict[str, Any]]:
+    """The operator's write requests after ``since`` (epoch), with the Pod that made each
+    (bound ServiceAccount tokens name it in the apiserver's audit log)."""
+    out = []
+    for event in plane.audit_events(OPERATOR):
+        when = datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if event["verb"] in WRITES and when.timestamp() >= since:
+            ref = event.get("objectRef", {})
+            extra = event["user"].get("extra", {})
+            out.append(
+                {
+                    "at": when.timestamp(),
+                    "pod": (extra.get("authentication.kubernetes.io/pod-name") or ["?"])[0],
+                    "verb": event["verb"],
+                    "resource": ref.get("resource", "")
+                    + ("/" + ref["subresource"] if ref.get("subresource") else ""),
+                    "namespace": ref.get("namespace", ""),
+                    "name": ref.get("name", ""),
+                    "code": event.get("responseStatus", {}).get("code"),
+                }
+            )
+    return out
+
+
+def keys_state(kk: Cluster) -> dict[tuple[str, str], Any]:
+    return {
+        (k["metadata"]["namespace"], k["metadata"]["name"]): (
+            (k.get("status") or {}).get("currentVersion"),
+            [v.get("fingerprint") for v in (k.get("status") or {}).get("versions") or []],
+        )
+        for k in kk.apikeys()
+    }
+
+
+def record(section: str, data: Any) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    found = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    found[section] = data
+    RESULTS.write_text(json.dumps(found, indent=2) + "\n")
+
+
+# -- the tests, in order ----------------------------------------------------------------------
+
+
+def test_rendered_manifests_pass_a_server_side_dry_run_and_pod_security(
+    plane: ControlPlane, helm: Helm, tmp_path: Path
+) -> None:
+    rendered = helm("template", "keykeeper", str(CHART), "-n", NAMESPACE).stdout
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(rendered)
+    out = plane.kubectl("apply", "--dry-run=server", "-f", str(manifest))
+    assert "deployment.apps/keykeeper created (server dry run)" in out
+    deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "restricted-probe", "namespace": NAMESPACE},
+        "spec": deployment["spec"]["template"]["spec"],
+    }
+    accepted = plane.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod))
+    assert "created (server dry run)" in accepted
+    loose = json.loads(json.dumps(pod))
+    loose["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    refused = plane.kubectl(
+        "create", "--dry-run=server", "-f", "-", input=json.dumps(loose), check=False
+    )
+    assert 'violates PodSecurity "restricted:latest"' in refused, "the namespace enforces it"
+
+
+def test_install_runs_two_ready_replicas_one_leading(
+    plane: ControlPlane, helm: Helm, agent: NodeAgent
+) -> None:
+    began = time.monotonic()
+    done = helm("install", "keykeeper", str(CHART), "-n", NAMESPACE, "--wait", "--timeout", "300s")
+    seconds = time.monotonic() - began
+    assert "1. Wait for the operator" in done.stdout, "NOTES.txt is shown"
+    plane.kubectl(
+        "-n",
+        NAMESPACE,
+        "wait",
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        "app.kubernetes.io/name=keykeeper",
+        "--timeout=120s",
+    )
+    assert len(ready_pods(plane)) == 2, "the standby reports ready too"
+    leader = wait_for(lambda: holder(plane), timeout=30, what="a leader")
+    assert leader in ready_pods(plane)
+    assert agent.errors == []
+    record("install", {"helm_install_wait_seconds": round(seconds, 1)})
+
+
+def test_the_examples_project_their_secret(plane: ControlPlane, kk: Cluster) -> None:
+    for name in ("00-namespaces.yaml", "10-keypolicy.yaml", "20-apikey.yaml"):
+        plane.kubectl("apply", "-f", str(REPO / "examples" / name))
+    plane.kubectl(
+        "-n", "payments", "wait", "--for=condition=Ready", "apikey/stripe", "--timeout=60s"
+    )
+    value = wait_for(lambda: kk.value("payments-api", "stripe-api-key"), what="projected")
+    assert value.startswith(b"kk_")
+    assert kk.value("checkout", "stripe") == value
+    assert kk.secret("marketing", "stripe") is None, "a namespace the policy denies"
+
+
+def test_metrics_from_the_leader_agree_with_the_cluster(
+    plane: ControlPlane, agent: NodeAgent, kk: Cluster
+) -> None:
+    leader = holder(plane)
+    (standby,) = [p for p in ready_pods(plane) if p != leader]
+
+    def agreeing() -> bool:
+        text = scrape(agent, leader)
+        phases: dict[str, float] = {}
+        for key in kk.apikeys():
+            phase = (key.get("status") or {}).get("phase", "Pending")
+            phases[phase] = phases.get(phase, 0) + 1
+        shown = {
+            series.split('phase="')[1].split('"')[0]: value
+            for series, value in samples(text, "keykeeper_keys").items()
+        }
+        return shown == phases
+
+    wait_for(agreeing, timeout=30, what="keykeeper_keys agrees with the ApiKeys' phases")
+    text = scrape(agent, leader)
+    assert samples(text, "keykeeper_leader") == {"keykeeper_leader": 1.0}
+    assert samples(scrape(agent, standby), "keykeeper_leader") == {"keykeeper_leader": 0.0}
+    assert samples(text, "keykeeper_reconcile_duration_seconds_count")
+    assert (
+        samples(text, "keykeeper_projection_lag_seconds_count")[
+            "keykeeper_projection_lag_seconds_count"
+        ]
+        >= 1
+    )
+    assert samples(text, "keykeeper_key_version_age_seconds_count")[
+        "keykeeper_key_version_age_seconds_count"
+    ] == len(kk.apikeys())
+    typed = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    named = {
+        n
+        for p in dashboard["panels"]
+        for t in p["targets"]
+        for n in re.findall(r"\bkeykeeper_[a-z_]+\b", t["expr"])
+    }
+    exported = {n for n in named if any(n == t or n.startswith(t + "_") for t in typed)}
+    assert named == exported, (
+        f"the dashboard names what the operator does not export: {named - exported}"
+    )
+
+
+def test_audit_records_reach_stdout_as_json_lines_and_no_value_does(
+    plane: ControlPlane, agent: NodeAgent, kk: Cluster
+) -> None:
+    leader = holder(plane)
+    lines = agent.log_of(leader).splitlines()
+    shipped = [json.loads(line)["audit"] for line in lines if line.startswith('{"audit":')]
+    assert any(r["action"] == "Projected" and r["name"] == "stripe" for r in shipped)
+    assert [r["seq"] for r in shipped] == sorted(r["seq"] for r in shipped)
+    value = kk.value("payments-api", "stripe-api-key")
+    assert value
+    for pod in agent.pods():
+        assert value.decode() not in agent.log_of(pod), f"{pod}'s log holds a key value"
+
+
+def test_failover_after_the_leader_is_killed(
+    plane: ControlPlane, agent: NodeAgent, kk: Cluster
+) -> None:
+    """SIGKILL the leader; a standby takes the Lease within the lease duration and
+    writes next; nothing existing is written again; no version is lost or added."""
+    home = kk.namespace("failover")
+    kk.label_namespace(home, {"team": "payments", "keykeeper.dev/tier": "prod"})
+    for i in range(5):
+        kk.create(apikey(home, f"steady-{i}", "payments", projections=[{"namespace": home}]))
+    for i in range(5):
+        wait_for(lambda i=i: kk.value(home, f"steady-{i}"), what="steady keys projected")
+    rounds = []
+    for round_ in range(FAILOVERS):
+        wait_for(lambda: len(ready_pods(plane)) == 2, timeout=90, what="two ready replicas")
+        time.sleep(3)  # the restarted one has loaded its world
+        before = keys_state(kk)
+        values = {ref: kk.value(home, ref[1]) for ref in before if ref[0] == home}
+        old = holder(plane)
+        killed_at = time.time()
+        agent.kill(old, signal.SIGKILL)
+        fresh = f"after-kill-{round_}"
+        kk.create(apikey(home, fresh, "payments", projections=[{"namespace": home}]))
+        new = wait_for(
+            lambda old=old: holder(plane) not in ("", old) and holder(plane),
+            timeout=40,
+            interval=0.05,
+            what="a new leader",
+        )
+        wait_for(lambda f=fresh: kk.value(home, f), timeout=40, interval=0.05, what="the new key")
+        projected_at = time.time()
+        time.sleep(
+            12
+        )  # let the new leader's sweep and anchor tick pass: they must write nothing else
+        writes = writes_by_pod(plane, killed_at)
+        by_new = [w for w in writes if w["pod"] == new]
+        first_lease = min(w["at"] for w in by_new if w["resource"] == "leases")
+        first_other = min(w["at"] for w in by_new if w["resource"] != "leases")
+        fresh_uid = kk.key(home, fresh)["metadata"]["uid"]  # type: ignore[index]
+        expected = {
+            ("leases", NAMESPACE, "keykeeper-leader"),
+            ("secrets", NAMESPACE, "keykeeper-audit-anchor"),
+            ("apikeys", home, fresh),
+            ("apikeys/status", home, fresh),
+            ("secrets", home, fresh),  # its projection
+            ("secrets", NAMESPACE, f"ak-{fresh_uid}"),  # its store
+            ("keypolicies/status", "", "payments"),  # the policy governs one key more
+        }
+        unexpected = [
+            w
+            for w in by_new
+            if w["resource"] != "events"
+            and (w["resource"], w["namespace"], w["name"]) not in expected
+        ]
+        assert unexpected == [], f"round {round_}: writes beyond the new key: {unexpected}"
+        assert [w for w in writes if w["pod"] == old] == [], "the killed leader wrote nothing"
+        after = keys_state(kk)
+        for ref, state in before.items():
+            assert after[ref] == state, f"{ref} changed (a double rotation or a lost version)"
+        for ref, value in values.items():
+            assert kk.value(home, ref[1]) == value
+        rounds.append(
+            {
+                "killed": old,
+                "new_leader": new,
+                "kill_to_lease_s": round(first_lease - killed_at, 2),
+                "kill_to_first_write_s": round(first_other - killed_at, 2),
+                "kill_to_new_key_projected_s": round(projected_at - killed_at, 2),
+                "writes_by_new_leader": _tally(by_new),
+            }
+        )
+    summary = {
+        "rounds": rounds,
+        "median_kill_to_lease_s": statistics.median(r["kill_to_lease_s"] for r in rounds),
+        "median_kill_to_first_write_s": statistics.median(
+            r["kill_to_first_write_s"] for r in rounds
+        ),
+        "median_kill_to_new_key_projected_s": statistics.median(
+            r["kill_to_new_key_projected_s"] for r in rounds
+        ),
+        "lease_duration_s": 15,
+    }
+    record("failover", summary)
+    print("\nfailover (SIGKILL of the leader):")
+    for r in rounds:
+        print(
+            f"  lease {r['kill_to_lease_s']:5.2f}s  first write {r['kill_to_first_write_s']:5.2f}s  "
+            f"new key projected {r['kill_to_new_key_projected_s']:5.2f}s  writes {r['writes_by_new_leader']}"
+        )
+    for r in rounds:
+        assert r["kill_to_first_write_s"] <= 15 + 2 + 2, "within the lease duration and a retry"
+
+
+def _tally(writes: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for w in writes:
+        key = f"{w['verb']} {w['resource']}"
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def test_helm_upgrade_keeps_every_key_and_value(
+    plane: ControlPlane, helm: Helm, kk: Cluster
+) -> None:
+    wait_for(lambda: len(ready_pods(plane)) == 2, timeout=90, what="two ready replicas")
+    before, pods = keys_state(kk), ready_pods(plane)
+    value = kk.value("payments-api", "stripe-api-key")
+    helm("upgrade", "keykeeper", str(CHART), "-n", NAMESPACE, "--reuse-values", "--wait")
+    assert ready_pods(plane) == pods, "the same values roll nothing"
+    assert keys_state(kk) == before
+    assert kk.value("payments-api", "stripe-api-key") == value
+
+
+def test_a_values_change_rolls_out_and_the_lease_is_handed_over(
+    plane: ControlPlane, helm: Helm, kk: Cluster, agent: NodeAgent
+) -> None:
+    before, pods = keys_state(kk), set(ready_pods(plane))
+    value = kk.value("payments-api", "stripe-api-key")
+    transitions = int(lease(plane).get("leaseTransitions") or 0)
+    began = time.monotonic()
+    helm(
+        "upgrade",
+        "keykeeper",
+        str(CHART),
+        "-n",
+        NAMESPACE,
+        "--reuse-values",
+        "--set",
+        "operator.workers=8",
+        "--wait",
+        "--timeout",
+        "300s",
+    )
+    plane.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/keykeeper", "--timeout=180s")
+    rolled = time.monotonic() - began
+    now = set(wait_for(lambda: len(ready_pods(plane)) == 2 and ready_pods(plane), what="2 ready"))
+    assert now.isdisjoint(pods), "both Pods were replaced"
+    leader = wait_for(
+        lambda: holder(plane) in now and holder(plane), timeout=40, what="a new leader"
+    )
+    assert int(lease(plane)["leaseTransitions"]) > transitions
+    env = {
+        e["name"]: e.get("value")
+        for e in kubectl_json(plane, "-n", NAMESPACE, "get", "pod", leader)["spec"]["containers"][
+            0
+        ]["env"]
+    }
+    assert env["KEYKEEPER_WORKERS"] == "8"
+    assert keys_state(kk) == before
+    assert kk.value("payments-api", "stripe-api-key") == value
+    released = [
+        line
+        for pod in pods
+        for line in agent.log_of(pod).splitlines()
+        if "released the leader Lease" in line
+    ]
+    assert released, "the old leader released the Lease on SIGTERM"
+    record("rollout", {"values_change_rollout_s": round(rolled, 1)})
+
+
+def test_uninstall_leaves_crds_keys_and_values_and_a_reinstall_opens_them(
+    plane: ControlPlane, helm: Helm, kk: Cluster, agent: NodeAgent
+) -> None:
+    before = keys_state(kk)
+    value = kk.value("payments-api", "stripe-api-key")
+    helm("uninstall", "keykeeper", "-n", NAMESPACE, "--wait", "--timeout", "120s")
+    wait_for(lambda: operator_pods(plane) == [], timeout=90, what="the operator's Pods gone")
+    crds = plane.kubectl("get", "crd", "-o", "name")
+    assert "apikeys.keykeeper.dev" in crds and "keypolicies.keykeeper.dev" in crds
+    assert keys_state(kk) == before, "every ApiKey is still there"
+    assert kk.value("payments-api", "stripe-api-key") == value, "projections stay as written"
+    assert kk.secret(NAMESPACE, "keykeeper-master-key") is not None, "the master key stays"
+    helm("install", "keykeeper", str(CHART), "-n", NAMESPACE, "--wait", "--timeout", "300s")
+    wait_for(lambda: holder(plane) in ready_pods(plane), timeout=60, what="a leader again")
+    probe = unique("again")
+    kk.create(apikey("payments", probe, "payments", projections=[{"namespace": "payments-api"}]))
+    wait_for(
+        lambda: kk.value("payments-api", probe), timeout=60, what="the reinstalled operator works"
+    )
+    assert keys_state(kk).items() >= before.items()
+    assert kk.value("payments-api", "stripe-api-key") == value

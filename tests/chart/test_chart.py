@@ -1,0 +1,242 @@
+"""The chart and the Dockerfile, checked without a cluster: helm lint, the values
+schema, the CRDs and RBAC against their single sources, the restricted Pod Security
+fields, the Dockerfile through the BuildKit parser, and the dashboard's metrics.
+(The rendered manifests against the real apiserver: e2e/.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from devtools.e2e.image import context_files, stages
+
+from keykeeper import metrics
+from tests.chart.conftest import CHART, REPO, Render, run_helm
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = by_kind(docs, "Deployment")
+    return found
+
+
+def test_helm_lint_is_clean(helm: Path) -> None:
+    done = run_helm(helm, "lint", "--strict", str(CHART))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 chart(s) failed" in done.stdout
+
+
+def test_the_chart_crds_are_the_repository_crds(render: Render) -> None:
+    ours = sorted(p.name for p in (CHART / "files" / "crds").glob("*.yaml"))
+    assert ours == sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+    for name in ours:
+        assert (CHART / "files" / "crds" / name).read_bytes() == (
+            REPO / "crds" / name
+        ).read_bytes(), (
+            f"charts/keykeeper/files/crds/{name} differs from crds/{name}: copy crds/ over it"
+        )
+    rendered = {d["metadata"]["name"]: d for d in by_kind(render(), "CustomResourceDefinition")}
+    for path in (REPO / "crds").glob("*.yaml"):
+        source = yaml.safe_load(path.read_text())
+        crd = rendered[source["metadata"]["name"]]
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["spec"] == source["spec"]
+
+
+def test_crds_can_be_left_out_or_not_kept(render: Render) -> None:
+    assert by_kind(render("crds.install=false"), "CustomResourceDefinition") == []
+    for crd in by_kind(render("crds.keep=false"), "CustomResourceDefinition"):
+        assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+
+
+def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in doc["metadata"].items() if k != "labels"}
+    return {**doc, "metadata": meta}
+
+
+@pytest.mark.parametrize("source", ["rbac.yaml", "admission-policy.yaml"])
+def test_rbac_and_admission_policies_are_deploys(render: Render, source: str) -> None:
+    """deploy/ is what the integration tests run the operator under: the chart
+    installs exactly that (for a release named keykeeper in keykeeper-system)."""
+    rendered = {(d["kind"], d["metadata"]["name"]): d for d in render()}
+    for doc in yaml.safe_load_all((REPO / "deploy" / source).read_text()):
+        if not doc:
+            continue
+        key = (doc["kind"], doc["metadata"]["name"])
+        assert key in rendered, f"{key} of deploy/{source} is not in the chart"
+        assert _comparable(rendered[key]) == _comparable(doc), key
+
+
+def test_the_admission_policies_name_the_releases_service_account(render: Render) -> None:
+    docs = render("serviceAccount.name=kk", namespace="secrets")
+    for policy in by_kind(docs, "ValidatingAdmissionPolicy"):
+        (condition,) = policy["spec"]["matchConditions"]
+        assert "'system:serviceaccount:secrets:kk'" in condition["expression"]
+    (binding,) = by_kind(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kk", "namespace": "secrets"}]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("replicaCount=0", "/replicaCount': minimum: got 0, want 1"),
+        ("operator.logFormat=xml", "value must be one of 'json', 'plain', 'full'"),
+        ("image.digest=latest", "/image/digest"),
+        ("audit.volume=hostPath", "/audit/volume"),
+        ("http.port=80", "/http/port': minimum: got 80, want 1,024"),
+        ("operator.sealingRenewal=monthly", "/operator/sealingRenewal"),
+        ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
+        ("unknownKey=1", "additional properties 'unknownKey' not allowed"),
+        ("operator.worker=4", "additional properties 'worker' not allowed"),
+    ],
+)
+def test_the_schema_refuses_wrong_values_clearly(helm: Path, value: str, message: str) -> None:
+    done = run_helm(helm, "template", "keykeeper", str(CHART), "--set", value)
+    assert done.returncode != 0
+    assert "values don't meet the specifications of the schema" in done.stderr
+    assert message in done.stderr, done.stderr
+
+
+def test_a_shared_audit_claim_must_be_read_write_many(helm: Path, render: Render) -> None:
+    done = run_helm(
+        helm,
+        "template",
+        "keykeeper",
+        str(CHART),
+        "--set",
+        "audit.volume=persistentVolumeClaim",
+        "--set",
+        "audit.persistentVolumeClaim.accessModes={ReadWriteOnce}",
+    )
+    assert done.returncode != 0 and "must be ReadWriteMany" in done.stderr
+    docs = render("audit.volume=persistentVolumeClaim")
+    (claim,) = by_kind(docs, "PersistentVolumeClaim")
+    assert claim["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    volumes = deployment(docs)["spec"]["template"]["spec"]["volumes"]
+    audit = next(v for v in volumes if v["name"] == "audit")
+    assert audit == {"name": "audit", "persistentVolumeClaim": {"claimName": "keykeeper-audit"}}
+
+
+def test_the_pod_is_built_for_the_restricted_profile(render: Render) -> None:
+    pod = deployment(render())["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    token = next(v for v in pod["volumes"] if v["name"] == "api-token")
+    sources = token["projected"]["sources"]
+    assert sources[0]["serviceAccountToken"]["expirationSeconds"] <= 3607
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["api-token"]["readOnly"] is True
+    assert {"hostPath", "hostNetwork", "hostPID"}.isdisjoint(json.dumps(pod)), (
+        "nothing from the host"
+    )
+
+
+def test_two_replicas_a_budget_spread_probes_and_resources_by_default(render: Render) -> None:
+    docs = render()
+    spec = deployment(docs)["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    (budget,) = by_kind(docs, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    pod = spec["template"]["spec"]
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    (container,) = pod["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["limits"]["memory"] == "1Gi"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KEYKEEPER_LEADER_ELECTION"]["value"] == "true"
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert by_kind(render("replicaCount=1"), "PodDisruptionBudget") == []
+    assert by_kind(docs, "ServiceMonitor") == []
+    (monitor,) = by_kind(render("serviceMonitor.enabled=true"), "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+
+
+def test_the_image_is_pinned_by_digest_when_asked(render: Render) -> None:
+    digest = "sha256:" + "a" * 64
+    (container,) = deployment(render(f"image.digest={digest}"))["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["image"] == f"ghcr.io/keykeeper/keykeeper@{digest}"
+
+
+def test_notes_tell_the_next_three_commands() -> None:
+    """(helm renders NOTES.txt only on install: e2e reads the rendered one.)"""
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    steps = [line.strip()[:2] for line in notes.splitlines() if re.match(r"^\d\. ", line)]
+    assert steps == ["1.", "2.", "3."]
+    assert notes.count("kubectl ") >= 3
+
+
+# -- the Dockerfile ---------------------------------------------------------------------------
+
+
+def test_the_dockerfile_is_multi_stage_pinned_and_non_root(render: Render) -> None:
+    text = (REPO / "Dockerfile").read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert base is not None
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-[a-z]+", base.group(1)), (
+        "the base is an exact Python release, not a moving tag"
+    )
+    parsed = stages()
+    assert len(parsed) >= 2
+    build, final = parsed[0], parsed[-1]
+    assert build.name == "build"
+    assert build.env.get("PIP_NO_CACHE_DIR") == "1"
+    assert final.runs == [], "the final stage runs nothing: no compilers, no package caches"
+    assert final.copies == [], "the final stage takes only what the build stage made"
+    assert final.from_stage == [("build", "/opt/keykeeper", "/opt/keykeeper")]
+    uid, _, gid = final.user.partition(":")
+    assert uid.isdigit() and int(uid) >= 1000 and gid.isdigit()
+    labels = set(final.labels)
+    assert {
+        "org.opencontainers.image.title",
+        "org.opencontainers.image.version",
+        "org.opencontainers.image.source",
+        "org.opencontainers.image.licenses",
+    } <= labels
+    (container,) = deployment(render())["spec"]["template"]["spec"]["containers"]
+    assert final.entrypoint == container["command"], "the chart runs the image's ENTRYPOINT"
+    pod_user = deployment(render())["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
+    assert int(uid) == pod_user
+
+
+def test_the_build_context_holds_only_what_the_image_needs() -> None:
+    files = context_files()
+    assert "pyproject.toml" in files and "operator/keykeeper/__init__.py" in files
+    assert not [
+        f
+        for f in files
+        if f.split("/")[0] not in ("pyproject.toml", "README.md", "LICENSE", "operator")
+    ]
+    assert not [f for f in files if "__pycache__" in f or ".egg-info" in f]
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+
+
+def test_every_dashboard_query_names_a_metric_the_operator_exports() -> None:
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    exported = metrics.names()
+    queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert queries
+    named = {name for q in queries for name in re.findall(r"\bkeykeeper_[a-z_]+\b", q)}
+    assert named, "the dashboard queries keykeeper's metrics"
+    assert sorted(named - exported) == []
+    for query in queries:  # every query names at least one of them
+        assert re.search(r"\bkeykeeper_[a-z_]+\b", query), query
