@@ -232,6 +232,18 @@ def test_metrics_from_the_leader_agree_with_the_cluster(
     )
 
 
+def test_the_standby_writes_nothing(plane: ControlPlane) -> None:
+    """Only the Lease holder writes. (Both replicas start at once on a first install;
+    whichever creates the master key first makes it, the other reads it.)"""
+    leader = holder(plane)
+    (standby,) = [p for p in ready_pods(plane) if p != leader]
+    writes = [w for w in writes_by_pod(plane, 0) if w["pod"] == standby]
+    assert [
+        w for w in writes if (w["resource"], w["name"]) != ("secrets", "keykeeper-master-key")
+    ] == []
+    assert [w for w in writes_by_pod(plane, 0) if w["pod"] == leader], "the leader does write"
+
+
 def test_audit_records_reach_stdout_as_json_lines_and_no_value_does(
     plane: ControlPlane, agent: NodeAgent, kk: Cluster
 ) -> None:

@@ -23,6 +23,7 @@ from keykeeper.api import (
     ApiKeySpec,
     KeyPolicySpec,
     LabelSelector,
+    Phase,
     parse_apikey_spec,
     parse_policy_spec,
 )
@@ -331,15 +332,26 @@ class KeyFacts(NamedTuple):
     next_rotation: float | None
 
 
+PHASES = frozenset(p.value for p in Phase)
+
+
 def key_facts(status: dict[str, Any]) -> KeyFacts:
-    """What the metrics need of a key's status (malformed times count as absent)."""
+    """What the metrics need of a key's status (malformed times count as absent). The
+    phase becomes a metric label: only the closed set gets through, so whoever can
+    write a status cannot mint label values ("Pending": no status yet)."""
     created = None
     for entry in status.get("versions") or ():
         if isinstance(entry, dict) and entry.get("state") == "Current":
             created = _epoch(entry.get("createdAt"))
-    return KeyFacts(
-        str(status.get("phase") or "Pending"), created, _epoch(status.get("nextRotationAt"))
+    phase = status.get("phase")
+    shown = (
+        "Pending"
+        if not phase
+        else phase
+        if isinstance(phase, str) and phase in PHASES
+        else "Unknown"
     )
+    return KeyFacts(shown, created, _epoch(status.get("nextRotationAt")))
 
 
 def _epoch(text: Any) -> float | None:

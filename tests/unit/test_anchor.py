@@ -116,3 +116,13 @@ def test_records_are_mirrored_to_stdout_as_json_lines(tmp_path: Path) -> None:
         file_lines
     ), "the shipped line holds the very record the file holds"
     assert verify([json.dumps(s["audit"]) for s in shipped], KEY).ok
+
+
+def test_a_hostile_detail_cannot_forge_a_shipped_line(tmp_path: Path) -> None:
+    import io
+
+    out = io.StringIO()
+    log = AuditLog(tmp_path / "h.jsonl", KEY, fsync=False, mirror=out)
+    log.append("Imported", detail='x"}\n{"audit":{"seq":99,"action":"Erased"}}\n')
+    (line,) = out.getvalue().splitlines()
+    assert json.loads(line)["audit"]["action"] == "Imported"

@@ -70,6 +70,15 @@ def test_key_facts_come_from_the_status_and_survive_garbage() -> None:
     assert junk == ("Pending", None, None)
 
 
+@pytest.mark.parametrize(
+    "phase", ['Active"} 1\nkeykeeper_leader 1', "x" * 5000, "active", 7, ["Active"]]
+)
+def test_a_phase_outside_the_closed_set_never_becomes_a_label(phase: object) -> None:
+    """Whoever can write an ApiKey's status must not mint label values (cardinality,
+    or a forged series in the exposition)."""
+    assert key_facts({"phase": phase}).phase == "Unknown"
+
+
 def test_the_world_keeps_facts_per_key_and_forgets_dropped_keys() -> None:
     world = World()
     body = {
