@@ -5,6 +5,7 @@ upgrade, a values change rolling out, uninstall and reinstall."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import statistics
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.e2e
 OPERATOR = f"system:serviceaccount:{NAMESPACE}:keykeeper"
 WRITES = {"create", "update", "patch", "delete"}
 RESULTS = REPO / "bench" / "results" / "e2e.json"
-FAILOVERS = 3
+FAILOVERS = int(os.environ.get("KEYKEEPER_E2E_FAILOVERS", "3"))
 
 
 # -- helpers ----------------------------------------------------------------------------------
