@@ -12,6 +12,7 @@ import json
 import ssl
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -157,6 +158,26 @@ class Kube:
             raise _translate(status, text, method, path)
         result: Body = json.loads(text) if text else {}
         return result
+
+    async def watch(
+        self, path: str, query: dict[str, str], seconds: int = 240
+    ) -> AsyncIterator[Body]:
+        """The events of one watch request (``{"type", "object"}``), until the server ends
+        it after ``seconds``; a broken stream raises ``ApiUnavailable``."""
+        headers = {"Accept": "application/json", **self._auth()}
+        url = f"{self._host}{path}?" + urllib.parse.urlencode(
+            {**query, "watch": "1", "timeoutSeconds": str(seconds)}
+        )
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=seconds + 30)
+        try:
+            async with self._client().get(url, headers=headers, timeout=timeout) as response:
+                if response.status >= 400:
+                    raise _translate(response.status, await response.read(), "WATCH", path)
+                async for line in response.content:
+                    if line.strip():
+                        yield json.loads(line)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise ApiUnavailable(f"WATCH {path}: {type(exc).__name__}: {exc}") from None
 
     # -- convenience ---------------------------------------------------------------------------
 

@@ -14,11 +14,19 @@ client-go's, with its standard durations:
   race for a free Lease cannot both win;
 * a graceful stop releases the Lease (no holder, duration 1 s), so the next replica
   takes over at its next try instead of after a whole lease duration.
+
+Two refinements make a standby take over *within* the lease duration of the leader's
+last renewal, where client-go's polling can take up to two retry periods more: a
+standby watches the Lease, so it observes each renewal when it happens (not up to a
+retry period later), and it tries again exactly when the observed record expires (not
+at the next retry tick). Neither shortens the time it waits after the last renewal it
+saw, which is what keeps two leaders apart; without the watch, polling still works.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +89,8 @@ class Elector:
         self.transitions = 0  # times this replica became the leader
         self._observed: tuple[Any, ...] | None = None  # the Lease's spec, as last read
         self._observed_at = 0.0
+        self._observed_duration = self.durations.lease
+        self._wake = asyncio.Event()
         self._renewed_at = 0.0
 
     @property
@@ -99,18 +109,10 @@ class Elector:
                 return False
             return self._won(now)
         spec = found.get("spec") or {}
-        record = (
-            spec.get("holderIdentity"),
-            spec.get("renewTime"),
-            spec.get("leaseDurationSeconds"),
-            spec.get("leaseTransitions"),
-        )
-        if record != self._observed:
-            self._observed, self._observed_at = record, now
+        self.observe(spec, now)
         holder = spec.get("holderIdentity") or ""
-        duration = float(spec.get("leaseDurationSeconds") or self.durations.lease)
         mine = holder == self.identity
-        if holder and not mine and now < self._observed_at + duration:
+        if holder and not mine and now < self.expires_at:
             return False  # held by another, and renewed within its duration
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
         acquired = spec.get("acquireTime") if mine else _micro(wall)
@@ -120,6 +122,56 @@ class Elector:
         except Conflict:
             return False
         return self._won(now)
+
+    def observe(self, spec: Body, now: float | None = None) -> None:
+        """A record seen (read, or delivered by the watch): a changed one starts its
+        lease duration now, by this replica's clock."""
+        record = (
+            spec.get("holderIdentity"),
+            spec.get("renewTime"),
+            spec.get("leaseDurationSeconds"),
+            spec.get("leaseTransitions"),
+        )
+        if record != self._observed:
+            self._observed = record
+            self._observed_at = self._clock() if now is None else now
+            self._observed_duration = float(
+                spec.get("leaseDurationSeconds") or self.durations.lease
+            )
+
+    @property
+    def expires_at(self) -> float:
+        """When the record last observed expires, by this replica's clock."""
+        return self._observed_at + self._observed_duration
+
+    async def watch(self) -> None:
+        """Observe each renewal as it happens (a standby's accelerator; errors only
+        fall back to polling)."""
+        query = {"fieldSelector": f"metadata.name={self._name}"}
+        while not self.leading.is_set():
+            try:
+                async for event in self._kube.watch(lease_path(self._namespace), query):
+                    spec = (event.get("object") or {}).get("spec") or {}
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        self.observe(spec)
+                    if event.get("type") == "DELETED" or not spec.get("holderIdentity"):
+                        self._wake.set()  # released (or gone): try now
+            except KeykeeperError as exc:
+                log.debug("watching the leader Lease: %s", exc)
+            await asyncio.sleep(self.durations.retry_period)
+
+    def next_try_in(self) -> float:
+        """Seconds to the next try: a retry period, or the held record's expiry if sooner."""
+        wait = self.durations.retry_period
+        if self._observed is not None and self._observed[0]:
+            wait = min(wait, max(0.01, self.expires_at - self._clock()))
+        return wait
+
+    async def _pause(self) -> None:
+        wait = self.next_try_in()
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait)
 
     def _won(self, now: float) -> bool:
         self._renewed_at = now
@@ -152,10 +204,14 @@ class Elector:
 
     async def run(self) -> None:
         period = self.durations.retry_period
-        while True:  # acquire
-            if await self._attempt():
-                break
-            await asyncio.sleep(period)
+        watching = asyncio.create_task(self.watch(), name="keykeeper-leader-watch")
+        try:
+            while True:  # acquire
+                if await self._attempt():
+                    break
+                await self._pause()
+        finally:
+            watching.cancel()
         self.transitions += 1
         log.info("this replica (%s) leads now", self.identity)
         self.leading.set()

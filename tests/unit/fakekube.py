@@ -14,10 +14,10 @@ import copy
 import itertools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from keykeeper.errors import ApiError, Conflict, NotFound
+from keykeeper.errors import ApiError, ApiUnavailable, Conflict, NotFound
 from keykeeper.kube import Body, Kube
 
 Request = tuple[str, str]  # (method, path)
@@ -43,6 +43,13 @@ class FakeKube(Kube):
 
     async def close(self) -> None:  # nothing to close
         return None
+
+    async def watch(
+        self, path: str, query: dict[str, str], seconds: int = 240
+    ) -> AsyncIterator[Body]:
+        """No watches in memory: a watcher falls back to polling."""
+        raise ApiUnavailable(f"WATCH {path}: the in-memory API has no watches")
+        yield {}  # an async generator
 
     # -- the seam ------------------------------------------------------------------------
 

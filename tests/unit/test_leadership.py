@@ -127,3 +127,69 @@ def test_a_leader_that_cannot_renew_stops_before_the_lease_runs_out() -> None:
     assert lost == ["a"]
     assert not a.leading.is_set()
     assert stopped_after < 0.6, "stopped within the renew deadline, before the lease ended"
+
+
+def test_a_standby_tries_again_when_the_observed_record_expires_not_a_tick_later() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, "a", clock), elector(kube, "b", clock)
+
+    async def go() -> list[float]:
+        assert await a.try_acquire_or_renew()
+        assert not await b.try_acquire_or_renew()  # b observes a's record at 1000.0
+        waits = [b.next_try_in()]
+        clock.now += 14.3
+        waits.append(b.next_try_in())
+        clock.now += 0.7
+        waits.append(b.next_try_in())
+        return waits
+
+    waits = asyncio.run(go())
+    assert waits[0] == 2.0, "a retry period while the expiry is far"
+    assert waits[1] == pytest.approx(0.7), "the expiry, when it comes before the next tick"
+    assert waits[2] == 0.01
+
+
+def test_a_renewal_the_watch_delivers_restarts_the_wait_at_once() -> None:
+    kube, clock = FakeKube(), Clock()
+    b = elector(kube, "b", clock)
+    spec = {"holderIdentity": "a_1", "renewTime": "t1", "leaseDurationSeconds": 15}
+    b.observe(spec)
+    clock.now += 10
+    b.observe({**spec, "renewTime": "t2"})  # the watch delivers a's renewal
+    assert b.expires_at == clock.now + 15
+    b.observe({**spec, "renewTime": "t2"})  # the same record again: no new observation
+    clock.now += 1
+    assert b.expires_at == clock.now - 1 + 15
+
+
+def test_a_released_lease_delivered_by_the_watch_wakes_a_standby_at_once() -> None:
+    released = asyncio.Event
+
+    class Watching(FakeKube):
+        gone: asyncio.Event
+
+        async def watch(self, path, query, seconds=240):  # type: ignore[no-untyped-def, override]
+            await self.gone.wait()
+            yield {"type": "MODIFIED", "object": {"spec": {"holderIdentity": None}}}
+            await asyncio.sleep(3600)
+
+    kube, clock = Watching(), Clock()
+    a = elector(kube, "a", clock)
+    b = elector(kube, "b", clock)
+    b._clock = lambda: asyncio.get_running_loop().time()
+
+    async def go() -> float:
+        kube.gone = released()
+        assert await a.try_acquire_or_renew()
+        a.leading.set()
+        task = asyncio.create_task(b.run())
+        await asyncio.sleep(0.2)  # b tried, lost, and waits out its retry period (2 s)
+        assert not b.leading.is_set()
+        started = asyncio.get_running_loop().time()
+        await a.release()
+        kube.gone.set()
+        await asyncio.wait_for(b.leading.wait(), 5)
+        task.cancel()
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(go()) < 1.0, "woken by the watch, not by the next retry tick"
