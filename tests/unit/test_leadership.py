@@ -193,3 +193,25 @@ def test_a_released_lease_delivered_by_the_watch_wakes_a_standby_at_once() -> No
         return asyncio.get_running_loop().time() - started
 
     assert asyncio.run(go()) < 1.0, "woken by the watch, not by the next retry tick"
+
+
+def test_a_leader_whose_lease_was_taken_stops_within_the_renew_deadline() -> None:
+    """Someone else wrote the Lease (another replica after a partition, or a forged
+    holder): the leader cannot renew, and stops writing rather than share."""
+    kube, clock = FakeKube(), Clock()
+    lost: list[str] = []
+    a = elector(kube, "a", clock, lost)
+    a.durations = Durations(lease=0.6, renew_deadline=0.4, retry_period=0.05)
+    a._clock = lambda: asyncio.get_running_loop().time()
+
+    async def go() -> None:
+        task = asyncio.create_task(a.run())
+        await asyncio.wait_for(a.leading.wait(), 5)
+        lease = kube.objects[lease_path(NS, "keykeeper-leader")]
+        lease["spec"]["holderIdentity"] = "intruder"
+        lease["spec"]["renewTime"] = "2030-01-01T00:00:00.000000Z"
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(go())
+    assert lost == ["a"]
+    assert holder(kube) == "intruder", "nothing was written over it"
