@@ -35,6 +35,14 @@ def elector(kube: FakeKube, name: str, clock: Clock, lost: list[str] | None = No
     )
 
 
+def quick_leader(kube: FakeKube, lost: list[str]) -> Elector:
+    """A candidate on the loop's clock with sub-second durations."""
+    a = elector(kube, "a", Clock(), lost)
+    a.durations = Durations(lease=0.6, renew_deadline=0.4, retry_period=0.05)
+    a._clock = lambda: asyncio.get_running_loop().time()
+    return a
+
+
 def holder(kube: FakeKube) -> str | None:
     return kube.objects[lease_path(NS, "keykeeper-leader")]["spec"].get("holderIdentity")
 
@@ -109,11 +117,8 @@ def test_a_released_lease_is_taken_at_the_next_try() -> None:
 
 
 def test_a_leader_that_cannot_renew_stops_before_the_lease_runs_out() -> None:
-    kube, clock = FakeKube(), Clock()
-    lost: list[str] = []
-    a = elector(kube, "a", clock, lost)
-    a.durations = Durations(lease=0.6, renew_deadline=0.4, retry_period=0.05)
-    a._clock = lambda: asyncio.get_running_loop().time()
+    kube, lost = FakeKube(), []
+    a = quick_leader(kube, lost)
 
     async def go() -> float:
         task = asyncio.create_task(a.run())
@@ -198,11 +203,8 @@ def test_a_released_lease_delivered_by_the_watch_wakes_a_standby_at_once() -> No
 def test_a_leader_whose_lease_was_taken_stops_within_the_renew_deadline() -> None:
     """Someone else wrote the Lease (another replica after a partition, or a forged
     holder): the leader cannot renew, and stops writing rather than share."""
-    kube, clock = FakeKube(), Clock()
-    lost: list[str] = []
-    a = elector(kube, "a", clock, lost)
-    a.durations = Durations(lease=0.6, renew_deadline=0.4, retry_period=0.05)
-    a._clock = lambda: asyncio.get_running_loop().time()
+    kube, lost = FakeKube(), []
+    a = quick_leader(kube, lost)
 
     async def go() -> None:
         task = asyncio.create_task(a.run())
