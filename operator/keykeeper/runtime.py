@@ -158,13 +158,15 @@ class Runtime:
             await self.elector.leading.wait()
         assert self.anchorer is not None and self.queue is not None  # noqa: PT018
         assert self.policy_queue is not None
-        for attempt in range(1_000_000):
+        attempt = 0
+        while True:
             try:
                 await self._sealing_keys()
                 await self.anchorer.check_at_start()
                 break
             except KeykeeperError as exc:
-                log.warning("starting to lead (attempt %d): %s", attempt + 1, exc)
+                attempt += 1
+                log.warning("starting to lead (attempt %d): %s", attempt, exc)
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** min(attempt, 6)))
         self.leading = True
         self.tasks += [
