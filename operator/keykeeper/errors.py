@@ -17,6 +17,7 @@ otherwise ``kopf.PermanentError``)::
     │   └── InvalidProviderConfig     the provider is misconfigured (or its extra is missing)
     ├── IntegrityError                a ciphertext or envelope failed to authenticate or parse
     ├── AuditWriteError               an audit record could not be written: the action is not taken
+    ├── NotLeading                    transient: not (or no longer surely) the Lease holder
     ├── SourceMissing                 transient: the secretRef Secret (or its key) is not there yet
     ├── WeakPassphrase                a passphrase too weak to protect a master key
     └── SpecError                     a custom resource is semantically invalid
@@ -116,6 +117,15 @@ class Forbidden(ApiError):
 class ApiUnavailable(ApiError):
     transient = True
     reason = "ApiUnavailable"
+
+
+class NotLeading(KeykeeperError):
+    """A write refused because this replica's leadership is not current: it never held
+    the Lease, or its last renewal is older than the renew deadline (a paused process
+    resuming). Nothing is written until a renewal succeeds; the process then ends."""
+
+    transient = True
+    reason = "NotLeading"
 
 
 class AuditWriteError(KeykeeperError):

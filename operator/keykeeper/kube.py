@@ -12,7 +12,7 @@ import json
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -95,6 +95,8 @@ class Kube:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.throttled = 0  # 429 answers waited out
+        # called before every write (not reads): raises to refuse it (leader fencing)
+        self.write_guard: Callable[[str, str], None] | None = None
         self._auth_header: dict[str, str] = {}
         self._auth_at: float | None = None
 
@@ -200,10 +202,18 @@ class Kube:
         items: list[Body] = (await self.call("GET", path, query=query)).get("items", [])
         return items
 
+    def _fence(self, method: str, path: str) -> None:
+        """Every write passes here first (the in-memory API's too): ``write_guard`` may
+        refuse it (leader fencing)."""
+        if self.write_guard is not None:
+            self.write_guard(method, path)
+
     async def create(self, path: str, body: Body) -> Body:
+        self._fence("POST", path)
         return await self.call("POST", path, body)
 
     async def replace(self, path: str, body: Body) -> Body:
+        self._fence("PUT", path)
         return await self.call("PUT", path, body)
 
     async def patch(self, path: str, patch: Any, *, kind: str = "merge") -> Body:
@@ -211,11 +221,13 @@ class Kube:
             "merge": "application/merge-patch+json",
             "json": "application/json-patch+json",
         }[kind]
+        self._fence("PATCH", path)
         return await self.call("PATCH", path, patch, content_type=content_type)
 
     async def delete(self, path: str, *, uid: str | None = None) -> bool:
         """Delete; True if it was there. With ``uid``, only that exact object."""
         body = {"preconditions": {"uid": uid}} if uid else None
+        self._fence("DELETE", path)
         try:
             await self.call("DELETE", path, body)
         except NotFound:

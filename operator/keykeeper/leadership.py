@@ -12,6 +12,9 @@ client-go's, with its standard durations:
   anybody else may take the Lease: ``on_lost`` is called and must stop all writing;
 * every write is an update with the resourceVersion read, so two replicas that
   race for a free Lease cannot both win;
+* every write but the Lease's own is fenced (``fence``, installed as the API client's
+  write guard): a replica that does not hold the Lease, or whose last renewal is older
+  than the renew deadline, writes nothing, even if its renew loop has not run yet;
 * a graceful stop releases the Lease (no holder, duration 1 s), so the next replica
   takes over at its next try instead of after a whole lease duration.
 
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from keykeeper.errors import Conflict, KeykeeperError, NotFound
+from keykeeper.errors import Conflict, KeykeeperError, NotFound, NotLeading
 from keykeeper.kube import Body, Kube
 
 log = logging.getLogger("keykeeper.leadership")
@@ -96,6 +99,24 @@ class Elector:
     @property
     def path(self) -> str:
         return lease_path(self._namespace, self._name)
+
+    def current(self) -> bool:
+        """Leading, and sure of it: the last renewal is younger than the renew deadline.
+        A process that was paused (SIGSTOP, a long GC, a frozen VM) is not, from the
+        moment it resumes, whatever its renew loop has had time to notice."""
+        return (
+            self.leading.is_set()
+            and self._clock() - self._renewed_at < self.durations.renew_deadline
+        )
+
+    def fence(self, method: str, path: str) -> None:
+        """``Kube.write_guard``: every write but the Lease's own needs ``current()``."""
+        if path.startswith(lease_path(self._namespace)) or self.current():
+            return
+        raise NotLeading(
+            f"{method} {path} refused: this replica ({self.identity}) does not hold the "
+            "leader Lease, or has not renewed it within the renew deadline"
+        )
 
     async def try_acquire_or_renew(self) -> bool:
         """One attempt; True when this replica holds the Lease afterwards."""

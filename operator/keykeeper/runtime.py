@@ -148,6 +148,7 @@ class Runtime:
             # restarted container is a new candidate, never the old holder resumed
             identity = f"{self.settings.instance}_{uuid.uuid4().hex[:8]}"
             self.elector = Elector(self.kube, self.settings.namespace, identity, self._lost)
+            self.kube.write_guard = self.elector.fence  # from now on, only the leader writes
             self.tasks.append(asyncio.create_task(self.elector.run(), name="keykeeper-leader"))
         self.tasks.append(asyncio.create_task(self._lead(), name="keykeeper-lead"))
 

@@ -40,6 +40,7 @@ class FakeKube(Kube):
         self.requests: list[Request] = []
         self._versions = itertools.count(1)
         self.fail: Callable[[str, str], Exception | None] = lambda method, path: None
+        self.write_guard = None
 
     async def close(self) -> None:  # nothing to close
         return None

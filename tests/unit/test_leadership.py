@@ -217,3 +217,49 @@ def test_a_leader_whose_lease_was_taken_stops_within_the_renew_deadline() -> Non
     asyncio.run(go())
     assert lost == ["a"]
     assert holder(kube) == "intruder", "nothing was written over it"
+
+
+def test_every_write_but_the_leases_is_fenced_by_current_leadership() -> None:
+    """A standby writes nothing; a leader paused past its renew deadline (SIGSTOP, a
+    frozen VM) writes nothing from the moment it resumes, before its renew loop runs."""
+    from keykeeper.errors import NotLeading
+    from keykeeper.kube import secret_path
+
+    kube, clock = FakeKube(), Clock()
+    a = elector(kube, "a", clock)
+    kube.write_guard = a.fence
+    secret = {"metadata": {"name": "s", "namespace": "x"}}
+
+    async def go() -> list[str]:
+        seen = []
+        try:
+            await kube.create(secret_path("x"), secret)
+        except NotLeading as exc:
+            seen.append(f"standby: {exc}")
+        assert await a.try_acquire_or_renew(), "the Lease's own writes pass"
+        a.leading.set()
+        await kube.create(secret_path("x"), secret)
+        seen.append("leader: written")
+        clock.now += 10.0  # paused for the renew deadline; nothing ran meanwhile
+        for write in (
+            kube.patch(secret_path("x", "s"), {"data": {}}),
+            kube.delete(secret_path("x", "s")),
+            kube.replace(secret_path("x", "s"), secret),
+        ):
+            try:
+                await write
+            except NotLeading:
+                seen.append("paused: refused")
+        assert await a.try_acquire_or_renew(), "renewing the Lease is never fenced"
+        await kube.patch(secret_path("x", "s"), {"metadata": {"labels": {"a": "b"}}})
+        seen.append("renewed: written")
+        return seen
+
+    seen = asyncio.run(go())
+    assert seen[0].startswith("standby: POST /api/v1/namespaces/x/secrets refused")
+    assert seen[1:] == ["leader: written", *["paused: refused"] * 3, "renewed: written"]
+    writes = [r for r in kube.requests if r[0] != "GET" and "leases" not in r[1]]
+    assert writes == [
+        ("POST", "/api/v1/namespaces/x/secrets"),
+        ("PATCH", "/api/v1/namespaces/x/secrets/s"),
+    ], "a refused write never reached the API"
