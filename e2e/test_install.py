@@ -351,6 +351,43 @@ def test_failover_after_the_leader_is_killed(
         assert r["kill_to_first_write_s"] <= 15 + 2 + 2, "within the lease duration and a retry"
 
 
+def test_a_leader_paused_past_its_lease_writes_nothing_when_it_resumes(
+    plane: ControlPlane, agent: NodeAgent, kk: Cluster
+) -> None:
+    """SIGSTOP the leader for longer than the lease; a standby takes over and works;
+    SIGCONT the old one: the watch events it missed arrive and its workers want to
+    write, but the fence refuses every write, and it ends itself (to come back as a
+    standby)."""
+    wait_for(lambda: len(ready_pods(plane)) == 2, timeout=90, what="two ready replicas")
+    time.sleep(3)
+    old = holder(plane)
+    restarts = agent.pods()[old].restarts
+    agent.kill(old, signal.SIGSTOP)
+    try:
+        wait_for(lambda: holder(plane) not in ("", old), timeout=40, what="a new leader")
+        home = kk.namespace("paused")
+        kk.label_namespace(home, {"team": "payments"})
+        kk.create(apikey(home, "during-pause", "payments", projections=[{"namespace": "checkout"}]))
+        wait_for(
+            lambda: kk.value("checkout", "during-pause"), timeout=30, what="the new leader works"
+        )
+        kk.patch_key(home, "during-pause", {"metadata": {"labels": {"touched": "yes"}}})
+    finally:
+        resumed_at = time.time()
+        agent.kill(old, signal.SIGCONT)
+    wait_for(
+        lambda: agent.pods()[old].restarts > restarts,
+        timeout=40,
+        what="the resumed leader ends itself and is restarted",
+    )
+    log = agent.log_of(old)
+    assert "leader election lost" in log
+    time.sleep(3)
+    assert [w for w in writes_by_pod(plane, resumed_at) if w["pod"] == old] == [], (
+        "the resumed leader wrote after another replica took over"
+    )
+
+
 def _tally(writes: list[dict[str, Any]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for w in writes:
