@@ -85,7 +85,10 @@ class Runtime:
         for task in self.tasks:
             task.cancel()
         if self.anchorer is not None and self.leading:
-            await self.anchorer.anchor()
+            try:
+                await self.anchorer.anchor()
+            except KeykeeperError as exc:  # no longer sure to lead, or the API is away
+                log.warning("could not anchor the audit log at shutdown: %s", exc)
         if self.elector is not None:
             await self.elector.release()
         if self.server is not None:
