@@ -81,6 +81,7 @@ class Container:
     probe_failures: int = 0
     next_probe: float = 0.0
     next_liveness: float = 0.0
+    terminating_since: float | None = None  # SIGTERM sent (monotonic)
     spec: dict[str, Any] = field(default_factory=dict)
 
 
@@ -493,12 +494,12 @@ class NodeAgent:
     def _terminate(self, pod: dict[str, Any], container: Container | None) -> None:
         meta = pod["metadata"]
         if container is not None and container.proc is not None:
-            if not getattr(container, "_terminating", False):
-                container._terminating = time.monotonic()  # type: ignore[attr-defined]
+            if container.terminating_since is None:
+                container.terminating_since = time.monotonic()
                 self._kill(container, signal.SIGTERM)
             grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
             if container.proc.poll() is None:
-                if time.monotonic() - container._terminating < grace:  # type: ignore[attr-defined]
+                if time.monotonic() - container.terminating_since < grace:
                     return
                 self._kill(container, signal.SIGKILL)
                 container.proc.wait(timeout=10)
