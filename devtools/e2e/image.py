@@ -86,7 +86,10 @@ def stages(path: Path = REPO / "Dockerfile") -> list[Stage]:
 
 
 def ignored(relative: str, patterns: list[str]) -> bool:
-    """``.dockerignore`` semantics: the last matching pattern decides; ``!`` re-includes."""
+    """``.dockerignore`` as Docker reads it for the patterns this repository uses: the
+    last matching pattern decides, ``!`` re-includes, a pattern matching a folder covers
+    what is in it. (Python's fnmatch lets ``*`` cross ``/``, where Go's Match does not;
+    ``tests/chart`` checks the resulting context, file by file.)"""
     verdict = False
     for pattern in patterns:
         negate = pattern.startswith("!")
