@@ -33,6 +33,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from devtools.controlplane import ControlPlane
+from devtools.controlplane.launcher import completed_by
 from devtools.kk import Cluster, api_client, keypolicy
 from devtools.operator import SERVICE_ACCOUNT, running_operator
 
@@ -71,10 +72,7 @@ class AuditTail:
             if SERVICE_ACCOUNT.encode() not in line:
                 continue
             event = json.loads(line)
-            if (
-                event.get("user", {}).get("username") == SERVICE_ACCOUNT
-                and event.get("stage") == "ResponseComplete"
-            ):
+            if completed_by(event, SERVICE_ACCOUNT):
                 out.append(event)
         return out
 

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 from devtools.controlplane import ControlPlane
 from devtools.e2e import (
-    CHART,
     IMAGE,
-    NAMESPACE,
     Helm,
     restricted_namespace,
     start_controller_manager,
@@ -23,9 +21,6 @@ from devtools.e2e import (
 from devtools.e2e.image import build
 from devtools.e2e.node import NodeAgent
 from devtools.kk import Cluster, api_client
-
-REPO = Path(__file__).resolve().parents[1]
-__all__ = ["CHART", "NAMESPACE", "REPO", "Helm"]
 
 
 @pytest.fixture(scope="session")

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 import yaml
 from devtools.controlplane import ControlPlane
+from devtools.e2e import CHART, NAMESPACE, Helm
 from devtools.e2e.node import NodeAgent
 from devtools.kk import Cluster, apikey, unique
 from devtools.operator import wait_for
 
-from e2e.conftest import CHART, NAMESPACE, REPO, Helm
-
 pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
 OPERATOR = f"system:serviceaccount:{NAMESPACE}:keykeeper"
 WRITES = {"create", "update", "patch", "delete"}
 RESULTS = REPO / "bench" / "results" / "e2e.json"

@@ -58,6 +58,13 @@ def binaries() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+def completed_by(event: dict[str, Any], user: str) -> bool:
+    """Whether an apiserver audit event is ``user``'s request, answered."""
+    return bool(
+        event.get("user", {}).get("username") == user and event.get("stage") == "ResponseComplete"
+    )
+
+
 _HANDED_OUT: set[int] = set()
 
 
@@ -310,15 +317,8 @@ class ControlPlane:
         path = self.logs / "audit.log"
         if not path.exists():
             return []
-        out = []
-        for line in path.read_text().splitlines():
-            event = json.loads(line)
-            if (
-                event.get("user", {}).get("username") == user
-                and event.get("stage") == "ResponseComplete"
-            ):
-                out.append(event)
-        return out
+        events = (json.loads(line) for line in path.read_text().splitlines())
+        return [event for event in events if completed_by(event, user)]
 
     def _wait_ready(self, cert: Path, key: Path) -> None:
         context = ssl.create_default_context(cafile=str(self.ca.cert))
