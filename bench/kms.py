@@ -33,13 +33,13 @@ from devtools import kmspeers
 from devtools.fakes import azurekv, gcpkms, tls
 from devtools.softhsm import init_token
 
-from keykeeper.api import Kms
+from keykeeper.api.models import Kms
 from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, seal_envelope
 from keykeeper.crypto.kdf import MasterKey
+from keykeeper.keys.vault import guarded
 from keykeeper.providers import KeyProvider, ProviderSettings, registry
 from keykeeper.providers.guard import Guarded
 from keykeeper.providers.local import LocalProvider
-from keykeeper.vault import guarded
 
 VALUE = b"k" * 64
 OPENS_PER_VERSION = 3

@@ -29,9 +29,10 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from devtools.kk import Cluster, apikey, keypolicy, unique
-from keykeeper import authz, labels
-from keykeeper.api import Phase, parse_apikey_spec, parse_policy_spec
-from keykeeper.authz import NamespaceInfo
+from keykeeper.api import labels
+from keykeeper.api.models import Phase, parse_apikey_spec, parse_policy_spec
+from keykeeper.core import authz
+from keykeeper.core.authz import NamespaceInfo
 from keykeeper.crypto.sealed import SealingPublicKey, seal
 from keykeeper.errors import KeykeeperError, SpecError
 
@@ -295,10 +296,6 @@ _FAILED = re.compile(r"reconcile of .* failed \((\w+):")
 
 def _error_names(cls: type[BaseException] = KeykeeperError) -> set[str]:
     """Every class in keykeeper's error tree (the modules that define some are loaded)."""
-    import keykeeper.anchor
-    import keykeeper.audit
-    import keykeeper.kube
-    import keykeeper.versions  # noqa: F401
 
     return {cls.__name__}.union(*(_error_names(sub) for sub in cls.__subclasses__()))
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from keykeeper.cli import main
+from keykeeper.cli.commands import main
 
 sys.exit(main(sys.argv[1:] or ["run"]))

@@ -20,7 +20,7 @@ from devtools.kk import Cluster, apikey, keypolicy, unique
 from devtools.operator import Operator, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from keykeeper.api import Phase
+from keykeeper.api.models import Phase
 from tests.adversarial.tenant import Tenant, tenant
 
 pytestmark = pytest.mark.cluster

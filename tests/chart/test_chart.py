@@ -14,7 +14,7 @@ import pytest
 import yaml
 from devtools.e2e.image import context_files, stages
 
-from keykeeper import metrics
+from keykeeper.runtime import metrics
 from tests.chart.conftest import CHART, REPO, Render, run_helm
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from keykeeper.api.provider_options import Capability
 from keykeeper.crypto.envelope import (
     CHECK_BYTES,
     Binding,
@@ -19,7 +20,6 @@ from keykeeper.crypto.envelope import (
     seal_envelope,
 )
 from keykeeper.errors import IntegrityError, KeyDisabled
-from keykeeper.provider_options import Capability
 from keykeeper.providers import KeyProvider, registry
 from tests.providers.harness import VARIANTS, Variant
 from tests.unit.envelopes import recheck

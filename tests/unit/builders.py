@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from keykeeper.api import ApiKeySpec, KeyPolicySpec, Phase, parse_apikey_spec, parse_policy_spec
-from keykeeper.authz import KeyContext, NamespaceInfo
+from keykeeper.api.models import (
+    ApiKeySpec,
+    KeyPolicySpec,
+    Phase,
+    parse_apikey_spec,
+    parse_policy_spec,
+)
+from keykeeper.core.authz import KeyContext, NamespaceInfo
 
 
 def ns(name: str, terminating: bool = False, **labels: str) -> NamespaceInfo:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from keykeeper.errors import ApiError, ApiUnavailable, Conflict, NotFound
-from keykeeper.kube import Body, Kube
+from keykeeper.kube.client import Body, Kube
 
 Request = tuple[str, str]  # (method, path)
 

@@ -6,8 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from keykeeper.anchor import Anchorer
-from keykeeper.audit import AuditLog
+from keykeeper.audit.anchor import Anchorer
+from keykeeper.audit.log import AuditLog
 from tests.unit.fakekube import FakeKube
 
 KEY = b"a" * 32
@@ -41,8 +41,8 @@ def test_a_restart_with_an_anchored_head_writes_nothing(tmp_path: Path) -> None:
 def test_a_new_leader_continues_the_chain_after_another_replicas_anchor(tmp_path: Path) -> None:
     """Two replicas, two files: b's log goes on from a's anchored head with a handoff
     record, and b's own file still verifies."""
-    from keykeeper.anchor import read
-    from keykeeper.audit import HANDOFF, verify
+    from keykeeper.audit.anchor import read
+    from keykeeper.audit.log import HANDOFF, verify
 
     kube = FakeKube()
     a_log = AuditLog(tmp_path / "a.jsonl", KEY, fsync=False)
@@ -75,7 +75,7 @@ def test_a_new_leader_continues_the_chain_after_another_replicas_anchor(tmp_path
 
 
 def test_a_forged_writer_on_the_anchor_breaks_its_seal(tmp_path: Path) -> None:
-    from keykeeper.audit import Anchor
+    from keykeeper.audit.log import Anchor
 
     sealed = Anchor.of(KEY, 5, "f" * 64, writer="pod-a")
     assert sealed.authentic(KEY)
@@ -84,7 +84,7 @@ def test_a_forged_writer_on_the_anchor_breaks_its_seal(tmp_path: Path) -> None:
 
 
 def test_only_a_handoff_may_jump_and_only_forward(tmp_path: Path) -> None:
-    from keykeeper.audit import Anchor, verify
+    from keykeeper.audit.log import Anchor, verify
 
     log = AuditLog(tmp_path / "x.jsonl", KEY, fsync=False)
     log.append("Created", name="k")
@@ -103,7 +103,7 @@ def test_only_a_handoff_may_jump_and_only_forward(tmp_path: Path) -> None:
 def test_records_are_mirrored_to_stdout_as_json_lines(tmp_path: Path) -> None:
     import io
 
-    from keykeeper.audit import verify
+    from keykeeper.audit.log import verify
 
     out = io.StringIO()
     log = AuditLog(tmp_path / "m.jsonl", KEY, fsync=False, mirror=out)

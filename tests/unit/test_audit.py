@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from keykeeper.audit import AuditLog, verify
+from keykeeper.audit.log import AuditLog, verify
 
 KEY = b"k" * 32
 
@@ -82,7 +82,7 @@ def test_another_key_cannot_verify(log: Path) -> None:
 
 # -- loss is detected: the anchor, the tail, the write ------------------------------------------
 
-from keykeeper.audit import GAP, Anchor, AuditWriteError  # noqa: E402
+from keykeeper.audit.log import GAP, Anchor, AuditWriteError  # noqa: E402
 
 
 def head_anchor(path: Path) -> Anchor:
@@ -155,7 +155,7 @@ def test_a_record_that_cannot_be_written_raises(tmp_path: Path) -> None:
 
 
 def test_audit_verify_works_in_passphrase_mode(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from keykeeper.cli import main
+    from keykeeper.cli.commands import main
     from keykeeper.crypto.kdf import PassphraseKdf, Purpose, derive_master_key
 
     passphrase = "correct horse battery staple 4 Argon2id!"

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keykeeper import authz
-from keykeeper.api import Phase
-from keykeeper.authz import NamespaceInfo, authorize, plan
+from keykeeper.api.models import Phase
+from keykeeper.core import authz
+from keykeeper.core.authz import NamespaceInfo, authorize, plan
 from tests.unit.builders import apikey_spec, key, ns, policy
 
 CASES = [
@@ -240,7 +240,7 @@ def test_authorize_matches_the_oracle(
         if tgt["sel"] is not None:
             targets["selector"] = {"matchLabels": tgt["sel"]}
         body["targetNamespaces"] = targets
-    from keykeeper.api import parse_policy_spec
+    from keykeeper.api.models import parse_policy_spec
 
     pol = parse_policy_spec(body)
     who = key(key_ns, phase, **key_labels)

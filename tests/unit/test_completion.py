@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from keykeeper import cli
+from keykeeper.cli import commands as cli
 
 
 def test_completion_is_valid_bash_and_knows_the_commands(

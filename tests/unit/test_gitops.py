@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from keykeeper import cli, gitops
+from keykeeper.cli import commands as cli
+from keykeeper.cli import seal as gitops
 from keykeeper.crypto.sealed import SealingKeyPair, open_sealed
 
 PAIR = SealingKeyPair.generate()

@@ -7,9 +7,9 @@ import asyncio
 import threading
 from pathlib import Path
 
-from keykeeper.audit import AuditLog, verify
+from keykeeper.audit.groupsync import GroupSync
+from keykeeper.audit.log import AuditLog, verify
 from keykeeper.errors import AuditWriteError
-from keykeeper.groupsync import GroupSync
 
 KEY = b"k" * 32
 

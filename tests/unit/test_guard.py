@@ -217,7 +217,7 @@ def test_a_permanent_refusal_does_not_open_the_breaker() -> None:
 def test_provider_backoff_doubles_with_jitter_up_to_a_cap(
     failures: int, low: float, high: float
 ) -> None:
-    from keykeeper.run import provider_backoff
+    from keykeeper.controllers.apikey.run import provider_backoff
 
     assert provider_backoff(failures, rand=lambda: 0.0) == pytest.approx(low)
     assert provider_backoff(failures, rand=lambda: 1.0) == pytest.approx(high)

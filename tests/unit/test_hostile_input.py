@@ -10,16 +10,16 @@ from datetime import timedelta
 
 import pytest
 
-from keykeeper import names
-from keykeeper.api import ValueConstraints, parse_apikey_spec, parse_policy_spec
+from keykeeper.api import names
+from keykeeper.api.durations import parse_duration
+from keykeeper.api.models import ValueConstraints, parse_apikey_spec, parse_policy_spec
+from keykeeper.audit.events import BURST, REFILL_SECONDS, EventSink
+from keykeeper.core.projection import proven_owner
+from keykeeper.core.values import check
 from keykeeper.crypto.kdf import MasterKey, Purpose, ownership_proof
 from keykeeper.crypto.sealed import SealingKeyPair, key_id_of
-from keykeeper.durations import parse_duration
 from keykeeper.errors import InvalidName, InvalidValue, SpecError
-from keykeeper.events import BURST, REFILL_SECONDS, EventSink
-from keykeeper.kube import apikey_path, check_identity, secret_path
-from keykeeper.projection import proven_owner
-from keykeeper.values import check
+from keykeeper.kube.client import apikey_path, check_identity, secret_path
 
 HOSTILE = [
     "../../kube-system/secrets/x",
@@ -186,13 +186,13 @@ async def _events_are_rate_limited_per_object() -> None:
 
 
 def test_the_operator_process_cannot_dump_core() -> None:
-    code = "from keykeeper.hardening import harden_process, is_hardened; harden_process(); print(is_hardened())"
+    code = "from keykeeper.runtime.hardening import harden_process, is_hardened; harden_process(); print(is_hardened())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
 
 
 def test_a_relabel_requeues_only_the_keys_it_can_affect() -> None:
-    from keykeeper.world import World
+    from keykeeper.kube.world import World
 
     world = World()
     world.put_namespace({"metadata": {"name": "target", "labels": {"tier": "dev"}}})
@@ -218,7 +218,7 @@ def test_a_relabel_requeues_only_the_keys_it_can_affect() -> None:
 
 
 def test_a_secret_whose_proof_is_stripped_requeues_its_key() -> None:
-    from keykeeper.world import World
+    from keykeeper.kube.world import World
 
     key = MasterKey(b"m" * 32).subkey(Purpose.OWNERSHIP)
 

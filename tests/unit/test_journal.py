@@ -6,10 +6,10 @@ import asyncio
 import json
 from pathlib import Path
 
-from keykeeper import store
-from keykeeper.audit import AuditLog, verify
-from keykeeper.journal import Journal, Told, summarize
-from keykeeper.narration import Entry
+from keykeeper.audit.journal import Journal, Told, summarize
+from keykeeper.audit.log import AuditLog, verify
+from keykeeper.core import store
+from keykeeper.core.narration import Entry
 
 KEY = b"k" * 32
 VERSION = store.Version(3, "2026-01-01T00:00:00.000000Z", "hmac-sha256:ab", "master/k1", "local")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from keykeeper import store
+from keykeeper.core import store
+from keykeeper.keys.vault import Vault
 from keykeeper.providers import Registry
-from keykeeper.vault import Vault
 from tests.unit import memkms
 from tests.unit.test_reconcile import OPERATOR_NS, Harness
 

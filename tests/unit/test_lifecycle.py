@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keykeeper.api import Phase, RotationStrategy
-from keykeeper.lifecycle import (
+from keykeeper.api.models import Phase, RotationStrategy
+from keykeeper.core.lifecycle import (
     ALLOWED,
     CreateVersion,
     Decision,

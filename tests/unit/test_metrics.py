@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from keykeeper import metrics
 from keykeeper.errors import ProviderUnavailable
-from keykeeper.serving import Server, parse_address
-from keykeeper.world import World, key_facts
+from keykeeper.kube.world import World, key_facts
+from keykeeper.runtime import metrics
+from keykeeper.runtime.serving import Server, parse_address
 
 
 def scrape() -> dict[str, list[Any]]:

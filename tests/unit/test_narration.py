@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from keykeeper.conditions import READY, ROTATION_DUE, Condition
-from keykeeper.narration import narrate
-from keykeeper.plan import TargetState
-from keykeeper.status import TargetResult
+from keykeeper.api.conditions import READY, ROTATION_DUE, Condition
+from keykeeper.core.narration import narrate
+from keykeeper.core.plan import TargetState
+from keykeeper.core.status import TargetResult
 
 OK = Condition(READY, "True", "Ready", "ok")
 

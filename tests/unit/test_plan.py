@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from keykeeper import authz, plan
-from keykeeper.api import Phase
-from keykeeper.authz import Decision, Target
-from keykeeper.plan import Held, TargetState
-from keykeeper.status import TargetResult, compose, counts, mark_withdrawn
+from keykeeper.api.models import Phase
+from keykeeper.core import authz, plan
+from keykeeper.core.authz import Decision, Target
+from keykeeper.core.plan import Held, TargetState
+from keykeeper.core.status import TargetResult, compose, counts, mark_withdrawn
 from tests.unit.builders import apikey_spec, key, ns, policy
 
 OK = Decision(True, authz.AUTHORIZED, "ok")
@@ -169,7 +169,7 @@ def test_status_counts_everything_and_names_only_the_named() -> None:
 
 
 def authz_ready():  # type: ignore[no-untyped-def]
-    from keykeeper.conditions import READY, Condition
+    from keykeeper.api.conditions import READY, Condition
 
     return Condition(READY, "True", "Ready", "ok")
 

@@ -8,14 +8,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from keykeeper.api import API_VERSION
+from keykeeper.api.models import API_VERSION
 from keykeeper.crypto.kdf import MasterKey
-from keykeeper.kube import apikey_path
+from keykeeper.keys.vault import Vault
+from keykeeper.kube.client import apikey_path
 from keykeeper.providers import registry
-from keykeeper.runtime import Runtime
-from keykeeper.settings import Settings
-from keykeeper.vault import Vault
-from keykeeper.workqueue import WorkQueue
+from keykeeper.runtime.process import Runtime
+from keykeeper.runtime.settings import Settings
+from keykeeper.runtime.workqueue import WorkQueue
 from tests.unit.fakekube import FakeKube
 
 

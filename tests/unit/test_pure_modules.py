@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from keykeeper import conditions
-from keykeeper.api import GenerateSource, Generator, LabelSelector, ValueConstraints
-from keykeeper.conditions import Condition
-from keykeeper.durations import format_duration, parse_duration
+from keykeeper.api import conditions
+from keykeeper.api.conditions import Condition
+from keykeeper.api.durations import format_duration, parse_duration
+from keykeeper.api.models import GenerateSource, Generator, LabelSelector, ValueConstraints
+from keykeeper.core.selectors import matches
+from keykeeper.core.values import check, generate
 from keykeeper.errors import InvalidValue
-from keykeeper.selectors import matches
-from keykeeper.values import check, generate
 
 
 @pytest.mark.parametrize(

@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from keykeeper.api import API_VERSION
-from keykeeper.audit import AuditLog
+from keykeeper.api.models import API_VERSION
+from keykeeper.audit.events import EventSink
+from keykeeper.audit.log import AuditLog
+from keykeeper.controllers.apikey.reconcile import Reconciler
 from keykeeper.crypto.kdf import MasterKey
 from keykeeper.errors import ApiUnavailable, Conflict
-from keykeeper.events import EventSink
-from keykeeper.kube import apikey_path, secret_path
+from keykeeper.keys.vault import Vault
+from keykeeper.kube.client import apikey_path, secret_path
+from keykeeper.kube.world import World
 from keykeeper.providers import registry
-from keykeeper.reconcile import Reconciler
-from keykeeper.vault import Vault
-from keykeeper.world import World
 from tests.unit.fakekube import FakeKube
 
 OPERATOR_NS = "keykeeper-system"
@@ -258,7 +258,7 @@ def test_provider_options_are_typed_when_the_policy_is_read(h: Harness) -> None:
 def test_the_spec_is_parsed_once_per_generation(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import keykeeper.world as world_module
+    import keykeeper.kube.world as world_module
 
     parses: list[object] = []
     real = world_module.parse_apikey_spec

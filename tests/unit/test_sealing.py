@@ -11,9 +11,9 @@ import pytest
 from keykeeper.crypto.kdf import MasterKey
 from keykeeper.crypto.sealed import SealingPublicKey, open_sealed, seal
 from keykeeper.errors import InvalidValue
-from keykeeper.kube import configmap_path, secret_path
+from keykeeper.keys.sealing import RENEW_REQUESTED, SEALING_PUBLIC, SEALING_SECRET, SealingKeys
+from keykeeper.kube.client import configmap_path, secret_path
 from keykeeper.providers.local import LocalProvider
-from keykeeper.sealing import RENEW_REQUESTED, SEALING_PUBLIC, SEALING_SECRET, SealingKeys
 from tests.unit.fakekube import FakeKube
 
 NS = "keykeeper-system"

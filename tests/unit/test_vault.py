@@ -10,14 +10,14 @@ from typing import Any, ClassVar
 
 import pytest
 
-from keykeeper.api import Kms
+from keykeeper.api.models import Kms
 from keykeeper.crypto.envelope import Binding, WrappedKey, seal_envelope
 from keykeeper.crypto.kdf import MasterKey
 from keykeeper.errors import InvalidProviderConfig, KeyDisabled, KeykeeperError
+from keykeeper.keys.vault import PROVIDER_CACHE, Vault
 from keykeeper.providers import KeyProvider, ProviderSettings, Registry, registry
-from keykeeper.runtime import Runtime
-from keykeeper.settings import Settings
-from keykeeper.vault import PROVIDER_CACHE, Vault
+from keykeeper.runtime.process import Runtime
+from keykeeper.runtime.settings import Settings
 
 MASTER = MasterKey(b"m" * 32)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from keykeeper.workqueue import WorkQueue
+from keykeeper.runtime.workqueue import WorkQueue
 
 
 def test_changes_go_before_the_sweep_and_a_swept_key_moves_up() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from keykeeper import world as world_module
-from keykeeper.world import World
+from keykeeper.kube import world as world_module
+from keykeeper.kube.world import World
 
 
 def key(n: int, generation: int = 1) -> dict[str, Any]:

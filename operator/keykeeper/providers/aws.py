@@ -30,6 +30,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from keykeeper.api.provider_options import AwsOptions, Capability
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.errors import (
     IntegrityError,
@@ -37,7 +38,6 @@ from keykeeper.errors import (
     KeyDisabled,
     ProviderUnavailable,
 )
-from keykeeper.provider_options import AwsOptions, Capability
 from keykeeper.providers.base import (
     KeyProvider,
     ProviderSettings,

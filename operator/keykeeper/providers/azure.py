@@ -42,6 +42,7 @@ from azure.core import exceptions as aexc
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
+from keykeeper.api.provider_options import AzureOptions, Capability
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.errors import (
     IntegrityError,
@@ -49,7 +50,6 @@ from keykeeper.errors import (
     KeyDisabled,
     ProviderUnavailable,
 )
-from keykeeper.provider_options import AzureOptions, Capability
 from keykeeper.providers.base import (
     KeyProvider,
     ProviderSettings,

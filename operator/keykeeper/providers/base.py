@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
+from keykeeper.api.provider_options import Capability, parse_options
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.errors import InvalidProviderConfig
-from keykeeper.provider_options import Capability, parse_options
 
 OptionsT = TypeVar("OptionsT")
 PER_KEY = frozenset({Capability.PER_KEY_KEK, Capability.KEK_DESTRUCTION})

@@ -39,6 +39,7 @@ from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.cloud import kms_v1
 
+from keykeeper.api.provider_options import Capability, GcpOptions
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.errors import (
     IntegrityError,
@@ -46,7 +47,6 @@ from keykeeper.errors import (
     KeyDisabled,
     ProviderUnavailable,
 )
-from keykeeper.provider_options import Capability, GcpOptions
 from keykeeper.providers.base import (
     KeyProvider,
     ProviderSettings,

@@ -32,11 +32,11 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from keykeeper import metrics
+from keykeeper.api.provider_options import Capability
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.errors import KeykeeperError, ProviderUnavailable
-from keykeeper.provider_options import Capability
 from keykeeper.providers.base import KeyProvider, encode_context
+from keykeeper.runtime import metrics
 
 T = TypeVar("T")
 log = logging.getLogger("keykeeper.providers.guard")

@@ -33,13 +33,13 @@ from pkcs11 import exceptions as p11err
 from pkcs11.mechanisms import GCMParams
 from pkcs11.types import DecryptMixin, EncryptMixin, Key, SecretKey, UnwrapMixin, WrapMixin
 
+from keykeeper.api.provider_options import Capability, Pkcs11Options
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.errors import (
     IntegrityError,
     InvalidProviderConfig,
     KeyDisabled,
 )
-from keykeeper.provider_options import Capability, Pkcs11Options
 from keykeeper.providers.base import (
     KeyProvider,
     ProviderSettings,

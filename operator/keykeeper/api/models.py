@@ -1,0 +1,247 @@
+"""The keykeeper.dev/v1alpha1 API as Python types, parsed at the edge with pydantic.
+
+The CRDs in ``crds/`` are the source of truth for what the apiserver admits; these
+models read what it admitted. Field names are the snake_case of the CRD's camelCase.
+A body that the schema admitted but these models refuse is a ``SpecError`` (reported
+as a condition and a Warning Event, never a crash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from keykeeper.api import names
+from keykeeper.api.durations import parse_duration
+from keykeeper.api.patterns import compile_pattern
+from keykeeper.api.provider_options import parse_options
+from keykeeper.errors import InvalidName, SpecError
+
+GROUP = "keykeeper.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class Phase(StrEnum):
+    GENERATED = "Generated"
+    ACTIVE = "Active"
+    ROTATION_PENDING = "RotationPending"
+    ROTATED = "Rotated"
+    SUSPENDED = "Suspended"
+    REVOKED = "Revoked"
+    DELETED = "Deleted"
+
+
+PROJECTING_PHASES = frozenset({Phase.ACTIVE, Phase.ROTATION_PENDING, Phase.ROTATED})
+
+
+def _duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    """A names check as a pydantic validator (which wants ValueError)."""
+
+    def validate(text: str) -> str:
+        try:
+            return check(text)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+
+    return validate
+
+
+NamespaceName = Annotated[str, AfterValidator(_checked(names.namespace))]
+ObjectName = Annotated[str, AfterValidator(_checked(names.object_name))]
+DataKey = Annotated[str, AfterValidator(_checked(names.data_key))]
+
+
+def _optional_namespace(text: str) -> str:
+    return _checked(names.namespace)(text) if text else text
+
+
+def _regex(text: str) -> str:
+    compile_pattern(text)
+    return text
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+
+class Requirement(_Model):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[str, ...] = ()
+
+
+class LabelSelector(_Model):
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: tuple[Requirement, ...] = ()
+
+
+class NamespaceSelection(_Model):
+    names: tuple[NamespaceName, ...] = ()
+    selector: LabelSelector | None = None
+
+
+class TargetSelection(NamespaceSelection):
+    allow_own_namespace: bool = True
+
+
+class SecretKeyRef(_Model):
+    name: ObjectName
+    namespace: Annotated[str, AfterValidator(_optional_namespace)] = ""
+
+
+class Kms(_Model):
+    provider: Literal["local", "aws", "azure", "gcp", "pkcs11"] = "local"
+    key_ref: str = ""
+    credentials_secret_ref: SecretKeyRef | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _typed_options(self) -> Kms:
+        parse_options(self.provider, self.options)  # refused when the policy is read
+        return self
+
+
+class RotationStrategy(StrEnum):
+    GENERATE = "Generate"
+    MANUAL = "Manual"
+
+
+class Rotation(_Model):
+    period: Duration | None = None
+    grace_period: Duration = "24h"
+    strategy: RotationStrategy = RotationStrategy.GENERATE
+
+    @property
+    def period_delta(self) -> timedelta | None:
+        return parse_duration(self.period) if self.period else None
+
+    @property
+    def grace_delta(self) -> timedelta:
+        return parse_duration(self.grace_period)
+
+
+class Retention(_Model):
+    revoked_for: Duration = "30d"
+
+    @property
+    def revoked_delta(self) -> timedelta:
+        return parse_duration(self.revoked_for)
+
+
+class ValueConstraints(_Model):
+    min_length: int = Field(default=0, ge=0)
+    max_length: int = Field(default=4096, ge=1, le=65536)
+    pattern: Annotated[str, AfterValidator(_regex)] | None = None
+
+
+class Alphabet(StrEnum):
+    BASE62 = "base62"
+    BASE64URL = "base64url"
+    HEX = "hex"
+    ALPHANUMERIC_LOWER = "lowercase"
+
+
+class Generator(_Model):
+    length: int = Field(default=40, ge=16, le=512)
+    prefix: str = ""
+    alphabet: Alphabet = Alphabet.BASE62
+
+
+class KeyPolicySpec(_Model):
+    source_namespaces: NamespaceSelection
+    target_namespaces: TargetSelection | None = None
+    kms: Kms = Field(default_factory=Kms)
+    rotation: Rotation = Field(default_factory=Rotation)
+    retention: Retention = Field(default_factory=Retention)
+    value: ValueConstraints = Field(default_factory=ValueConstraints)
+    generator: Generator = Field(default_factory=Generator)
+
+
+class GenerateSource(_Model):
+    length: int | None = Field(default=None, ge=16, le=512)
+    prefix: str | None = None
+    alphabet: Alphabet | None = None
+
+
+class SecretRefSource(_Model):
+    name: ObjectName
+    key: DataKey = "api-key"
+    delete_after_import: bool = False
+
+
+class Source(_Model):
+    generate: GenerateSource | None = None
+    sealed: str | None = None
+    secret_ref: SecretRefSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        chosen = [n for n in ("generate", "sealed", "secret_ref") if getattr(self, n) is not None]
+        if len(chosen) != 1:
+            raise ValueError("exactly one of generate, sealed or secretRef must be set")
+        return self
+
+    @property
+    def kind(self) -> str:
+        if self.generate is not None:
+            return "generate"
+        return "sealed" if self.sealed is not None else "secretRef"
+
+
+class Projection(_Model):
+    namespace: NamespaceName | None = None
+    namespace_selector: LabelSelector | None = None
+    secret_name: ObjectName | None = None
+    key: DataKey = "api-key"
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Projection:
+        if (self.namespace is None) == (self.namespace_selector is None):
+            raise ValueError("a projection names a namespace or a namespaceSelector, not both")
+        return self
+
+
+class ApiKeySpec(_Model):
+    policy: ObjectName
+    source: Source
+    projections: tuple[Projection, ...] = ()
+    suspended: bool = False
+    revoked: bool = False
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def parse_policy_spec(spec: Any) -> KeyPolicySpec:
+    return _parse(KeyPolicySpec, spec, "KeyPolicy")
+
+
+def parse_apikey_spec(spec: Any) -> ApiKeySpec:
+    return _parse(ApiKeySpec, spec, "ApiKey")
+
+
+def _parse(model: type[_M], spec: Any, kind: str) -> _M:
+    try:
+        return model.model_validate(spec or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SpecError(f"invalid {kind} spec: {problems}") from None

@@ -1,0 +1,132 @@
+"""Anchoring the audit log's head in the cluster, so a shortened log is detectable.
+
+The Secret ``<operator namespace>/keykeeper-audit-anchor`` holds the sequence number
+and MAC of the newest record, sealed with the audit key (``audit.Anchor``). The
+operator writes it every ``INTERVAL`` seconds while the head moves, and at shutdown.
+At start it compares the log with the anchor: a log that no longer reaches the
+anchored record (truncated, emptied, rolled back, or a volume that was lost) is
+recorded with an ``AuditGap`` record and a warning, and the chain goes on.
+
+With leader election the check runs when a replica becomes the leader. The anchor
+names its writer; an anchor written by *another* replica whose record this file does
+not hold is a handoff, not a loss: the new leader continues the chain after it with
+an ``AuditHandoff`` record (``AuditLog.continue_from``). The anchor's writer is sealed
+with it, so a forged handoff is as detectable as a forged head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from keykeeper.api import labels
+from keykeeper.audit.log import GAP, Anchor, AuditLog, find
+from keykeeper.kube.client import Body, Conflict, Kube, secret_path
+
+log = logging.getLogger("keykeeper.anchor")
+
+ANCHOR_SECRET = "keykeeper-audit-anchor"  # noqa: S105 - a Secret name
+INTERVAL = 10.0
+
+
+def parse(body: Body | None) -> Anchor | None:
+    annotations = ((body or {}).get("metadata") or {}).get("annotations") or {}
+    try:
+        return Anchor(
+            int(annotations["keykeeper.dev/audit-seq"]),
+            str(annotations["keykeeper.dev/audit-mac"]),
+            str(annotations["keykeeper.dev/audit-seal"]),
+            str(annotations.get("keykeeper.dev/audit-writer", "")),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+async def read(kube: Kube, namespace: str) -> Anchor | None:
+    return parse(await kube.get_secret(namespace, ANCHOR_SECRET))
+
+
+class Anchorer:
+    def __init__(
+        self, kube: Kube, namespace: str, audit: AuditLog, key: bytes, writer: str = ""
+    ) -> None:
+        self._kube, self._namespace, self._audit, self._key = kube, namespace, audit, key
+        self._writer = writer
+        self._anchored: tuple[int, str] | None = None
+        self._resource_version: str | None = None
+
+    async def check_at_start(self) -> None:
+        """Compare the log with the last anchor; record a gap if the log lost records."""
+        found = await self._kube.get_secret(self._namespace, ANCHOR_SECRET)
+        self._resource_version = (found or {}).get("metadata", {}).get("resourceVersion")
+        anchor = parse(found)
+        if anchor is None:
+            return
+        seq, _ = self._audit.head()
+        if not anchor.authentic(self._key):
+            problem = "the anchor in the cluster is not authentic"
+        elif anchor.writer and anchor.writer != self._writer:
+            record = await asyncio.to_thread(find, self._audit.path, anchor.seq)
+            if record is not None and record.get("mac") == anchor.mac:
+                self._anchored = (anchor.seq, anchor.mac)
+                return
+            self._audit.continue_from(
+                anchor,
+                f"the chain continues from record {anchor.seq} (mac {anchor.mac}) "
+                f"in the log of {anchor.writer}",
+            )
+            log.info("audit log continues after %s's record %d", anchor.writer, anchor.seq)
+            return
+        elif seq < anchor.seq:
+            problem = f"records {seq + 1}..{anchor.seq} are missing (the log was truncated)"
+        else:
+            record = await asyncio.to_thread(find, self._audit.path, anchor.seq)
+            if record is not None and record.get("mac") == anchor.mac:
+                self._anchored = (anchor.seq, anchor.mac)  # a restart re-anchors nothing
+                return
+            problem = f"record {anchor.seq} is not the anchored one (the log was replaced)"
+        log.warning("audit log %s: %s", self._audit.path, problem)
+        self._audit.append(GAP, detail=problem)
+
+    async def anchor(self) -> None:
+        """Write the head if it moved since the last anchor."""
+        head = self._audit.head()
+        if head == self._anchored or head[0] == 0:
+            return
+        sealed = Anchor.of(self._key, *head, writer=self._writer)
+        body: Body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "keykeeper.dev/audit-anchor",
+            "metadata": {
+                "name": ANCHOR_SECRET,
+                "namespace": self._namespace,
+                "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "audit-anchor"},
+                "annotations": {
+                    "keykeeper.dev/audit-seq": str(sealed.seq),
+                    "keykeeper.dev/audit-mac": sealed.mac,
+                    "keykeeper.dev/audit-seal": sealed.seal,
+                    "keykeeper.dev/audit-writer": sealed.writer,
+                },
+            },
+        }
+        if self._resource_version is None:
+            try:
+                written = await self._kube.create(secret_path(self._namespace), body)
+            except Conflict:
+                found = await self._kube.get_secret(self._namespace, ANCHOR_SECRET)
+                self._resource_version = (found or {}).get("metadata", {}).get("resourceVersion")
+                return await self.anchor()
+        else:
+            body["metadata"]["resourceVersion"] = self._resource_version
+            written = await self._kube.replace(secret_path(self._namespace, ANCHOR_SECRET), body)
+        self._resource_version = written["metadata"]["resourceVersion"]
+        self._anchored = head
+
+    async def run(self, interval: float = INTERVAL) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.anchor()
+            except Exception as exc:  # an anchor is retried at the next tick
+                log.warning("could not anchor the audit log: %s", exc)

@@ -1,0 +1,300 @@
+"""The ``keykeeper`` command (also installed as the kubectl plugin ``kubectl-keykeeper``).
+
+keykeeper run                       run the operator (settings from flags and env)
+keykeeper audit verify LOG          check an audit log's HMAC chain against its anchor
+keykeeper cert                      print the cluster's sealing public key (and fingerprint)
+keykeeper seal -n NS --name N       seal a value for one ApiKey: a manifest safe in git
+keykeeper status|plan|rotate|suspend|reinstate|revoke [NAME]   day-2 work on ApiKeys
+keykeeper completion bash           a bash completion script (also for kubectl keykeeper)
+
+Errors are one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+from pathlib import Path
+from typing import Any
+
+from keykeeper import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from keykeeper.runtime.main import run_operator
+
+        return run_operator(args)
+    if args.command == "audit" and args.audit_command == "verify":
+        try:
+            return _audit_verify(args)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"keykeeper audit verify: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+    if args.command in ("cert", "seal"):
+        return _gitops(args)
+    if args.command == "completion":
+        sys.stdout.write(_completion(parser))
+        return 0
+    from keykeeper.cli import day2
+    from keykeeper.cli import seal as gitops
+
+    try:
+        sys.stdout.write(day2.run(args))
+    except gitops.CommandError as exc:
+        print(f"keykeeper {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+    parser.error("unknown command")
+    return 2
+
+
+def _gitops(args: argparse.Namespace) -> int:
+    from keykeeper.cli import seal as gitops
+    from keykeeper.keys import sealing
+
+    def fetch() -> object:
+        reader = _ClusterReader(args.operator_namespace, args.kubeconfig, args.context)
+        return gitops.from_configmap(reader.configmap(sealing.SEALING_PUBLIC))
+
+    try:
+        if args.command == "cert" and args.rotate:
+            reader = _ClusterReader(args.operator_namespace, args.kubeconfig, args.context)
+            key = _renewed(reader, gitops.from_configmap(reader.configmap(sealing.SEALING_PUBLIC)))
+            sys.stdout.write(gitops.to_pem(key))
+            print(f"renewed; fingerprint: {key.fingerprint}", file=sys.stderr)
+        elif args.command == "cert":
+            key = gitops.pinned(fetch(), args.expect_fingerprint)  # type: ignore[arg-type]
+            sys.stdout.write(gitops.to_pem(key))
+            print(f"fingerprint: {key.fingerprint}", file=sys.stderr)
+        else:
+            sys.stdout.write(gitops.seal_command(args, fetch))
+    except (gitops.CommandError, OSError) as exc:
+        print(f"keykeeper {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keykeeper", description="keykeeper: API keys, kept safe in Kubernetes."
+    )
+    parser.add_argument("--version", action="version", version=f"keykeeper {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator")
+    run.add_argument("--namespace", help="the operator's namespace (env KEYKEEPER_NAMESPACE)")
+    run.add_argument("--audit-log", type=Path, help="audit log path (env KEYKEEPER_AUDIT_LOG)")
+    run.add_argument(
+        "--log-format",
+        choices=["json", "plain", "full"],
+        help="log format (env KEYKEEPER_LOG_FORMAT, default json)",
+    )
+    run.add_argument(
+        "--http-address",
+        help="host:port serving /healthz, /readyz and /metrics (env KEYKEEPER_HTTP_ADDRESS; "
+        'default ":8080"; "" serves nothing)',
+    )
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=None,
+        help="run as one of several replicas: only the holder of the Lease "
+        "<namespace>/keykeeper-leader writes (env KEYKEEPER_LEADER_ELECTION)",
+    )
+    run.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="derive the master key from this passphrase (env KEYKEEPER_PASSPHRASE_FILE)",
+    )
+    run.add_argument("--verbose", action="store_true")
+
+    _add_audit(commands)
+    from keykeeper.cli import day2
+    from keykeeper.cli import seal as gitops
+
+    gitops.add_arguments(commands)
+    day2.add_arguments(commands)
+    completion = commands.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash"])
+    return parser
+
+
+def _renewed(reader: _ClusterReader, before: Any) -> Any:
+    """Ask the operator for a new sealing key (an annotation on the public ConfigMap) and
+    wait until it is published."""
+    import time
+    from datetime import UTC, datetime
+
+    from keykeeper.cli import seal as gitops
+    from keykeeper.keys import sealing
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    reader.annotate_configmap(sealing.SEALING_PUBLIC, {sealing.RENEW_REQUESTED: now})
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        key = gitops.from_configmap(reader.configmap(sealing.SEALING_PUBLIC))
+        if key != before:
+            return key
+        time.sleep(1.0)
+    raise gitops.CommandError("no new sealing key after 150 s: is keykeeper running?")
+
+
+def _add_audit(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="audit log tools")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help="check an audit log's HMAC chain")
+    verify.add_argument("log", type=Path)
+    source = verify.add_mutually_exclusive_group()
+    source.add_argument(
+        "--master-key-file",
+        type=Path,
+        help="a file holding the base64 master key (default: read it from the cluster)",
+    )
+    source.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="the operator runs in passphrase mode: derive the key from this passphrase "
+        "(the KDF parameters are read from the cluster, or given with --kdf)",
+    )
+    verify.add_argument("--kdf", help="the KDF string (argon2id$... or pbkdf2-sha256$...)")
+    anchor = verify.add_mutually_exclusive_group()
+    anchor.add_argument(
+        "--anchor-file",
+        type=Path,
+        help="the anchor Secret as JSON (default: read it from the cluster)",
+    )
+    anchor.add_argument(
+        "--no-anchor",
+        action="store_true",
+        help="check the chain only (a truncated or emptied log then goes unnoticed)",
+    )
+    verify.add_argument("--namespace", default="keykeeper-system")
+    verify.add_argument("--kubeconfig", help="the kubeconfig to use (as kubectl's)")
+    verify.add_argument("--context", help="the kubeconfig context to use")
+    verify.add_argument("--secret", default="keykeeper-master-key")
+
+
+def _completion(parser: argparse.ArgumentParser) -> str:
+    """Bash completion of the commands and their flags, for keykeeper and kubectl-keykeeper."""
+    actions = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    choices: dict[str, argparse.ArgumentParser] = dict(actions.choices or {})
+    cases = "".join(
+        f'    {name}) opts="{" ".join(o for a in sub._actions for o in a.option_strings)}";;\n'
+        for name, sub in sorted(choices.items())
+    )
+    return (
+        "_keykeeper() {\n"
+        '  local cur="${COMP_WORDS[COMP_CWORD]}" cmd="${COMP_WORDS[1]}" opts\n'
+        f'  if [ "$COMP_CWORD" -eq 1 ]; then opts="{" ".join(sorted(choices))}"; else\n'
+        f'  case "$cmd" in\n{cases}  esac; fi\n'
+        '  COMPREPLY=($(compgen -W "$opts" -- "$cur"))\n'
+        "}\n"
+        "complete -F _keykeeper keykeeper kubectl-keykeeper\n"
+    )
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from keykeeper.audit import anchor
+    from keykeeper.audit.log import verify
+    from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, Purpose, derive_master_key
+
+    cluster = _ClusterReader(args.namespace, args.kubeconfig, args.context)
+    if args.master_key_file:
+        master = MasterKey(base64.b64decode(args.master_key_file.read_text().strip()))
+    elif args.passphrase_file:
+        kdf = args.kdf or cluster.data(args.secret).get("kdf", b"").decode()
+        master = derive_master_key(
+            args.passphrase_file.read_text().strip(), PassphraseKdf.decode(kdf)
+        )
+    else:
+        master = MasterKey(cluster.data(args.secret)["master-key"])
+    key = master.subkey(Purpose.AUDIT_MAC)
+    found = None
+    if args.anchor_file:
+        found = anchor.parse(json.loads(args.anchor_file.read_text()))
+    elif not args.no_anchor:
+        found = anchor.parse(cluster.body(anchor.ANCHOR_SECRET))
+        if found is None:
+            print("note: no anchor in the cluster; checking the chain only", file=sys.stderr)
+    with args.log.open("rb") as handle:
+        verdict = verify(handle, key, found)
+    print(verdict)
+    return 0 if verdict.ok else 1
+
+
+class _ClusterReader:
+    """Objects of the operator's namespace, read with the user's kubeconfig on demand."""
+
+    def __init__(
+        self, namespace: str, kubeconfig: str | None = None, context: str | None = None
+    ) -> None:
+        self.namespace, self.kubeconfig, self.context = namespace, kubeconfig, context
+
+    def _api(self) -> object:
+        from keykeeper.kube.client import load_client
+
+        return load_client(self.kubeconfig, self.context)
+
+    def annotate_configmap(self, name: str, annotations: dict[str, str]) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from keykeeper.cli import seal as gitops
+
+        try:
+            client.CoreV1Api(self._api()).patch_namespaced_config_map(
+                name, self.namespace, {"metadata": {"annotations": annotations}}
+            )
+        except ApiException as exc:
+            why = {403: "forbidden", 404: "not found"}.get(exc.status, str(exc.reason))
+            raise gitops.CommandError(
+                f"cannot ask for a renewal on ConfigMap {self.namespace}/{name}: {why}"
+            ) from None
+
+    def configmap(self, name: str) -> dict[str, str]:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from keykeeper.cli import seal as gitops
+
+        try:
+            found = client.CoreV1Api(self._api()).read_namespaced_config_map(name, self.namespace)
+        except ApiException as exc:
+            why = {401: "not logged in", 403: "forbidden", 404: "not found"}.get(exc.status, "")
+            raise gitops.CommandError(
+                f"cannot read ConfigMap {self.namespace}/{name}: {exc.status} {why}".strip()
+            ) from None
+        except Exception as exc:  # no cluster, bad kubeconfig: one clear line
+            raise gitops.CommandError(
+                f"cannot reach the cluster: {type(exc).__name__}: {exc}"
+            ) from None
+        return dict(found.data or {})
+
+    def body(self, name: str) -> dict[str, object] | None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            secret = client.CoreV1Api(self._api()).read_namespaced_secret(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        found: dict[str, object] = client.ApiClient().sanitize_for_serialization(secret)  # type: ignore[no-untyped-call]
+        return found
+
+    def data(self, name: str) -> dict[str, bytes]:
+        found = self.body(name) or {}
+        encoded = found.get("data") or {}
+        assert isinstance(encoded, dict)
+        return {k: base64.b64decode(v) for k, v in encoded.items()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

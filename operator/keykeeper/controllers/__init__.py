@@ -1,0 +1,1 @@
+"""One folder (or module) per controller: what a reconcile of one object does."""

@@ -1,0 +1,1 @@
+"""The ApiKey controller: admission, enforcement, versions, projection, report."""

@@ -1,0 +1,76 @@
+"""Deleting an ApiKey, and finishing erasures: nothing of a key outlives it.
+
+On deletion every projection is withdrawn, the store's envelopes are erased, the
+per-key KEKs are destroyed under the provider recorded in the store (so a deleted
+policy strands nothing), the store Secret is deleted (that exact object), and only
+then is keykeeper's finalizer removed. While a KEK cannot be destroyed, the error
+propagates and the work queue retries with backoff: the finalizer is held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from keykeeper.api import labels
+from keykeeper.audit import events
+from keykeeper.audit.log import AuditLog
+from keykeeper.controllers.apikey.projecting import Projector
+from keykeeper.controllers.apikey.run import Run
+from keykeeper.controllers.apikey.versions import VersionKeeper
+from keykeeper.core import store
+from keykeeper.core.plan import Held
+from keykeeper.errors import ProviderError
+from keykeeper.kube.client import Body, Kube, NotFound, apikey_path, secret_path
+from keykeeper.kube.world import KeyRef, World
+
+log = logging.getLogger("keykeeper.finalizing")
+
+
+class Finalizer:
+    def __init__(
+        self,
+        kube: Kube,
+        world: World,
+        keeper: VersionKeeper,
+        projector: Projector,
+        audit: AuditLog,
+        namespace: str,
+    ) -> None:
+        self.kube, self.world, self.keeper = kube, world, keeper
+        self.projector, self.audit, self.namespace = projector, audit, namespace
+
+    async def finish_erasure(self, run: Run, stored: store.Store) -> store.Store:
+        """Destroy per-key KEKs still pending; a provider outage retries, never forgets."""
+        if not stored.keks_pending:
+            return stored
+        try:
+            return await self.keeper.destroy_pending(run.ref, stored, run.journal)
+        except ProviderError as exc:
+            log.warning("%s/%s: KEKs pending destruction: %s", *run.ref, exc)
+            return stored
+
+    async def finalize(self, ref: KeyRef, body: Body, held: list[Held]) -> None:
+        run = Run(ref, body, audit=self.audit)
+        await self.projector.withdraw(run, held)
+        stored = await self.keeper.read(run.uid)
+        if stored.resource_version is not None:
+            if stored.erased_at is None:
+                stored = await self.keeper.erase(ref, stored, run.journal)
+            stored = await self.keeper.destroy_pending(ref, stored, run.journal)
+            await run.journal.intend(events.ERASED, "store destroyed on deletion")
+            await self.kube.delete(
+                secret_path(self.namespace, store.store_name(run.uid)), uid=stored.secret_uid
+            )
+        finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != labels.FINALIZER]
+        with contextlib.suppress(NotFound):
+            await self.kube.patch(
+                apikey_path(*ref),
+                {
+                    "metadata": {
+                        "finalizers": finalizers,
+                        "resourceVersion": body["metadata"]["resourceVersion"],
+                    }
+                },
+            )
+        self.world.drop_key(ref)

@@ -1,0 +1,196 @@
+"""Writing and withdrawing one key's projected Secrets, each target on its own.
+
+The plan (``plan.py``) says which targets to write and which Secrets to withdraw; this
+module does it. A withdrawal needs no value and deletes exactly the object the world
+knows (uid precondition). A write needs the plaintext, opened at most once per
+version per reconcile and only when a target needs it; whatever fails for one target
+(no plaintext now, an immutable or forbidden Secret) is reported for that target and
+never stops the others. A copy that can no longer be brought up to date is withdrawn:
+it must not keep serving what it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from keykeeper.audit import events
+from keykeeper.controllers.apikey.run import TARGET_RETRY, Run
+from keykeeper.core import plan, projection, store
+from keykeeper.core.authz import Target
+from keykeeper.core.plan import TargetState
+from keykeeper.core.status import TargetResult
+from keykeeper.crypto.envelope import Binding
+from keykeeper.errors import KeykeeperError, ProviderError
+from keykeeper.keys.vault import Vault
+from keykeeper.kube.client import Body, Conflict, Kube, secret_path
+from keykeeper.kube.world import KeyRef, World
+from keykeeper.providers import KeyProvider
+
+log = logging.getLogger("keykeeper.projecting")
+
+
+class LazyProvider:
+    """The policy's provider, made on first use and kept for the rest of one reconcile;
+    a provider that failed is not asked again in the same reconcile. Safe for the
+    targets a reconcile writes at once: one is made, the others wait for it."""
+
+    def __init__(self, make: Callable[[], Awaitable[KeyProvider]]) -> None:
+        self._make = make
+        self._value: KeyProvider | None = None
+        self._error: KeykeeperError | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> KeyProvider:
+        async with self._lock:
+            if self._error is not None:
+                raise self._error
+            if self._value is None:
+                try:
+                    self._value = await self._make()
+                except KeykeeperError as exc:
+                    self._error = exc
+                    raise
+            return self._value
+
+
+class Values:
+    """Plaintext of a key's versions, opened at most once per reconcile, on demand (the
+    targets written at once wait for the one opening)."""
+
+    def __init__(
+        self, vault: Vault, ref: KeyRef, uid: str, stored: store.Store, providers: LazyProvider
+    ) -> None:
+        # the AAD binds the live object's uid, never one read back from the store
+        self._vault, self._ref, self._uid = vault, ref, uid
+        self._stored, self._providers = stored, providers
+        self._opened: dict[int, bytes] = {}
+        self._lock = asyncio.Lock()
+
+    async def of(self, version: int) -> bytes:
+        async with self._lock:
+            if version not in self._opened:
+                binding = Binding(self._ref[0], self._ref[1], self._uid, version)
+                self._opened[version] = await self._vault.open(
+                    self._stored.envelopes[version], binding, await self._providers.get()
+                )
+            return self._opened[version]
+
+
+class Projector:
+    def __init__(self, kube: Kube, world: World, vault: Vault) -> None:
+        self.kube, self.world, self.vault = kube, world, vault
+
+    async def withdraw(self, run: Run, held: Sequence[plan.Held]) -> None:
+        """Delete each held Secret (exactly that object: uid precondition). One that cannot
+        be deleted now is retried soon and never stops the others."""
+        for secret in held:
+            where = f"{secret.namespace}/{secret.name}"
+            await run.journal.intend(events.PROJECTION_WITHDRAWN, where)
+            try:
+                gone = await self.kube.delete(
+                    secret_path(secret.namespace, secret.name), uid=secret.uid
+                )
+            except KeykeeperError as exc:
+                log.warning("%s/%s: withdrawing %s failed: %s", *run.ref, where, exc)
+                run.again(TARGET_RETRY)
+                continue
+            if gone:
+                run.journal.tell(events.NORMAL, events.PROJECTION_WITHDRAWN, f"withdrew {where}")
+            self.world.drop_secret((secret.namespace, secret.name))
+
+    async def write(
+        self, run: Run, desired: projection.Desired, stored: store.Store, values: Values
+    ) -> TargetResult:
+        """Bring one target up to date; whatever fails here fails for this target only."""
+        target = desired.target
+        slot = (target.namespace, target.secret_name)
+        held = self.world.projected.get(slot)
+        try:
+            value = await values.of(desired.version)
+            previous = (
+                await values.of(desired.previous_version) if desired.previous_version else None
+            )
+        except ProviderError as exc:  # no plaintext now: what is there stays (it is authorized)
+            run.provider_trouble()
+            return failed(target, exc, int(held.version) if held and held.version else None)
+        rendered = projection.render(desired, run.ref, run.uid, self.vault.prove, value, previous)
+        where = f"{target.namespace}/{target.secret_name}"
+        await run.journal.intend(events.PROJECTED, where, stored.current)
+        self.world.expect_secret(
+            slot,
+            (
+                run.ref,
+                run.uid,
+                str(desired.version),
+                tuple(sorted(desired.expected_fingerprints.items())),
+                "Opaque",
+            ),
+        )
+        try:
+            written = await self._put(run.ref, target, rendered)
+        except KeykeeperError as exc:
+            run.again(TARGET_RETRY)
+            if held is not None and not exc.transient:
+                await self.withdraw(run, [plan.Held(held.namespace, held.name, held.uid)])
+            log.warning("%s/%s: projection into %s failed: %s", *run.ref, where, exc)
+            return failed(target, exc, None)
+        if written is None:
+            return denied(
+                plan.Denial(target, plan.SECRET_NAME_TAKEN, f"{where} exists and is not this key's")
+            )
+        self.world.put_secret(written, self.vault.fingerprint, self.vault.prove)
+        if held is not None and held.version and held.version != str(desired.version):
+            run.rotated.append((target.namespace, target.secret_name, desired.version))
+        verb = "projected" if held is None else "restored"
+        if held is not None and held.version != str(desired.version):
+            verb = "updated to"
+        run.journal.tell(
+            events.NORMAL, events.PROJECTED, f"{verb} version {desired.version} into {where}"
+        )
+        return projected(target, desired.version)
+
+    async def _put(self, ref: KeyRef, target: Target, rendered: Body) -> Body | None:
+        """Create or replace the projected Secret; None if someone else's Secret has the name
+        (a Secret is this key's only with its ownership proof, never by its labels)."""
+        try:
+            return await self.kube.create(secret_path(target.namespace), rendered)
+        except Conflict:
+            there = await self.kube.get_secret(target.namespace, target.secret_name)
+        if there is None:
+            return await self.kube.create(secret_path(target.namespace), rendered)
+        if not projection.owned_by(there, ref, self.vault.prove):
+            return None
+        rendered["metadata"]["resourceVersion"] = there["metadata"]["resourceVersion"]
+        return await self.kube.replace(secret_path(target.namespace, target.secret_name), rendered)
+
+
+def projected(target: Target, version: int) -> TargetResult:
+    return TargetResult(
+        target.namespace, target.secret_name, TargetState.PROJECTED, version=version
+    )
+
+
+def denied(denial: plan.Denial) -> TargetResult:
+    target = denial.target
+    return TargetResult(
+        target.namespace,
+        target.secret_name,
+        TargetState.DENIED,
+        denial.reason,
+        denial.message,
+        named=denial.named,
+    )
+
+
+def failed(target: Target, exc: KeykeeperError, holds: int | None) -> TargetResult:
+    return TargetResult(
+        target.namespace,
+        target.secret_name,
+        TargetState.FAILED,
+        exc.reason if exc.reason != "Error" else "WriteFailed",
+        str(exc)[:300],
+        version=holds,
+        named=not target.selected,
+    )

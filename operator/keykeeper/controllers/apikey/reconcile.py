@@ -1,0 +1,323 @@
+"""Reconciling one ApiKey: the order of the steps, which is the fail-closed rule of
+DESIGN.md §2 made into code.
+
+1. **Admission.** No valid spec, no policy, or a policy that does not admit the key's
+   namespace: every projection is withdrawn and nothing else happens (no import, no
+   provider call, no store write).
+2. **Enforcement.** The phase comes from the store's facts (``lifecycle.decide`` is
+   pure and needs no provider), and every Secret the key holds that the plan does not
+   want is withdrawn *before* anything that could fail on a provider, a source or a
+   value. Revoked, suspended and unauthorized targets need no plaintext.
+3. **Versions.** The lifecycle's actions (``versions.py``); only making a version
+   calls the provider.
+4. **Projection.** Each authorized target is written on its own, all at once
+   (``projecting.py``).
+5. **Report.** One status write, then Events (``reporting.py``).
+
+Where things are decided: ``authz`` (who may receive), ``lifecycle`` (phase and
+actions), ``plan`` (what to write, keep, withdraw, deny), ``status`` and
+``narration`` (what to say). All pure; this module only sequences them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from keykeeper.api import labels
+from keykeeper.api.models import PROJECTING_PHASES, ApiKeySpec, KeyPolicySpec, Kms, Phase
+from keykeeper.audit.events import EventSink
+from keykeeper.audit.log import AuditLog
+from keykeeper.controllers.apikey.finalizing import Finalizer
+from keykeeper.controllers.apikey.projecting import (
+    LazyProvider,
+    Projector,
+    Values,
+    denied,
+    projected,
+)
+from keykeeper.controllers.apikey.reporting import Reporter
+from keykeeper.controllers.apikey.restarts import Restarter
+from keykeeper.controllers.apikey.run import SOURCE_RETRY, Run, provider_backoff, ready
+from keykeeper.controllers.apikey.sources import SourceMissing
+from keykeeper.controllers.apikey.versions import VersionKeeper
+from keykeeper.core import authz, lifecycle, plan, projection, store
+from keykeeper.core.authz import Decision, KeyContext, NamespaceInfo, Target
+from keykeeper.core.intent import intent_of, rules_of
+from keykeeper.core.store import facts
+from keykeeper.errors import IntegrityError, ProviderError, SpecError
+from keykeeper.keys.vault import Vault
+from keykeeper.kube.client import Body, Conflict, Kube, apikey_path, check_identity
+from keykeeper.kube.world import KeyRef, World
+
+Gathered = tuple[ApiKeySpec, KeyPolicySpec]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        world: World,
+        vault: Vault,
+        sink: EventSink,
+        audit: AuditLog,
+        namespace: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube, self.world, self.vault = kube, world, vault
+        self.namespace, self.clock, self.audit = namespace, clock, audit
+        self.keeper = VersionKeeper(kube, vault, namespace, clock)
+        self.projector = Projector(kube, world, vault)
+        self.finalizer = Finalizer(kube, world, self.keeper, self.projector, audit, namespace)
+        self.reporter = Reporter(kube, world, sink, clock)
+        self.restarter = Restarter(kube)
+        self.policy_changed: Callable[[str], None] | None = None
+        self.provider_failures: dict[KeyRef, int] = {}  # consecutive, per key
+
+    async def reconcile(self, ref: KeyRef) -> float | None:
+        body = await self._body(ref)
+        if body is None:
+            self.world.drop_key(ref)
+            await self.projector.withdraw(
+                Run(ref, {"metadata": {"uid": ""}}, audit=self.audit), self._held(ref)
+            )
+            return None
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            await self.finalizer.finalize(ref, body, self._held(ref))
+            return None
+        body, added = await self._with_finalizer(ref, body)
+        run = Run(ref, body, audit=self.audit, new_key=added and not body.get("status"))
+        stored, life = store.Store(run.uid), None
+        admitted = await self._admit(run)
+        if admitted is not None:
+            stored, life = await self._drive(run, *admitted)
+        await self.reporter.report(run, stored, life)
+        if run.provider_failed:
+            self.provider_failures[ref] = self.provider_failures.get(ref, 0) + 1
+            run.again(provider_backoff(self.provider_failures[ref]))
+        else:
+            self.provider_failures.pop(ref, None)
+        return run.retry
+
+    async def _body(self, ref: KeyRef) -> Body | None:
+        """The key as the watch last delivered it (no request); read from the API when the
+        watch has not delivered it, and for a deletion (finalizing needs the newest)."""
+        body = self.world.body_of(ref)
+        if body is not None and not body["metadata"].get("deletionTimestamp"):
+            return body
+        found = await self.kube.get_or_none(apikey_path(*ref))
+        if found is not None:
+            check_identity(found, *ref)
+            self.world.put_key(found, latest=False)
+        return found
+
+    async def _with_finalizer(
+        self, ref: KeyRef, body: Body, *, retried: bool = False
+    ) -> tuple[Body, bool]:
+        """The key with keykeeper's finalizer, and whether this call added it (precondition:
+        the resourceVersion seen; a conflict re-reads the key once and tries again)."""
+        meta = body["metadata"]
+        finalizers = [*(meta.get("finalizers") or []), labels.FINALIZER]
+        # what this reconcile sees of the key, recorded before the finalizer patch: its
+        # watch echo can arrive before the patch's response does
+        self.world.saw_key(ref, {"metadata": {**meta, "finalizers": finalizers}})
+        if labels.FINALIZER in finalizers[:-1]:
+            return body, False
+        patch = {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}
+        try:
+            return await self.kube.patch(apikey_path(*ref), {"metadata": patch}), True
+        except Conflict:
+            fresh = None if retried else await self.kube.get_or_none(apikey_path(*ref))
+            if fresh is None:
+                raise
+            return await self._with_finalizer(ref, check_identity(fresh, *ref), retried=True)
+
+    # -- 1. admission ----------------------------------------------------------------------------
+
+    async def _admit(self, run: Run) -> Gathered | None:
+        """The spec and policy, if the policy may be used by this key at all."""
+        try:
+            spec = self.world.spec_of(run.body)
+        except SpecError as exc:
+            run.fail(exc)
+            await self.projector.withdraw(run, self._held(run.ref))
+            return None
+        view = self.world.policies.get(spec.policy)
+        policy = view.spec if view else None
+        if policy is None:
+            why = view.error if view else f"KeyPolicy {spec.policy} does not exist"
+            run.ready = ready("False", authz.POLICY_NOT_FOUND, why)
+            await self._deny_all(run, spec, None)
+            return None
+        if not authz.admits_source(self._context(run.ref, Phase.GENERATED), policy):
+            run.ready = ready(
+                "False",
+                authz.SOURCE_NOT_ALLOWED,
+                f"KeyPolicy {spec.policy} does not admit keys from namespace {run.ref[0]}",
+            )
+            await self._deny_all(run, spec, policy)
+            return None
+        return spec, policy
+
+    # -- 2.-4. enforcement, versions, projection -------------------------------------------------
+
+    async def _drive(
+        self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec
+    ) -> tuple[store.Store, lifecycle.Decision]:
+        stored = await self.keeper.read(run.uid, none_yet=run.new_key)
+        intent, rules = intent_of(run.body, spec), rules_of(policy)
+
+        def decide(current: store.Store, source: str | None) -> lifecycle.Decision:
+            return lifecycle.decide(intent, rules, facts(current, source), self.clock())
+
+        # enforcement first, on the store's facts alone: the source (an API read) only
+        # decides SourceChanged rotations, which never change whether a phase projects
+        await self._enforce(run, spec, policy, decide(stored, None).phase, stored)
+        source_fp = await self.keeper.sources.fingerprint(run.ref, spec)
+        life = decide(stored, source_fp)
+        providers = LazyProvider(
+            lambda: self.vault.provider_for(policy.kms, self.kube, self.namespace)
+        )
+        try:
+            if life.phase is not Phase.REVOKED and stored.kek_differs(_kms_json(policy)):
+                stored = await self.keeper.rewrap(
+                    run.ref,
+                    stored,
+                    policy.kms,
+                    await self._opening(stored, policy, providers).get(),
+                    await providers.get(),
+                    run.journal,
+                )
+            for _ in range(6):  # each pass applies the actions the last decision asked for
+                if not life.actions:
+                    break
+                stored = await self.keeper.apply(
+                    run.ref, spec, policy, providers.get, stored, life.actions, run.journal
+                )
+                life = decide(stored, source_fp)
+        except SourceMissing as exc:
+            run.fail(exc, SOURCE_RETRY)
+        except (ProviderError, SpecError, IntegrityError) as exc:
+            run.fail(exc)  # a provider's failure is retried with backoff (run.provider_trouble)
+        try:
+            await self._project(run, spec, policy, life.phase, stored, providers)
+        except IntegrityError as exc:
+            stored = await self.keeper.record_integrity_failure(
+                run.ref, stored, str(exc), run.journal
+            )
+            life = decide(stored, source_fp)
+            await self._enforce(run, spec, policy, life.phase, stored)
+            await self._project(run, spec, policy, life.phase, stored, providers)
+        if run.rotated:  # a new version is served: roll the workloads that asked for it
+            await self.restarter.restart(run, run.rotated)
+        self._note_kms(run.ref, spec.policy, stored.kek_differs(_kms_json(policy)))
+        if life.recheck_after is not None:
+            run.again(max(life.recheck_after.total_seconds(), 0.05))
+        stored = await self.finalizer.finish_erasure(run, stored)  # pending KEKs, retried
+        if stored.keks_pending:
+            run.provider_trouble()
+        return stored, life
+
+    async def _enforce(
+        self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec, phase: Phase, stored: store.Store
+    ) -> None:
+        await self.projector.withdraw(run, self._plan(run, spec, policy, phase, stored).withdraw)
+
+    async def _deny_all(self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec | None) -> None:
+        decisions = self._decisions(run.ref, spec, policy, Phase.GENERATED)
+        planned = plan.make(decisions, self._held(run.ref))
+        await self.projector.withdraw(run, planned.withdraw)
+        run.results = [denied(d) for d in planned.deny]
+
+    async def _project(
+        self,
+        run: Run,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        phase: Phase,
+        stored: store.Store,
+        providers: LazyProvider,
+    ) -> None:
+        planned = self._plan(run, spec, policy, phase, stored)
+        await self.projector.withdraw(run, planned.withdraw)
+        run.results = [denied(d) for d in planned.deny]
+        for target in planned.keep:
+            assert stored.current is not None
+            run.results.append(projected(target, stored.current.version))
+        values = Values(
+            self.vault, run.ref, run.uid, stored, self._opening(stored, policy, providers)
+        )
+        # a key's targets are written at once (their audit records share one sync)
+        run.results += await asyncio.gather(
+            *(
+                self.projector.write(run, self._desired(target, stored, phase), stored, values)
+                for target in planned.write
+            )
+        )
+
+    # -- the KMS a key's envelopes are under -----------------------------------------------------
+
+    def _opening(
+        self, stored: store.Store, policy: KeyPolicySpec, providers: LazyProvider
+    ) -> LazyProvider:
+        """The provider that opens the stored envelopes: the policy's, or, until they are
+        re-wrapped, the one the store records they were made under."""
+        if not stored.kek_differs(_kms_json(policy)):  # also: no KMS recorded
+            return providers
+        made_under = Kms.model_validate(stored.kms)
+        return LazyProvider(lambda: self.vault.provider_for(made_under, self.kube, self.namespace))
+
+    def _note_kms(self, ref: KeyRef, policy: str, stale: bool) -> None:
+        if self.world.note_kms(ref, policy, stale) and self.policy_changed is not None:
+            self.policy_changed(policy)  # its status counts the keys still to re-wrap
+
+    # -- gathering for the pure plan -------------------------------------------------------------
+
+    def _context(self, ref: KeyRef, phase: Phase) -> KeyContext:
+        own = self.world.namespaces.get(ref[0], NamespaceInfo(ref[0]))
+        return KeyContext(own, phase, frozenset({self.namespace}))
+
+    def _decisions(
+        self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec | None, phase: Phase
+    ) -> list[tuple[Target, Decision]]:
+        context = self._context(ref, phase)
+        return authz.plan(context, spec, ref[1], policy, self.world.namespaces)
+
+    def _held(self, ref: KeyRef) -> list[plan.Held]:
+        return [plan.Held(s.namespace, s.name, s.uid) for s in self.world.secrets_of(ref)]
+
+    def _desired(self, target: Target, stored: store.Store, phase: Phase) -> projection.Desired:
+        current = stored.current
+        assert current is not None  # a projecting phase has a current version
+        previous = stored.previous if phase is Phase.ROTATED else None
+        return projection.Desired(
+            target,
+            current.version,
+            current.fingerprint,
+            previous.version if previous else None,
+            previous.fingerprint if previous else None,
+        )
+
+    def _plan(
+        self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec, phase: Phase, stored: store.Store
+    ) -> plan.Plan:
+        if phase in PROJECTING_PHASES and stored.current is None:
+            phase = Phase.GENERATED  # nothing to project yet
+        decisions = self._decisions(run.ref, spec, policy, phase)
+        synced, taken = set(), set()
+        for target, decision in decisions:
+            slot = (target.namespace, target.secret_name)
+            there = self.world.projected.get(slot)
+            if there is None or not decision.allowed:
+                continue
+            if there.owner != run.ref:
+                taken.add(slot)
+            elif projection.in_sync(self._desired(target, stored, phase), there, run.ref, run.uid):
+                synced.add(slot)
+        return plan.make(decisions, self._held(run.ref), frozenset(synced), frozenset(taken))
+
+
+def _kms_json(policy: KeyPolicySpec) -> dict[str, object]:
+    return policy.kms.model_dump(by_alias=True, mode="json")

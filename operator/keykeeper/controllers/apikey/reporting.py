@@ -1,0 +1,70 @@
+"""Reporting one reconcile: one status write, then the Events and audit records.
+
+The status is composed by ``status.compose`` (pure) and written only when it differs
+from the one the ApiKey has; what to tell about the change comes from
+``narration.narrate`` (pure). The Events of the actions taken (Created, Projected, ...)
+are in the run's journal; their audit records were written before each action.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from keykeeper.api import conditions
+from keykeeper.api.models import API_VERSION, Phase
+from keykeeper.audit.events import EventSink
+from keykeeper.audit.journal import summarize
+from keykeeper.controllers.apikey.run import Run
+from keykeeper.core import lifecycle, store
+from keykeeper.core.narration import narrate
+from keykeeper.core.status import compose, mark_withdrawn
+from keykeeper.kube.client import Body, Kube, apikey_path
+from keykeeper.kube.world import World
+
+log = logging.getLogger("keykeeper.reporting")
+
+
+class Reporter:
+    def __init__(
+        self,
+        kube: Kube,
+        world: World,
+        sink: EventSink,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.kube, self.world, self.sink, self.clock = kube, world, sink, clock
+
+    async def report(self, run: Run, stored: store.Store, life: lifecycle.Decision | None) -> None:
+        old = self.world.status_of(run.ref, run.body)
+        by_type = {c.type: c for c in (life.conditions if life else ())}
+        if run.ready.status == "True" and conditions.READY in by_type:
+            run.ready = by_type[conditions.READY]  # Suspended, Revoked, Erased, IntegrityFailure
+        run.results = mark_withdrawn(run.results, old.get("projections") or [])
+        next_at = life.next_rotation_at if life else None
+        status = compose(
+            old,
+            phase=life.phase if life else Phase(old.get("phase") or Phase.GENERATED),
+            versions=stored.versions,
+            current=stored.current.version if stored.current else None,
+            next_rotation_at=conditions.rfc3339(next_at) if next_at else None,
+            ready=run.ready,
+            extra=[by_type[conditions.ROTATION_DUE]] if conditions.ROTATION_DUE in by_type else [],
+            results=run.results,
+            generation=run.body["metadata"].get("generation", 0),
+            now=self.clock(),
+        )
+        if status != old:
+            patch = {**{k: None for k in old if k not in status}, **status}
+            written = await self.kube.patch(apikey_path(*run.ref, status=True), {"status": patch})
+            self.world.wrote_status(run.ref, written)
+        for entry in narrate(old, status, run.ready, run.results):
+            await run.journal.narrate(entry)
+        for told in summarize(run.journal.told):
+            log.info("%s/%s: %s", run.ref[0], run.ref[1], told.message)  # Reason: what | ...
+            await self.sink.emit(_ref_body(run.body), told.type, told.reason, told.message)
+
+
+def _ref_body(body: Body) -> Body:
+    return {"apiVersion": API_VERSION, "kind": "ApiKey", "metadata": body["metadata"]}

@@ -1,0 +1,112 @@
+"""Where user-supplied values come from: sealed values and consenting imports.
+
+A ``secretRef`` import reads a Secret in the key's own namespace only if that Secret
+consents (annotation ``keykeeper.dev/importable-by`` naming the ApiKey) and is of type
+Opaque; the exact object read (its uid) is what ``deleteAfterImport`` may delete. A
+sealed value is opened with the cluster's sealing keys for this namespace/name only.
+Every value is checked against the policy's constraints before it is stored.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from keykeeper.api import labels
+from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, RotationStrategy
+from keykeeper.core.values import check as check_value
+from keykeeper.core.values import generate
+from keykeeper.errors import ImportNotPermitted, SourceMissing
+from keykeeper.keys.vault import Vault
+from keykeeper.kube.client import Body, Kube
+from keykeeper.kube.world import KeyRef
+
+__all__ = ["ImportNotPermitted", "Imported", "SourceMissing", "Sources", "consent"]
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A value read from a consenting source Secret, and which exact object it came from."""
+
+    value: bytes
+    uid: str
+    resource_version: str
+
+    def __repr__(self) -> str:  # the value never reaches a log through repr()
+        return f"Imported(uid={self.uid!r})"
+
+
+def consent(body: Body, key_name: str) -> str | None:
+    """Why ``body`` may not be imported by ApiKey ``key_name``; None when it may.
+
+    The Secret must opt in: annotation ``keykeeper.dev/importable-by`` listing the
+    ApiKey's name (comma-separated), and type Opaque, so ServiceAccount tokens, registry
+    credentials and TLS keys can never be lifted out through keykeeper.
+    """
+    meta = body.get("metadata") or {}
+    allowed = str((meta.get("annotations") or {}).get(labels.IMPORTABLE_BY, ""))
+    if key_name not in {part.strip() for part in allowed.split(",")}:
+        return (
+            f"the Secret does not consent to import: it needs the annotation "
+            f"{labels.IMPORTABLE_BY}: {key_name}"
+        )
+    if body.get("type", "Opaque") != "Opaque":
+        return "only Secrets of type Opaque can be imported"
+    return None
+
+
+@dataclass
+class Sources:
+    kube: Kube
+    vault: Vault
+
+    async def fingerprint(self, ref: KeyRef, spec: ApiKeySpec) -> str | None:
+        """A fingerprint of the user-supplied source as it is now (None: none, or gone)."""
+        source = spec.source
+        if source.sealed is not None:
+            return self.vault.fingerprint(b"sealed:" + source.sealed.encode())
+        if source.secret_ref is not None:
+            found = await self._import(ref, spec, missing_ok=True)
+            return None if found is None else self.vault.fingerprint(b"secretRef:" + found.value)
+        return None
+
+    async def value_for(
+        self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec, reason: str
+    ) -> tuple[bytes, str | None, Imported | None]:
+        source = spec.source
+        # user-supplied values are read again for a first version, a changed source, a
+        # recovery, and any Manual rotation; everything else is generated
+        from_source = source.generate is None and (
+            reason in ("Initial", "SourceChanged", "Recovery")
+            or policy.rotation.strategy is RotationStrategy.MANUAL
+        )
+        if not from_source:
+            return generate(policy.generator, source.generate), None, None
+        if source.sealed is not None:
+            value = self.vault.open_sealed_value(source.sealed, *ref)
+            check_value(value, policy.value)
+            return value, self.vault.fingerprint(b"sealed:" + source.sealed.encode()), None
+        imported = await self._import(ref, spec, missing_ok=False)
+        assert imported is not None
+        check_value(imported.value, policy.value)
+        return imported.value, self.vault.fingerprint(b"secretRef:" + imported.value), imported
+
+    async def _import(self, ref: KeyRef, spec: ApiKeySpec, *, missing_ok: bool) -> Imported | None:
+        """The value of the consenting source Secret in the key's own namespace."""
+        source = spec.source.secret_ref
+        assert source is not None
+        found = await self.kube.get_secret(ref[0], source.name)
+        refusal = None if found is None else consent(found, ref[1])
+        encoded = None if found is None else (found.get("data") or {}).get(source.key)
+        if found is None or refusal is not None or encoded is None:
+            if missing_ok:
+                return None
+            if found is None:
+                raise SourceMissing(f"Secret {ref[0]}/{source.name} does not exist")
+            if refusal is not None:
+                raise ImportNotPermitted(f"Secret {ref[0]}/{source.name}: {refusal}")
+            raise SourceMissing(f"Secret {ref[0]}/{source.name} has no key {source.key!r}")
+        meta = found["metadata"]
+        return Imported(
+            base64.b64decode(encoded), str(meta.get("uid", "")), str(meta.get("resourceVersion"))
+        )

@@ -1,0 +1,294 @@
+"""Applying the lifecycle's actions to the store: making, retiring and erasing versions.
+
+Every method writes the store Secret (with its resourceVersion as precondition)
+before it returns, and only then is anything projected from the new state; that is
+what makes rotation two-phase and a crash at any point recoverable. Each one
+journals what it does: the audit record before the write, the Event after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from keykeeper.api.conditions import rfc3339
+from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Kms
+from keykeeper.api.provider_options import Capability
+from keykeeper.audit import events
+from keykeeper.audit.journal import Journal
+from keykeeper.controllers.apikey.sources import Imported, Sources
+from keykeeper.core import lifecycle, store
+from keykeeper.crypto.envelope import Binding
+from keykeeper.errors import IntegrityError
+from keykeeper.keys.vault import Vault
+from keykeeper.kube.client import Kube, secret_path
+from keykeeper.kube.world import KeyRef
+from keykeeper.providers import KeyProvider
+
+
+@dataclass
+class VersionKeeper:
+    kube: Kube
+    vault: Vault
+    namespace: str
+    clock: Callable[[], datetime]
+    sources: Sources = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sources = Sources(self.kube, self.vault)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def read(self, uid: str, *, none_yet: bool = False) -> store.Store:
+        """The key's store; with ``none_yet`` the caller knows there is none (no request)."""
+        if none_yet:
+            return store.Store(uid)
+        found = await self.kube.get_secret(self.namespace, store.store_name(uid))
+        if found is None:
+            return store.Store(uid)
+        stored = store.parse(found)
+        if stored.uid != uid:
+            raise IntegrityError(f"the store Secret for {uid} names another key")
+        return stored
+
+    async def write(self, ref: KeyRef, stored: store.Store) -> store.Store:
+        body = store.render(stored, self.namespace, *ref)
+        path = secret_path(self.namespace)
+        if stored.resource_version is None:
+            written = await self.kube.create(path, body)
+        else:
+            written = await self.kube.replace(f"{path}/{store.store_name(stored.uid)}", body)
+        return store.parse(written)
+
+    # -- the actions -----------------------------------------------------------------------------
+
+    async def apply(
+        self,
+        ref: KeyRef,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        provider: Callable[[], Awaitable[KeyProvider]],
+        stored: store.Store,
+        actions: Iterable[lifecycle.Action],
+        journal: Journal,
+    ) -> store.Store:
+        """Apply ``actions`` in order; only making a version asks for the provider."""
+        for action in actions:
+            if isinstance(action, lifecycle.CreateVersion):
+                stored = await self.create_version(
+                    ref, spec, policy, await provider(), stored, action.reason, journal
+                )
+            elif isinstance(action, lifecycle.RetirePrevious):
+                await journal.intend(
+                    events.ERASED,
+                    f"previous version {action.version} destroyed after its grace period",
+                )
+                stored = await self.write(ref, stored.retired(action.version))
+                journal.tell(
+                    events.NORMAL,
+                    events.ERASED,
+                    f"previous version {action.version} withdrawn and destroyed "
+                    "after its grace period",
+                )
+            elif isinstance(action, lifecycle.RecordRevocation):
+                await journal.intend(events.REVOKED, "projections withdrawn", stored.current)
+                stored = await self.write(
+                    ref, _replace(stored, revoked_at=store.precise(self.clock()))
+                )
+                erase_at = self.clock() + policy.retention.revoked_delta
+                journal.tell(
+                    events.WARNING,
+                    events.REVOKED,
+                    f"revoked: every projection withdrawn; material erased at {rfc3339(erase_at)}",
+                )
+            elif isinstance(action, lifecycle.Erase):
+                stored = await self.erase(ref, stored, journal)
+        return stored
+
+    async def create_version(
+        self,
+        ref: KeyRef,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        provider: KeyProvider,
+        stored: store.Store,
+        reason: str,
+        journal: Journal,
+    ) -> store.Store:
+        """Make, encrypt and store a new version (before any projection uses it)."""
+        value, source_fp, imported = await self.sources.value_for(ref, spec, policy, reason)
+        number = stored.next_version
+        sealed = await self.vault.seal(value, Binding(ref[0], ref[1], stored.uid, number), provider)
+        now = self.clock()
+        version = store.Version(
+            number,
+            store.precise(now),
+            self.vault.fingerprint(value),
+            sealed.kms_key_id,
+            sealed.provider,
+            source_fingerprint=source_fp,
+        )
+        stored = replace(stored, kms=policy.kms.model_dump(by_alias=True, mode="json"))
+        await journal.intend(events.ENCRYPTED, f"under {sealed.kms_key_id}", version)
+        if stored.current is None:
+            stored = await self._first(
+                ref, spec, stored, version, sealed.envelope, imported, journal
+            )
+        else:
+            # a damaged version is never kept as Previous; a healthy one stays for the grace period
+            grace = None if reason == "Recovery" else now + policy.rotation.grace_delta
+            stored = await self._rotate(
+                ref, stored, version, sealed.envelope, reason, grace, journal
+            )
+        journal.tell(
+            events.NORMAL,
+            events.ENCRYPTED,
+            f"version {number} encrypted under {sealed.provider} key {sealed.kms_key_id}",
+        )
+        source = spec.source.secret_ref
+        if source is not None and source.delete_after_import and imported is not None:
+            # exactly the object that was read, and only if it still consents (uid precondition)
+            await journal.intend(
+                events.SOURCE_DELETED,
+                f"deleting {ref[0]}/{source.name} (uid {imported.uid}) after import",
+                version,
+            )
+            await self.kube.delete(secret_path(ref[0], source.name), uid=imported.uid)
+        return stored
+
+    async def _first(
+        self,
+        ref: KeyRef,
+        spec: ApiKeySpec,
+        stored: store.Store,
+        version: store.Version,
+        envelope: bytes,
+        imported: Imported | None,
+        journal: Journal,
+    ) -> store.Store:
+        detail = f"from {spec.source.kind}" + (
+            f" {ref[0]}/{spec.source.secret_ref.name} (uid {imported.uid})"
+            if imported is not None and spec.source.secret_ref is not None
+            else ""
+        )
+        await journal.intend(events.CREATED, detail, version)
+        stored = await self.write(ref, stored.with_version(version, envelope))
+        journal.tell(
+            events.NORMAL,
+            events.CREATED,
+            f"stored version 1 ({detail}, fingerprint {version.fingerprint})",
+        )
+        return stored
+
+    async def _rotate(
+        self,
+        ref: KeyRef,
+        stored: store.Store,
+        version: store.Version,
+        envelope: bytes,
+        reason: str,
+        grace: datetime | None,
+        journal: Journal,
+    ) -> store.Store:
+        previous = stored.current
+        assert previous is not None
+        expires = store.precise(grace) if grace is not None else None
+        kept = (
+            f"; version {previous.version} stays projected as <key>.previous until {expires}"
+            if expires
+            else f"; damaged version {previous.version} destroyed"
+        )
+        detail = f"{reason}: {previous.version} -> {version.version}"
+        await journal.intend(events.ROTATED, detail, version)
+        stored = await self.write(ref, stored.rotated(version, envelope, expires))
+        journal.tell(
+            events.NORMAL,
+            events.ROTATED,
+            f"rotated to version {version.version} ({reason}, "
+            f"fingerprint {version.fingerprint}){kept}",
+        )
+        return stored
+
+    async def rewrap(
+        self,
+        ref: KeyRef,
+        stored: store.Store,
+        kms: Kms,
+        old: KeyProvider,
+        new: KeyProvider,
+        journal: Journal,
+    ) -> store.Store:
+        """Re-seal every live version under the policy's KMS key (same version, same value,
+        a fresh data key), after the policy named another one. One store write: a crash
+        leaves every envelope under the old key or every one under the new."""
+        sealed: dict[int, tuple[bytes, str, str]] = {}
+        for number, envelope in sorted(stored.envelopes.items()):
+            binding = Binding(ref[0], ref[1], stored.uid, number)
+            value = await self.vault.open(envelope, binding, old)
+            made = await self.vault.seal(value, binding, new)
+            sealed[number] = (made.envelope, made.kms_key_id, made.provider)
+        keks = sorted({kek for _, kek, _ in sealed.values()})
+        detail = (
+            f"versions {', '.join(map(str, sorted(sealed)))} re-wrapped from "
+            f"{(stored.kms or {}).get('provider')} to {new.provider_id} key {', '.join(keks)}"
+        )
+        await journal.intend(events.REWRAPPED, detail)
+        stored = await self.write(
+            ref, stored.rewrapped(sealed, kms.model_dump(by_alias=True, mode="json"))
+        )
+        journal.tell(events.NORMAL, events.REWRAPPED, detail)
+        return stored
+
+    async def erase(self, ref: KeyRef, stored: store.Store, journal: Journal) -> store.Store:
+        """Cryptographic erasure, step one: every envelope destroyed, and the KEKs the
+        versions name listed as pending (no provider is needed for this step)."""
+        keks = tuple(sorted({v.kms_key_id for v in stored.versions if v.provider != "local"}))
+        await journal.intend(events.ERASED, "erasing all envelopes")
+        stored = await self.write(ref, stored.erased(store.precise(self.clock()), keks))
+        detail = "all envelopes destroyed" + (
+            f"; KEKs pending destruction: {', '.join(keks)}" if keks else ""
+        )
+        journal.tell(events.NORMAL, events.ERASED, detail)
+        return stored
+
+    async def destroy_pending(
+        self, ref: KeyRef, stored: store.Store, journal: Journal
+    ) -> store.Store:
+        """Erasure, step two: destroy the pending per-key KEKs under the provider that made
+        them (from the store, so a deleted policy does not strand them). Raises a
+        ``ProviderError`` while the provider cannot confirm; the list shrinks only on success."""
+        if not stored.keks_pending or stored.kms is None:
+            return stored
+        provider = await self.vault.provider_for(
+            Kms.model_validate(stored.kms), self.kube, self.namespace
+        )
+        done: list[str] = []
+        for kek in stored.keks_pending:
+            if Capability.KEK_DESTRUCTION in provider.capabilities:  # declared, not inferred
+                await journal.intend(events.ERASED, f"destroying KEK {kek}")
+                await asyncio.to_thread(provider.destroy_kek, kek)
+            done.append(kek)
+        left = tuple(k for k in stored.keks_pending if k not in done)
+        return await self.write(ref, replace(stored, keks_pending=left))
+
+    async def record_integrity_failure(
+        self, ref: KeyRef, stored: store.Store, problem: str, journal: Journal
+    ) -> store.Store:
+        await journal.intend(events.INTEGRITY_FAILURE, problem[:200], stored.current)
+        stored = await self.write(
+            ref, _replace(stored, integrity_failed_at=store.precise(self.clock()))
+        )
+        journal.tell(
+            events.WARNING,
+            events.SUSPENDED,
+            "suspended automatically: a stored version failed to authenticate",
+        )
+        return stored
+
+    # -- values ----------------------------------------------------------------------------------
+
+
+def _replace(stored: store.Store, **changes: str | None) -> store.Store:
+    return replace(stored, **changes)  # type: ignore[arg-type]

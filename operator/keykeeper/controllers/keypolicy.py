@@ -1,0 +1,57 @@
+"""KeyPolicy status: Ready (spec valid, provider reachable), how many keys it governs,
+and how many of them still wait to be re-wrapped after its KMS key changed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from keykeeper.api import conditions
+from keykeeper.api.conditions import Condition
+from keykeeper.errors import KeykeeperError
+from keykeeper.keys.vault import Vault
+from keykeeper.kube.client import Kube, keypolicy_path
+from keykeeper.kube.world import World
+
+
+async def reconcile_policy(
+    kube: Kube,
+    world: World,
+    vault: Vault,
+    name: str,
+    namespace: str,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> float | None:
+    view = world.policies.get(name)
+    if view is None:
+        return None
+    retry: float | None = None
+    if view.spec is None:
+        ready = Condition(conditions.READY, "False", "InvalidSpec", view.error)
+    else:
+        try:
+            provider = await vault.provider_for(view.spec.kms, kube, namespace)
+            await asyncio.to_thread(provider.check)
+            kek = await asyncio.to_thread(provider.current_kek_id)  # a KMS call for some
+            ready = Condition(
+                conditions.READY,
+                "True",
+                "ProviderReachable",
+                f"the {view.spec.kms.provider} provider answers; current KEK {kek}",
+            )
+        except KeykeeperError as exc:
+            ready = Condition(conditions.READY, "False", exc.reason, str(exc))
+            retry = 30.0 if exc.transient else None
+    old = view.body.get("status") or {}
+    status = {
+        "observedGeneration": view.generation,
+        "governedKeys": len(world.keys_of_policy(name)),
+        "keysUnderPreviousKms": world.keys_under_previous_kms(name),
+        "conditions": conditions.merge(
+            old.get("conditions") or [], [ready], view.generation, clock()
+        ),
+    }
+    if status != old:
+        await kube.patch(keypolicy_path(name, status=True), {"status": status})
+    return retry

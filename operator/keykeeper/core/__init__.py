@@ -1,0 +1,2 @@
+"""Pure decisions: authorization, lifecycle, target plans, the formats of what is written,
+status."""

@@ -1,0 +1,45 @@
+"""What an ApiKey's spec and its policy ask of the lifecycle, as ``lifecycle`` types."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from keykeeper.api import labels
+from keykeeper.api.models import ApiKeySpec, KeyPolicySpec
+from keykeeper.core import lifecycle
+from keykeeper.kube.client import Body
+
+log = logging.getLogger("keykeeper.intent")
+
+
+def intent_of(body: Body, spec: ApiKeySpec) -> lifecycle.Intent:
+    requested = (body["metadata"].get("annotations") or {}).get(labels.ROTATE_REQUESTED_AT)
+    at = None
+    if requested:
+        try:
+            at = datetime.fromisoformat(requested.replace("Z", "+00:00"))
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        except ValueError:
+            log.warning(
+                "%s/%s: ignoring unreadable %s",
+                body["metadata"]["namespace"],
+                body["metadata"]["name"],
+                labels.ROTATE_REQUESTED_AT,
+            )
+    return lifecycle.Intent(
+        suspended=spec.suspended,
+        revoked=spec.revoked,
+        rotate_requested_at=at,
+        user_supplied=spec.source.generate is None,
+        source_polled=spec.source.secret_ref is not None,
+    )
+
+
+def rules_of(policy: KeyPolicySpec) -> lifecycle.Rules:
+    return lifecycle.Rules(
+        period=policy.rotation.period_delta,
+        grace=policy.rotation.grace_delta,
+        strategy=policy.rotation.strategy,
+        revoked_for=policy.retention.revoked_delta,
+    )

@@ -1,0 +1,128 @@
+"""Projected Secrets: what one should look like, whether the one there does, and whose it is.
+
+A projected Secret is keykeeper's only with an ownership proof: the annotations
+``keykeeper.dev/apikey-uid`` and ``keykeeper.dev/owner-proof`` (an HMAC under a key
+derived from the master key over the ApiKey's uid, namespace and name and the Secret's
+own namespace and name). Labels alone are not trusted: anyone who may create a Secret
+can forge them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from keykeeper.api import labels
+from keykeeper.core.authz import Target
+
+KeyRef = tuple[str, str]  # (namespace, name)
+# (key uid, key namespace, key name, Secret namespace, Secret name) -> proof
+Prover = Callable[[str, str, str, str, str], str]
+
+
+@dataclass(frozen=True)
+class Desired:
+    target: Target
+    version: int
+    fingerprint: str
+    previous_version: int | None = None
+    previous_fingerprint: str | None = None
+
+    @property
+    def expected_fingerprints(self) -> dict[str, str]:
+        out = {self.target.key: self.fingerprint}
+        if self.previous_fingerprint:
+            out[f"{self.target.key}.previous"] = self.previous_fingerprint
+        return out
+
+
+@dataclass(frozen=True)
+class ProjectedSecret:
+    """A Secret keykeeper projected (ownership proven), as the watch last saw it."""
+
+    namespace: str
+    name: str
+    owner: KeyRef
+    owner_uid: str
+    version: str
+    fingerprints: dict[str, str]  # data key -> HMAC fingerprint of its value
+    annotations: dict[str, str]
+    secret_type: str
+    uid: str
+
+
+def in_sync(desired: Desired, existing: ProjectedSecret | None, owner: KeyRef, uid: str) -> bool:
+    return (
+        existing is not None
+        and existing.owner == owner
+        and existing.owner_uid == uid
+        and existing.secret_type == "Opaque"  # noqa: S105 - a Secret type
+        and existing.fingerprints == desired.expected_fingerprints
+        and existing.annotations.get(labels.VERSION) == str(desired.version)
+        and existing.annotations.get(labels.FINGERPRINT) == desired.fingerprint
+    )
+
+
+def render(
+    desired: Desired,
+    owner: KeyRef,
+    owner_uid: str,
+    prove: Prover,
+    value: bytes,
+    previous: bytes | None,
+) -> dict[str, Any]:
+    target = desired.target
+    data = {target.key: base64.b64encode(value).decode()}
+    annotations = {
+        labels.VERSION: str(desired.version),
+        labels.FINGERPRINT: desired.fingerprint,
+        labels.APIKEY_UID: owner_uid,
+        labels.OWNER_PROOF: prove(owner_uid, *owner, target.namespace, target.secret_name),
+    }
+    if previous is not None and desired.previous_fingerprint:
+        data[f"{target.key}.previous"] = base64.b64encode(previous).decode()
+        annotations[labels.PREVIOUS_FINGERPRINT] = desired.previous_fingerprint
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": target.secret_name,
+            "namespace": target.namespace,
+            "labels": {
+                labels.MANAGED_BY: labels.KEYKEEPER,
+                labels.ROLE: labels.ROLE_PROJECTION,
+                labels.APIKEY_NAMESPACE: owner[0],
+                labels.APIKEY_NAME: owner[1],
+            },
+            "annotations": annotations,
+        },
+        "data": data,
+    }
+
+
+def proven_owner(body: dict[str, Any], prove: Prover) -> tuple[KeyRef, str] | None:
+    """The (ApiKey, uid) a Secret was projected for, if its ownership proof holds; else None."""
+    meta = body.get("metadata") or {}
+    lbl = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    if (
+        lbl.get(labels.MANAGED_BY) != labels.KEYKEEPER
+        or lbl.get(labels.ROLE) != labels.ROLE_PROJECTION
+    ):
+        return None
+    owner = (str(lbl.get(labels.APIKEY_NAMESPACE, "")), str(lbl.get(labels.APIKEY_NAME, "")))
+    uid = str(annotations.get(labels.APIKEY_UID, ""))
+    claimed = str(annotations.get(labels.OWNER_PROOF, ""))
+    if not (owner[0] and owner[1] and uid and claimed):
+        return None
+    expected = prove(uid, *owner, str(meta.get("namespace", "")), str(meta.get("name", "")))
+    return (owner, uid) if hmac.compare_digest(claimed, expected) else None
+
+
+def owned_by(body: dict[str, Any], owner: KeyRef, prove: Prover) -> bool:
+    found = proven_owner(body, prove)
+    return found is not None and found[0] == owner

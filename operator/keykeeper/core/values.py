@@ -1,0 +1,59 @@
+"""Values: generating them, and checking the ones users supply against a policy.
+
+A policy's ``value.pattern`` runs against values a tenant chooses, on the operator's
+event loop, so it is an RE2 expression (see ``patterns``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from keykeeper.api.models import Alphabet, GenerateSource, Generator, ValueConstraints
+from keykeeper.api.patterns import compile_pattern
+from keykeeper.errors import InvalidValue
+
+ALPHABETS = {
+    Alphabet.BASE62: string.ascii_letters + string.digits,
+    Alphabet.BASE64URL: string.ascii_letters + string.digits + "-_",
+    Alphabet.HEX: "0123456789abcdef",
+    Alphabet.ALPHANUMERIC_LOWER: string.ascii_lowercase + string.digits,
+}
+
+
+def generate(policy: Generator, override: GenerateSource | None = None) -> bytes:
+    """A fresh value from the OS CSPRNG: prefix + ``length`` characters of the alphabet."""
+    length = override.length if override and override.length else policy.length
+    prefix = override.prefix if override and override.prefix is not None else policy.prefix
+    alphabet = ALPHABETS[override.alphabet if override and override.alphabet else policy.alphabet]
+    return (prefix + "".join(secrets.choice(alphabet) for _ in range(length))).encode()
+
+
+def check(value: bytes, constraints: ValueConstraints) -> None:
+    """Raise :class:`InvalidValue` saying which constraint a supplied value breaks.
+
+    The message describes the constraint, never the value (not even its length).
+    """
+    if not value:
+        raise InvalidValue("the value is empty")
+    if len(value) < constraints.min_length:
+        raise InvalidValue(
+            "the value's length is below the policy's minimum: "
+            f"at least {constraints.min_length} bytes are required"
+        )
+    if len(value) > constraints.max_length:
+        raise InvalidValue(
+            "the value's length is above the policy's maximum: "
+            f"at most {constraints.max_length} bytes are allowed"
+        )
+    if constraints.pattern is not None:
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidValue(
+                "the value is not UTF-8 text, so it cannot match the policy's pattern"
+            ) from None
+        if compile_pattern(constraints.pattern).fullmatch(text) is None:
+            raise InvalidValue(
+                f"the value does not match the policy's pattern {constraints.pattern!r}"
+            )

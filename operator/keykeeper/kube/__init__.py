@@ -1,0 +1,1 @@
+"""The only code that talks to the apiserver, and what the operator knows between calls."""

@@ -1,0 +1,1 @@
+"""Process wiring: start-up, kopf handlers, work queues, settings, serving, leadership."""

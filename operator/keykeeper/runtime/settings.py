@@ -1,0 +1,64 @@
+"""The operator's settings, from flags and environment variables (flags win)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from keykeeper.api.durations import parse_duration
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespace: str = "keykeeper-system"
+    master_key_secret: str = "keykeeper-master-key"  # noqa: S105 - a Secret name
+    passphrase_file: Path | None = None
+    fips: bool = False
+    audit_log: Path = Path("/var/lib/keykeeper/audit.jsonl")
+    log_format: str = "json"
+    http_address: str = ":8080"  # /healthz, /readyz, /metrics; "" serves nothing
+    leader_election: bool = False  # on in the chart: only the Lease holder writes
+    audit_stdout: bool = False  # each audit record also as a JSON line on stdout
+    workers: int = 16  # keys reconciled at once: each mostly waits on the API or a KMS
+    instance: str = "keykeeper"
+    sealing_renewal: timedelta | None = timedelta(days=30)  # None: never
+    sealing_cutoff: timedelta | None = None  # None: retired sealing keys keep opening
+    sealing_check: float = 60.0  # seconds between checks of the sealing keys and ConfigMap
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        default = cls()
+        passphrase = env.get("KEYKEEPER_PASSPHRASE_FILE")
+        return cls(
+            namespace=env.get("KEYKEEPER_NAMESPACE", default.namespace),
+            master_key_secret=env.get("KEYKEEPER_MASTER_KEY_SECRET", default.master_key_secret),
+            passphrase_file=Path(passphrase) if passphrase else None,
+            fips=_flag(env.get("KEYKEEPER_FIPS", "false")),
+            audit_log=Path(env.get("KEYKEEPER_AUDIT_LOG", str(default.audit_log))),
+            log_format=env.get("KEYKEEPER_LOG_FORMAT", default.log_format),
+            http_address=env.get("KEYKEEPER_HTTP_ADDRESS", default.http_address),
+            leader_election=_flag(env.get("KEYKEEPER_LEADER_ELECTION", "false")),
+            audit_stdout=_flag(env.get("KEYKEEPER_AUDIT_STDOUT", "false")),
+            workers=int(env.get("KEYKEEPER_WORKERS", str(default.workers))),
+            instance=env.get("POD_NAME", env.get("HOSTNAME", default.instance)),
+            sealing_renewal=_duration(env.get("KEYKEEPER_SEALING_RENEWAL", "30d")),
+            sealing_cutoff=_duration(env.get("KEYKEEPER_SEALING_CUTOFF", "0")),
+            sealing_check=float(env.get("KEYKEEPER_SEALING_CHECK", str(default.sealing_check))),
+        )
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", ""):
+        raise ValueError(f"not a boolean: {text!r} (true or false)")
+    return value in ("true", "1")
+
+
+def _duration(text: str) -> timedelta | None:
+    """A duration such as 30d or 12h; "0" (or empty) means never."""
+    if text.strip() in ("", "0"):
+        return None
+    return parse_duration(text.strip())
