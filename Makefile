@@ -5,7 +5,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test unit integration e2e e2e-tools chart lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean
+.PHONY: lock dev test unit integration e2e e2e-tools chart lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean
 
 # The main job on the embedded default: a local control plane, the operator installed
 # by its Helm chart (two replicas, local provider), examples/ applied, the projected
@@ -21,11 +21,22 @@ deps: $(STAMP) controlplane peers e2e-tools
 	  echo "installing softhsm2 (apt-get)"; \
 	  apt-get update -qq && apt-get install -y -qq softhsm2 >/dev/null; }
 
-$(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+# The dev set, exactly as uv.lock pins it (uv resolves nothing here: seconds, not minutes).
+# uv itself is pinned and kept in the git-ignored cache.
+UV_VERSION := 0.13.9
+UV := .cache/tools/bin/uv
+
+$(UV):
+	$(PY) -m venv .cache/tools
+	.cache/tools/bin/pip install -q uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --extra dev --python $(PY)
 	@touch $(STAMP)
+
+# After a change of pyproject.toml's dependencies: re-resolve and rewrite uv.lock.
+lock: | $(UV)
+	$(UV) lock
 
 controlplane:
 	@bash devtools/controlplane/build.sh >/dev/null
