@@ -36,8 +36,8 @@ from devtools.softhsm import init_token
 from keykeeper.api.models import Kms
 from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, seal_envelope
 from keykeeper.crypto.kdf import MasterKey
-from keykeeper.keys.vault import guarded
 from keykeeper.providers import KeyProvider, ProviderSettings, registry
+from keykeeper.providers.cache import guarded
 from keykeeper.providers.guard import Guarded
 from keykeeper.providers.local import LocalProvider
 

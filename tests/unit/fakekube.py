@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from keykeeper.errors import ApiError, ApiUnavailable, Conflict, NotFound
-from keykeeper.kube.client import Body, Kube
+from keykeeper.kube.client import Kube
+from keykeeper.types import Body
 
 Request = tuple[str, str]  # (method, path)
 

@@ -94,7 +94,7 @@ def policy(h: Harness, name: str, spec: dict[str, Any] | None = None) -> dict[st
     }
     h.kube.put(keypolicy_path(name), body)
     h.world.put_policy(h.kube.objects[keypolicy_path(name)])
-    asyncio.run(reconcile_policy(h.kube, h.world, h.vault, name, OPERATOR_NS))
+    asyncio.run(reconcile_policy(h.kube, h.world, h.providers, name, OPERATOR_NS))
     return copy.deepcopy(h.kube.objects[keypolicy_path(name)])
 
 

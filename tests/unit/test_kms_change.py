@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from keykeeper.core import store
-from keykeeper.keys.vault import Vault
+from keykeeper.kube.credentials import credentials_reader
 from keykeeper.providers import Registry
+from keykeeper.providers.cache import ProviderCache
 from tests.unit import memkms
 from tests.unit.test_reconcile import OPERATOR_NS, Harness
 
@@ -26,12 +27,14 @@ def h(tmp_path: Path) -> Iterator[Harness]:
     memkms.MemKms.down.clear()
     memkms.MemKms.calls.clear()
     harness = Harness(tmp_path)
-    harness.vault = harness.reconciler.vault = Vault(harness.vault.local.master_key, own)
-    harness.reconciler.keeper.vault = harness.reconciler.projector.vault = harness.vault
+    providers = ProviderCache(own, harness.keyring.local, credentials_reader(harness.kube))
+    harness.providers = harness.reconciler.providers = harness.reconciler.keeper.providers = (
+        providers
+    )
     harness.namespaces("home", "a", "b", OPERATOR_NS)
     harness.policy("p", targetNamespaces={"names": ["a", "b"]}, kms=aws("kek-A"))
     yield harness
-    harness.vault.close()
+    harness.providers.close()
 
 
 def aws(key: str) -> dict[str, object]:

@@ -112,7 +112,14 @@ def test_kms_calls_errors_and_latency_are_counted_by_provider_and_operation() ->
         def close(self) -> None:
             return None
 
-    guard = Guarded(Flaky(), rate=100, burst=10, timeout=1.0, schedule=lambda d, f: None)  # type: ignore[arg-type]
+    guard = Guarded(
+        Flaky(),  # type: ignore[arg-type]
+        rate=100,
+        burst=10,
+        timeout=1.0,
+        schedule=lambda d, f: None,
+        observer=metrics.KmsMetrics(),
+    )
     with pytest.raises(ProviderUnavailable):
         guard.current_kek_id()
     with pytest.raises(ProviderUnavailable):  # the breaker refuses: an error, not a call

@@ -10,12 +10,10 @@ from typing import Any
 
 from keykeeper.api.models import API_VERSION
 from keykeeper.crypto.kdf import MasterKey
-from keykeeper.keys.vault import Vault
 from keykeeper.kube.client import apikey_path
-from keykeeper.providers import registry
-from keykeeper.runtime.process import Runtime
+from keykeeper.kube.world import World
+from keykeeper.runtime.assembly import assemble, preload
 from keykeeper.runtime.settings import Settings
-from keykeeper.runtime.workqueue import WorkQueue
 from tests.unit.fakekube import FakeKube
 
 
@@ -32,20 +30,16 @@ def test_preloaded_keys_wait_in_the_sweep_and_their_relist_is_no_change(tmp_path
         return keys if path.endswith("/apikeys") else []  # the fake lists no cluster scope
 
     kube.list = listing  # type: ignore[method-assign]
-    runtime = Runtime(Settings(audit_log=tmp_path / "a.jsonl"), kube)
-    runtime.vault = Vault(MasterKey(b"k" * 32), registry)
-
-    async def preload() -> None:
-        async def work(ref: tuple[str, str]) -> float | None:
-            return None
-
-        runtime.queue = WorkQueue(work, 1)
-        runtime.policy_queue = WorkQueue(work, 1)  # type: ignore[arg-type]
-        await runtime._preload()
-
-    asyncio.run(preload())
-    assert runtime.queue is not None and runtime.queue.depth == 3
+    world = World()
+    parts = assemble(
+        Settings(audit_log=tmp_path / "a.jsonl"),
+        kube,
+        world,
+        MasterKey(b"k" * 32),  # type: ignore[arg-type]
+    )
+    asyncio.run(preload(kube, world, parts))  # type: ignore[arg-type]
+    assert parts.queue.depth == 3
     relisted = kube.objects[apikey_path("home", "k1")]
-    assert not runtime.world.key_changed(("home", "k1"), relisted)
+    assert not world.key_changed(("home", "k1"), relisted)
     edited = {**relisted, "metadata": {**relisted["metadata"], "generation": 2}}
-    assert runtime.world.key_changed(("home", "k1"), edited)
+    assert world.key_changed(("home", "k1"), edited)

@@ -20,10 +20,13 @@ from keykeeper.audit.log import AuditLog
 from keykeeper.controllers.apikey.reconcile import Reconciler
 from keykeeper.crypto.kdf import MasterKey
 from keykeeper.errors import ApiUnavailable, Conflict
-from keykeeper.keys.vault import Vault
+from keykeeper.keys.keyring import Keyring
+from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.client import apikey_path, secret_path
+from keykeeper.kube.credentials import credentials_reader
 from keykeeper.kube.world import World
 from keykeeper.providers import registry
+from keykeeper.providers.cache import ProviderCache
 from tests.unit.fakekube import FakeKube
 
 OPERATOR_NS = "keykeeper-system"
@@ -39,13 +42,17 @@ class Harness:
     def __init__(self, tmp_path: Path) -> None:
         self.kube = FakeKube()
         self.world = World()
-        self.vault = Vault(MasterKey(b"k" * 32), registry)
-        self.audit = AuditLog(tmp_path / "audit.jsonl", self.vault.audit_key, fsync=False)
+        self.keyring = Keyring(MasterKey(b"k" * 32))
+        self.providers = ProviderCache(registry, self.keyring.local, credentials_reader(self.kube))
+        self.sealing = SealingKeys(self.kube, OPERATOR_NS, self.keyring.local, None, None)
+        self.audit = AuditLog(tmp_path / "audit.jsonl", self.keyring.audit_key, fsync=False)
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self.reconciler = Reconciler(
             self.kube,
             self.world,
-            self.vault,
+            self.keyring,
+            self.providers,
+            self.sealing,
             EventSink(self.kube, "test"),
             self.audit,
             OPERATOR_NS,
@@ -324,14 +331,14 @@ def test_targets_written_at_once_open_the_envelope_once(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened = []
-    real_open = h.vault.open
+    real_open = h.keyring.open
 
     async def counting(*args: Any, **kwargs: Any) -> bytes:
         opened.append(args[1])
         await asyncio.sleep(0.01)  # let the other targets' writes arrive while it opens
         return await real_open(*args, **kwargs)
 
-    monkeypatch.setattr(h.vault, "open", counting)
+    monkeypatch.setattr(h.keyring, "open", counting)
     h.apikey("home", "k", "p", "home", "a", "b")
     h.reconcile("home", "k")
     assert len(opened) == 1

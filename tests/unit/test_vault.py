@@ -1,5 +1,5 @@
-"""The vault's provider cache, envelopes bound to the policy's provider, PKCS#11 settings
-a policy author may not choose, and a master-key Secret that must not be overwritten."""
+"""The provider cache, envelopes bound to the policy's provider, PKCS#11 settings a
+policy author may not choose, and a master-key Secret that must not be overwritten."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from keykeeper.api.models import Kms
 from keykeeper.crypto.envelope import Binding, WrappedKey, seal_envelope
 from keykeeper.crypto.kdf import MasterKey
 from keykeeper.errors import InvalidProviderConfig, KeyDisabled, KeykeeperError
-from keykeeper.keys.vault import PROVIDER_CACHE, Vault
+from keykeeper.keys.bootstrap import load_master_key
+from keykeeper.keys.keyring import Keyring
 from keykeeper.providers import KeyProvider, ProviderSettings, Registry, registry
-from keykeeper.runtime.process import Runtime
-from keykeeper.runtime.settings import Settings
+from keykeeper.providers.cache import PROVIDER_CACHE, ProviderCache
 
 MASTER = MasterKey(b"m" * 32)
 
@@ -51,19 +51,22 @@ def create(settings: ProviderSettings) -> Counting:
     return Counting(settings)
 
 
+KEYRING = Keyring(MASTER)
+
+
 @pytest.fixture
-def vault() -> Vault:
+def vault() -> ProviderCache:
     own = Registry()
     own.register("counting", __name__)
     Counting.closed.clear()
-    return Vault(MASTER, own)
+    return ProviderCache(own, KEYRING.local)
 
 
 def kms(key_ref: str) -> Kms:
     return Kms.model_construct(provider="counting", key_ref=key_ref, options={})  # type: ignore[arg-type]
 
 
-def test_rotated_credentials_close_the_old_client(vault: Vault) -> None:
+def test_rotated_credentials_close_the_old_client(vault: ProviderCache) -> None:
     first = vault.provider(kms("a"), {"v": "1"}, "rv1")
     assert vault.provider(kms("a"), {"v": "1"}, "rv1") is first
     second = vault.provider(kms("a"), {"v": "2"}, "rv2")
@@ -71,7 +74,7 @@ def test_rotated_credentials_close_the_old_client(vault: Vault) -> None:
     assert Counting.closed == ["a@1"]
 
 
-def test_the_cache_is_bounded_and_closes_what_it_drops(vault: Vault) -> None:
+def test_the_cache_is_bounded_and_closes_what_it_drops(vault: ProviderCache) -> None:
     for n in range(PROVIDER_CACHE + 3):
         vault.provider(kms(f"k{n}"), {}, "")
     assert Counting.closed == ["k0@", "k1@", "k2@"]
@@ -79,12 +82,12 @@ def test_the_cache_is_bounded_and_closes_what_it_drops(vault: Vault) -> None:
     assert len(Counting.closed) == PROVIDER_CACHE + 3
 
 
-def test_an_envelope_opens_only_under_the_policys_provider(vault: Vault) -> None:
+def test_an_envelope_opens_only_under_the_policys_provider(vault: ProviderCache) -> None:
     binding = Binding("ns", "k", "uid", 1)
     envelope = seal_envelope(b"value", binding, vault.local)
-    assert asyncio.run(vault.open(envelope, binding, vault.local)) == b"value"
+    assert asyncio.run(KEYRING.open(envelope, binding, vault.local)) == b"value"
     with pytest.raises(KeyDisabled, match="local"):
-        asyncio.run(vault.open(envelope, binding, vault.provider(kms("hsm"), {}, "")))
+        asyncio.run(KEYRING.open(envelope, binding, vault.provider(kms("hsm"), {}, "")))
 
 
 @pytest.mark.parametrize(
@@ -115,6 +118,6 @@ class OneSecretKube:
 
 
 def test_a_master_key_secret_without_its_key_stops_start_up(tmp_path: Path) -> None:
-    runtime = Runtime(Settings(audit_log=tmp_path / "a.jsonl"), OneSecretKube())  # type: ignore[arg-type]
+    kube = OneSecretKube()
     with pytest.raises(KeykeeperError, match="holds no master-key"):
-        asyncio.run(runtime._master_key())
+        asyncio.run(load_master_key(kube, "keykeeper-system", "keykeeper-master-key"))  # type: ignore[arg-type]

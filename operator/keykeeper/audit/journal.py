@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from keykeeper.audit.log import AuditLog
 from keykeeper.core import store
 from keykeeper.core.narration import Entry
-from keykeeper.kube.world import KeyRef
+from keykeeper.types import KeyRef
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,15 @@ from datetime import UTC, datetime
 from keykeeper.api import conditions
 from keykeeper.api.conditions import Condition
 from keykeeper.errors import KeykeeperError
-from keykeeper.keys.vault import Vault
 from keykeeper.kube.client import Kube, keypolicy_path
 from keykeeper.kube.world import World
+from keykeeper.providers.cache import ProviderCache
 
 
 async def reconcile_policy(
     kube: Kube,
     world: World,
-    vault: Vault,
+    providers: ProviderCache,
     name: str,
     namespace: str,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -31,7 +31,7 @@ async def reconcile_policy(
         ready = Condition(conditions.READY, "False", "InvalidSpec", view.error)
     else:
         try:
-            provider = await vault.provider_for(view.spec.kms, kube, namespace)
+            provider = await providers.provider_for(view.spec.kms, namespace)
             await asyncio.to_thread(provider.check)
             kek = await asyncio.to_thread(provider.current_kek_id)  # a KMS call for some
             ready = Condition(

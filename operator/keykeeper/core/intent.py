@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from keykeeper.api import labels
 from keykeeper.api.models import ApiKeySpec, KeyPolicySpec
 from keykeeper.core import lifecycle
-from keykeeper.kube.client import Body
+from keykeeper.types import Body
 
 log = logging.getLogger("keykeeper.intent")
 

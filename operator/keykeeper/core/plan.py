@@ -26,6 +26,7 @@ from enum import StrEnum
 
 from keykeeper.core import authz
 from keykeeper.core.authz import Decision, Target
+from keykeeper.types import Slot
 
 MAX_TARGETS = 128
 TOO_MANY_TARGETS = "TooManyTargets"
@@ -49,9 +50,6 @@ class TargetState(StrEnum):
     DENIED = "Denied"
     WITHDRAWN = "Withdrawn"
     FAILED = "Failed"
-
-
-Slot = tuple[str, str]  # (namespace, Secret name)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any
 
 from keykeeper.api import labels
 from keykeeper.core.authz import Target
+from keykeeper.types import KeyRef
 
-KeyRef = tuple[str, str]  # (namespace, name)
 # (key uid, key namespace, key name, Secret namespace, Secret name) -> proof
 Prover = Callable[[str, str, str, str, str], str]
 

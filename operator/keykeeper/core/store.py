@@ -24,8 +24,7 @@ from typing import Any
 
 from keykeeper.api import labels
 from keykeeper.core import lifecycle
-
-Body = dict[str, Any]
+from keykeeper.types import Body
 
 VERSIONS_ANNOTATION = "keykeeper.dev/versions"
 REVOKED_AT = "keykeeper.dev/revoked-at"

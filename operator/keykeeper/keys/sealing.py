@@ -28,10 +28,11 @@ from typing import Any
 
 from keykeeper.api import labels
 from keykeeper.crypto.envelope import Binding, open_envelope, seal_envelope
-from keykeeper.crypto.sealed import SealingKeyPair
+from keykeeper.crypto.sealed import SealingKeyPair, key_id_of, open_sealed
 from keykeeper.errors import Conflict, InvalidValue
-from keykeeper.kube.client import Body, Kube, configmap_path, secret_path
+from keykeeper.kube.client import Kube, configmap_path, secret_path
 from keykeeper.providers.local import LocalProvider
+from keykeeper.types import Body
 
 log = logging.getLogger("keykeeper.sealing")
 
@@ -71,6 +72,14 @@ class SealingKeys:
     def usable(self) -> dict[str, SealingKeyPair]:
         """The keys a sealed value may be opened with now (the cutoff applied)."""
         return {k: p for k, p in self.pairs.items() if not self._cut_off(k)}
+
+    def open(self, text: str, namespace: str, name: str) -> bytes:
+        """A sealed value for ``namespace/name``, opened with a key that may open it now;
+        a key past the cutoff is refused with what to do about it."""
+        refused = self.refusal(key_id_of(text))
+        if refused is not None:
+            raise refused
+        return open_sealed(text, namespace, name, self.usable())
 
     def refusal(self, key_id: str) -> InvalidValue | None:
         if key_id in self.pairs and self._cut_off(key_id):

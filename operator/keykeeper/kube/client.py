@@ -27,9 +27,9 @@ from keykeeper.errors import (
     KeykeeperError,
     NotFound,
 )
+from keykeeper.types import Body
 
-Body = dict[str, Any]
-__all__ = ["ApiUnavailable", "Body", "Conflict", "Forbidden", "Kube", "NotFound"]
+__all__ = ["ApiUnavailable", "Conflict", "Forbidden", "Kube", "NotFound"]
 
 CONNECTIONS = 32  # kept-alive connections to the apiserver, at most
 THROTTLE_TRIES = 5  # a 429 is waited out this many times, then it is ApiUnavailable

@@ -31,8 +31,8 @@ from keykeeper.core.authz import NamespaceInfo
 from keykeeper.core.projection import ProjectedSecret, Prover, proven_owner
 from keykeeper.core.selectors import matches
 from keykeeper.errors import SpecError
+from keykeeper.types import KeyRef
 
-KeyRef = tuple[str, str]  # (namespace, name)
 SPEC_CACHE = 8192  # parsed specs kept; a key beyond them is parsed again when reconciled
 
 

@@ -30,18 +30,41 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from keykeeper.api.provider_options import Capability
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.errors import KeykeeperError, ProviderUnavailable
 from keykeeper.providers.base import KeyProvider, encode_context
-from keykeeper.runtime import metrics
 
 T = TypeVar("T")
 log = logging.getLogger("keykeeper.providers.guard")
 
 DEK_CACHE = 10_000  # entries; a DEK and its key are under 200 bytes
+
+
+class CallObserver(Protocol):
+    """Who counts the guard's calls (the runtime's metrics): injected, so the providers
+    layer knows nothing of Prometheus. A refused call is a failure that took no time."""
+
+    def called(self, provider: str, operation: str) -> None: ...
+
+    def failed(self, provider: str, operation: str) -> None: ...
+
+    def took(self, provider: str, operation: str, seconds: float) -> None: ...
+
+
+class Unobserved:
+    """The observer of a guard nobody counts (tests, the CLI)."""
+
+    def called(self, provider: str, operation: str) -> None:
+        pass
+
+    def failed(self, provider: str, operation: str) -> None:
+        pass
+
+    def took(self, provider: str, operation: str, seconds: float) -> None:
+        pass
 
 
 class TokenBucket:
@@ -81,8 +104,10 @@ class Guarded(KeyProvider):
         sleep: Callable[[float], None] = time.sleep,
         schedule: Callable[[float, Callable[[], None]], None] | None = None,
         on_recovery: Callable[[], None] | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.inner = inner
+        self._observer: CallObserver = observer or Unobserved()
         self.provider_id = inner.provider_id  # type: ignore[misc]
         self._bucket = TokenBucket(rate, burst, clock)
         self._timeout, self._cooldown, self._max_cooldown = timeout, cooldown, max_cooldown
@@ -149,16 +174,17 @@ class Guarded(KeyProvider):
 
     def _call(self, operation: str, call: Callable[[], T]) -> T:
         labels = (self.provider_id, operation)
+        observer = self._observer
         down = self._down
         if down is not None:
             self.calls[f"{operation}-refused"] += 1
-            metrics.KMS_ERRORS.labels(*labels).inc()
+            observer.failed(*labels)
             raise ProviderUnavailable(f"{down[0]} (the provider is down; probing it)")
         wait = self._bucket.reserve()
         if wait > self._timeout:
             self._bucket.give_back()
             self.calls[f"{operation}-throttled"] += 1
-            metrics.KMS_ERRORS.labels(*labels).inc()
+            observer.failed(*labels)
             raise ProviderUnavailable(
                 f"the {self.provider_id} provider's rate limit ({self._bucket.rate:g} calls/s) "
                 "is exhausted; retrying later"
@@ -166,19 +192,19 @@ class Guarded(KeyProvider):
         if wait > 0:
             self._sleep(wait)
         self.calls[operation] += 1
-        metrics.KMS_CALLS.labels(*labels).inc()
+        observer.called(*labels)
         started = time.monotonic()
         try:
             return call()
         except ProviderUnavailable as exc:
-            metrics.KMS_ERRORS.labels(*labels).inc()
+            observer.failed(*labels)
             self._trip(str(exc))
             raise
         except Exception:
-            metrics.KMS_ERRORS.labels(*labels).inc()
+            observer.failed(*labels)
             raise
         finally:
-            metrics.KMS_SECONDS.labels(*labels).observe(time.monotonic() - started)
+            observer.took(*labels, time.monotonic() - started)
 
     def _trip(self, why: str) -> None:
         with self._lock:

@@ -73,11 +73,10 @@ async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         runtime.world.note_generation(ref, body, asyncio.get_running_loop().time())
         if not runtime.world.key_changed(ref, body):
             return  # nothing the last reconcile did not see (its own writes' echoes included)
-    assert runtime.queue is not None
-    runtime.queue.add(ref)
-    if runtime.policy_queue is not None and (not known or event.get("type") == "DELETED"):
+    runtime.parts.queue.add(ref)
+    if not known or event.get("type") == "DELETED":
         # a key came or went: its policy's governedKeys changed
-        runtime.policy_queue.add(str((body.get("spec") or {}).get("policy", "")))
+        runtime.parts.policy_queue.add(str((body.get("spec") or {}).get("policy", "")))
 
 
 @kopf.on.event("keykeeper.dev", "v1alpha1", "keypolicies")
@@ -90,15 +89,11 @@ async def keypolicy_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     else:
         old = runtime.world.policies.get(name)
         new = runtime.world.put_policy(body)
+        runtime.parts.policy_queue.add(name)
         if old is not None and (old.spec, old.error) == (new.spec, new.error):
-            assert runtime.policy_queue is not None
-            runtime.policy_queue.add(name)
             return  # a status-only change: the keys are not affected
-        assert runtime.policy_queue is not None
-        runtime.policy_queue.add(name)
-    assert runtime.queue is not None
     for ref in runtime.world.keys_of_policy(name):
-        runtime.queue.add(ref)
+        runtime.parts.queue.add(ref)
 
 
 @kopf.on.event("v1", "namespaces")
@@ -112,9 +107,8 @@ async def namespace_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         else runtime.world.put_namespace(body)
     )
     if before is not None:  # what authorization sees of it changed
-        assert runtime.queue is not None
         for ref in runtime.world.keys_affected_by_namespace(name, before):
-            runtime.queue.add(ref)
+            runtime.parts.queue.add(ref)
 
 
 @kopf.on.event(
@@ -124,17 +118,16 @@ async def namespace_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
 )
 async def projected_secret_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    assert runtime.vault is not None
-    assert runtime.queue is not None
+    keyring = runtime.parts.keyring
     body = _body(event)
     meta = body["metadata"]
     if event.get("type") == "DELETED":
         # only a Secret the world recorded (ownership proven) names an owner to requeue
         owner = runtime.world.drop_secret((meta["namespace"], meta["name"]))
     else:
-        owner = runtime.world.put_secret(body, runtime.vault.fingerprint, runtime.vault.prove)
+        owner = runtime.world.put_secret(body, keyring.fingerprint, keyring.prove)
         slot = (meta["namespace"], meta["name"])
         if runtime.world.is_expected(slot):
             return  # the Secret the operator just wrote
     if owner and owner[0] and owner[1]:
-        runtime.queue.add(owner)
+        runtime.parts.queue.add(owner)

@@ -37,7 +37,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keykeeper.errors import Conflict, KeykeeperError, NotFound, NotLeading
-from keykeeper.kube.client import Body, Kube
+from keykeeper.kube.client import Kube
+from keykeeper.types import Body
 
 log = logging.getLogger("keykeeper.leadership")
 

@@ -66,6 +66,19 @@ KMS_ERRORS = Counter(
 )
 
 
+class KmsMetrics:
+    """The guard's ``CallObserver``: its calls as the three ``keykeeper_kms_*`` series."""
+
+    def called(self, provider: str, operation: str) -> None:
+        KMS_CALLS.labels(provider, operation).inc()
+
+    def failed(self, provider: str, operation: str) -> None:
+        KMS_ERRORS.labels(provider, operation).inc()
+
+    def took(self, provider: str, operation: str, seconds: float) -> None:
+        KMS_SECONDS.labels(provider, operation).observe(seconds)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The cluster as the operator knows it, at one scrape."""

@@ -21,8 +21,9 @@ from keykeeper.controllers.apikey.versions import VersionKeeper
 from keykeeper.core import store
 from keykeeper.core.plan import Held
 from keykeeper.errors import ProviderError
-from keykeeper.kube.client import Body, Kube, NotFound, apikey_path, secret_path
-from keykeeper.kube.world import KeyRef, World
+from keykeeper.kube.client import Kube, NotFound, apikey_path, secret_path
+from keykeeper.kube.world import World
+from keykeeper.types import Body, KeyRef
 
 log = logging.getLogger("keykeeper.finalizing")
 

@@ -23,10 +23,11 @@ from keykeeper.core.plan import TargetState
 from keykeeper.core.status import TargetResult
 from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import KeykeeperError, ProviderError
-from keykeeper.keys.vault import Vault
-from keykeeper.kube.client import Body, Conflict, Kube, secret_path
-from keykeeper.kube.world import KeyRef, World
+from keykeeper.keys.keyring import Keyring
+from keykeeper.kube.client import Conflict, Kube, secret_path
+from keykeeper.kube.world import World
 from keykeeper.providers import KeyProvider
+from keykeeper.types import Body, KeyRef
 
 log = logging.getLogger("keykeeper.projecting")
 
@@ -60,10 +61,10 @@ class Values:
     targets written at once wait for the one opening)."""
 
     def __init__(
-        self, vault: Vault, ref: KeyRef, uid: str, stored: store.Store, providers: LazyProvider
+        self, keyring: Keyring, ref: KeyRef, uid: str, stored: store.Store, providers: LazyProvider
     ) -> None:
         # the AAD binds the live object's uid, never one read back from the store
-        self._vault, self._ref, self._uid = vault, ref, uid
+        self._keyring, self._ref, self._uid = keyring, ref, uid
         self._stored, self._providers = stored, providers
         self._opened: dict[int, bytes] = {}
         self._lock = asyncio.Lock()
@@ -72,15 +73,15 @@ class Values:
         async with self._lock:
             if version not in self._opened:
                 binding = Binding(self._ref[0], self._ref[1], self._uid, version)
-                self._opened[version] = await self._vault.open(
+                self._opened[version] = await self._keyring.open(
                     self._stored.envelopes[version], binding, await self._providers.get()
                 )
             return self._opened[version]
 
 
 class Projector:
-    def __init__(self, kube: Kube, world: World, vault: Vault) -> None:
-        self.kube, self.world, self.vault = kube, world, vault
+    def __init__(self, kube: Kube, world: World, keyring: Keyring) -> None:
+        self.kube, self.world, self.keyring = kube, world, keyring
 
     async def withdraw(self, run: Run, held: Sequence[plan.Held]) -> None:
         """Delete each held Secret (exactly that object: uid precondition). One that cannot
@@ -115,7 +116,7 @@ class Projector:
         except ProviderError as exc:  # no plaintext now: what is there stays (it is authorized)
             run.provider_trouble()
             return failed(target, exc, int(held.version) if held and held.version else None)
-        rendered = projection.render(desired, run.ref, run.uid, self.vault.prove, value, previous)
+        rendered = projection.render(desired, run.ref, run.uid, self.keyring.prove, value, previous)
         where = f"{target.namespace}/{target.secret_name}"
         await run.journal.intend(events.PROJECTED, where, stored.current)
         self.world.expect_secret(
@@ -140,7 +141,7 @@ class Projector:
             return denied(
                 plan.Denial(target, plan.SECRET_NAME_TAKEN, f"{where} exists and is not this key's")
             )
-        self.world.put_secret(written, self.vault.fingerprint, self.vault.prove)
+        self.world.put_secret(written, self.keyring.fingerprint, self.keyring.prove)
         if held is not None and held.version and held.version != str(desired.version):
             run.rotated.append((target.namespace, target.secret_name, desired.version))
         verb = "projected" if held is None else "restored"
@@ -160,7 +161,7 @@ class Projector:
             there = await self.kube.get_secret(target.namespace, target.secret_name)
         if there is None:
             return await self.kube.create(secret_path(target.namespace), rendered)
-        if not projection.owned_by(there, ref, self.vault.prove):
+        if not projection.owned_by(there, ref, self.keyring.prove):
             return None
         rendered["metadata"]["resourceVersion"] = there["metadata"]["resourceVersion"]
         return await self.kube.replace(secret_path(target.namespace, target.secret_name), rendered)

@@ -47,9 +47,12 @@ from keykeeper.core.authz import Decision, KeyContext, NamespaceInfo, Target
 from keykeeper.core.intent import intent_of, rules_of
 from keykeeper.core.store import facts
 from keykeeper.errors import IntegrityError, ProviderError, SpecError
-from keykeeper.keys.vault import Vault
-from keykeeper.kube.client import Body, Conflict, Kube, apikey_path, check_identity
-from keykeeper.kube.world import KeyRef, World
+from keykeeper.keys.keyring import Keyring
+from keykeeper.keys.sealing import SealingKeys
+from keykeeper.kube.client import Conflict, Kube, apikey_path, check_identity
+from keykeeper.kube.world import World
+from keykeeper.providers.cache import ProviderCache
+from keykeeper.types import Body, KeyRef
 
 Gathered = tuple[ApiKeySpec, KeyPolicySpec]
 
@@ -59,16 +62,18 @@ class Reconciler:
         self,
         kube: Kube,
         world: World,
-        vault: Vault,
+        keyring: Keyring,
+        providers: ProviderCache,
+        sealing: SealingKeys,
         sink: EventSink,
         audit: AuditLog,
         namespace: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.kube, self.world, self.vault = kube, world, vault
+        self.kube, self.world, self.keyring, self.providers = kube, world, keyring, providers
         self.namespace, self.clock, self.audit = namespace, clock, audit
-        self.keeper = VersionKeeper(kube, vault, namespace, clock)
-        self.projector = Projector(kube, world, vault)
+        self.keeper = VersionKeeper(kube, keyring, providers, sealing, namespace, clock)
+        self.projector = Projector(kube, world, keyring)
         self.finalizer = Finalizer(kube, world, self.keeper, self.projector, audit, namespace)
         self.reporter = Reporter(kube, world, sink, clock)
         self.restarter = Restarter(kube)
@@ -177,9 +182,7 @@ class Reconciler:
         await self._enforce(run, spec, policy, decide(stored, None).phase, stored)
         source_fp = await self.keeper.sources.fingerprint(run.ref, spec)
         life = decide(stored, source_fp)
-        providers = LazyProvider(
-            lambda: self.vault.provider_for(policy.kms, self.kube, self.namespace)
-        )
+        providers = LazyProvider(lambda: self.providers.provider_for(policy.kms, self.namespace))
         try:
             if life.phase is not Phase.REVOKED and stored.kek_differs(_kms_json(policy)):
                 stored = await self.keeper.rewrap(
@@ -247,7 +250,7 @@ class Reconciler:
             assert stored.current is not None
             run.results.append(projected(target, stored.current.version))
         values = Values(
-            self.vault, run.ref, run.uid, stored, self._opening(stored, policy, providers)
+            self.keyring, run.ref, run.uid, stored, self._opening(stored, policy, providers)
         )
         # a key's targets are written at once (their audit records share one sync)
         run.results += await asyncio.gather(
@@ -267,7 +270,7 @@ class Reconciler:
         if not stored.kek_differs(_kms_json(policy)):  # also: no KMS recorded
             return providers
         made_under = Kms.model_validate(stored.kms)
-        return LazyProvider(lambda: self.vault.provider_for(made_under, self.kube, self.namespace))
+        return LazyProvider(lambda: self.providers.provider_for(made_under, self.namespace))
 
     def _note_kms(self, ref: KeyRef, policy: str, stale: bool) -> None:
         if self.world.note_kms(ref, policy, stale) and self.policy_changed is not None:

@@ -15,8 +15,7 @@ from keykeeper.audit.journal import Journal
 from keykeeper.audit.log import AuditLog
 from keykeeper.core.status import TargetResult
 from keykeeper.errors import KeykeeperError, ProviderError
-from keykeeper.kube.client import Body
-from keykeeper.kube.world import KeyRef
+from keykeeper.types import Body, KeyRef
 
 SOURCE_RETRY = 30.0  # a source Secret that is missing is looked at again after this
 PROVIDER_RETRY = 2.0  # a provider that failed: the first retry, then doubling ...

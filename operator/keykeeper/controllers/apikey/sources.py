@@ -17,9 +17,10 @@ from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, RotationStrategy
 from keykeeper.core.values import check as check_value
 from keykeeper.core.values import generate
 from keykeeper.errors import ImportNotPermitted, SourceMissing
-from keykeeper.keys.vault import Vault
-from keykeeper.kube.client import Body, Kube
-from keykeeper.kube.world import KeyRef
+from keykeeper.keys.keyring import Keyring
+from keykeeper.keys.sealing import SealingKeys
+from keykeeper.kube.client import Kube
+from keykeeper.types import Body, KeyRef
 
 __all__ = ["ImportNotPermitted", "Imported", "SourceMissing", "Sources", "consent"]
 
@@ -58,16 +59,17 @@ def consent(body: Body, key_name: str) -> str | None:
 @dataclass
 class Sources:
     kube: Kube
-    vault: Vault
+    keyring: Keyring
+    sealing: SealingKeys
 
     async def fingerprint(self, ref: KeyRef, spec: ApiKeySpec) -> str | None:
         """A fingerprint of the user-supplied source as it is now (None: none, or gone)."""
         source = spec.source
         if source.sealed is not None:
-            return self.vault.fingerprint(b"sealed:" + source.sealed.encode())
+            return self.keyring.fingerprint(b"sealed:" + source.sealed.encode())
         if source.secret_ref is not None:
             found = await self._import(ref, spec, missing_ok=True)
-            return None if found is None else self.vault.fingerprint(b"secretRef:" + found.value)
+            return None if found is None else self.keyring.fingerprint(b"secretRef:" + found.value)
         return None
 
     async def value_for(
@@ -83,13 +85,13 @@ class Sources:
         if not from_source:
             return generate(policy.generator, source.generate), None, None
         if source.sealed is not None:
-            value = self.vault.open_sealed_value(source.sealed, *ref)
+            value = self.sealing.open(source.sealed, *ref)
             check_value(value, policy.value)
-            return value, self.vault.fingerprint(b"sealed:" + source.sealed.encode()), None
+            return value, self.keyring.fingerprint(b"sealed:" + source.sealed.encode()), None
         imported = await self._import(ref, spec, missing_ok=False)
         assert imported is not None
         check_value(imported.value, policy.value)
-        return imported.value, self.vault.fingerprint(b"secretRef:" + imported.value), imported
+        return imported.value, self.keyring.fingerprint(b"secretRef:" + imported.value), imported
 
     async def _import(self, ref: KeyRef, spec: ApiKeySpec, *, missing_ok: bool) -> Imported | None:
         """The value of the consenting source Secret in the key's own namespace."""

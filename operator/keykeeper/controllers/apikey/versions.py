@@ -22,22 +22,26 @@ from keykeeper.controllers.apikey.sources import Imported, Sources
 from keykeeper.core import lifecycle, store
 from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import IntegrityError
-from keykeeper.keys.vault import Vault
+from keykeeper.keys.keyring import Keyring
+from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.client import Kube, secret_path
-from keykeeper.kube.world import KeyRef
 from keykeeper.providers import KeyProvider
+from keykeeper.providers.cache import ProviderCache
+from keykeeper.types import KeyRef
 
 
 @dataclass
 class VersionKeeper:
     kube: Kube
-    vault: Vault
+    keyring: Keyring
+    providers: ProviderCache
+    sealing: SealingKeys
     namespace: str
     clock: Callable[[], datetime]
     sources: Sources = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sources = Sources(self.kube, self.vault)
+        self.sources = Sources(self.kube, self.keyring, self.sealing)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -120,12 +124,14 @@ class VersionKeeper:
         """Make, encrypt and store a new version (before any projection uses it)."""
         value, source_fp, imported = await self.sources.value_for(ref, spec, policy, reason)
         number = stored.next_version
-        sealed = await self.vault.seal(value, Binding(ref[0], ref[1], stored.uid, number), provider)
+        sealed = await self.keyring.seal(
+            value, Binding(ref[0], ref[1], stored.uid, number), provider
+        )
         now = self.clock()
         version = store.Version(
             number,
             store.precise(now),
-            self.vault.fingerprint(value),
+            self.keyring.fingerprint(value),
             sealed.kms_key_id,
             sealed.provider,
             source_fingerprint=source_fp,
@@ -226,8 +232,8 @@ class VersionKeeper:
         sealed: dict[int, tuple[bytes, str, str]] = {}
         for number, envelope in sorted(stored.envelopes.items()):
             binding = Binding(ref[0], ref[1], stored.uid, number)
-            value = await self.vault.open(envelope, binding, old)
-            made = await self.vault.seal(value, binding, new)
+            value = await self.keyring.open(envelope, binding, old)
+            made = await self.keyring.seal(value, binding, new)
             sealed[number] = (made.envelope, made.kms_key_id, made.provider)
         keks = sorted({kek for _, kek, _ in sealed.values()})
         detail = (
@@ -261,9 +267,7 @@ class VersionKeeper:
         ``ProviderError`` while the provider cannot confirm; the list shrinks only on success."""
         if not stored.keks_pending or stored.kms is None:
             return stored
-        provider = await self.vault.provider_for(
-            Kms.model_validate(stored.kms), self.kube, self.namespace
-        )
+        provider = await self.providers.provider_for(Kms.model_validate(stored.kms), self.namespace)
         done: list[str] = []
         for kek in stored.keks_pending:
             if Capability.KEK_DESTRUCTION in provider.capabilities:  # declared, not inferred

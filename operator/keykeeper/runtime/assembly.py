@@ -1,0 +1,145 @@
+"""The parts of a started operator, built once from the settings and the master key.
+
+``assemble`` is the one place that wires the layers together: the keyring and the
+provider cache (credentials read through ``kube``, calls counted by ``metrics``), the
+sealing keys handed to the reconciler that opens sealed values, the audit log and its
+anchor, the Event sink, the reconcilers and their work queues. ``preload`` fills the
+world before any key is reconciled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from keykeeper.api import labels
+from keykeeper.audit.anchor import Anchorer
+from keykeeper.audit.events import EventSink
+from keykeeper.audit.log import AuditLog
+from keykeeper.controllers.apikey.reconcile import Reconciler
+from keykeeper.controllers.keypolicy import reconcile_policy
+from keykeeper.crypto.kdf import MasterKey
+from keykeeper.keys.keyring import Keyring
+from keykeeper.keys.sealing import SealingKeys
+from keykeeper.kube.client import Kube, keypolicy_path
+from keykeeper.kube.credentials import credentials_reader
+from keykeeper.kube.world import World
+from keykeeper.providers import registry
+from keykeeper.providers.cache import ProviderCache
+from keykeeper.runtime import metrics
+from keykeeper.runtime.leadership import Elector
+from keykeeper.runtime.settings import Settings
+from keykeeper.runtime.workqueue import WorkQueue
+from keykeeper.types import KeyRef
+
+
+@dataclass(frozen=True)
+class Parts:
+    keyring: Keyring
+    providers: ProviderCache
+    sealing: SealingKeys
+    audit: AuditLog
+    anchorer: Anchorer
+    sink: EventSink
+    reconciler: Reconciler
+    queue: WorkQueue[KeyRef]
+    policy_queue: WorkQueue[str]
+    world: World
+
+    def snapshot(self, leading: bool, elector: Elector | None, ready: bool) -> metrics.Snapshot:
+        now = time.time()
+        facts = list(self.world.facts.values())
+        return metrics.Snapshot(
+            phases=dict(Counter(f.phase for f in facts)),
+            version_ages=tuple(now - f.version_created for f in facts if f.version_created),
+            to_rotation=tuple(f.next_rotation - now for f in facts if f.next_rotation),
+            queue_depth=self.queue.depth,
+            leader=leading,
+            leader_transitions=elector.transitions if elector else int(leading),
+            ready=ready,
+        )
+
+
+def assemble(
+    settings: Settings,
+    kube: Kube,
+    world: World,
+    master: MasterKey,
+    *,
+    on_provider_recovery: Callable[[], None] | None = None,
+) -> Parts:
+    keyring = Keyring(master)
+    providers = ProviderCache(
+        registry,
+        keyring.local,
+        credentials_reader(kube),
+        on_recovery=on_provider_recovery,
+        observer=metrics.KmsMetrics(),
+    )
+    sealing = SealingKeys(
+        kube, settings.namespace, keyring.local, settings.sealing_renewal, settings.sealing_cutoff
+    )
+    audit = AuditLog(
+        settings.audit_log, keyring.audit_key, mirror=sys.stdout if settings.audit_stdout else None
+    )
+    anchorer = Anchorer(
+        kube, settings.namespace, audit, keyring.audit_key, writer=settings.instance
+    )
+    sink = EventSink(kube, settings.instance)
+    reconciler = Reconciler(
+        kube, world, keyring, providers, sealing, sink, audit, settings.namespace
+    )
+
+    async def policy(name: str) -> float | None:
+        return await reconcile_policy(kube, world, providers, name, settings.namespace)
+
+    policy_queue: WorkQueue[str] = WorkQueue(policy, 1)
+    reconciler.policy_changed = policy_queue.add
+    queue: WorkQueue[KeyRef] = WorkQueue(measured(reconciler, world), settings.workers)
+    return Parts(
+        keyring, providers, sealing, audit, anchorer, sink, reconciler, queue, policy_queue, world
+    )
+
+
+def measured(reconciler: Reconciler, world: World) -> Callable[[KeyRef], Awaitable[float | None]]:
+    """One reconcile, measured: its duration, its errors, and the projection lag of a new
+    generation it finished."""
+
+    async def reconcile(ref: KeyRef) -> float | None:
+        pending = world.changed_at.get(ref)
+        started = time.monotonic()
+        try:
+            delay = await reconciler.reconcile(ref)
+        except Exception as exc:
+            metrics.RECONCILE_ERRORS.labels(type(exc).__name__).inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+        if pending is not None and world.changed_at.get(ref) == pending:
+            del world.changed_at[ref]
+            metrics.PROJECTION_LAG.observe(asyncio.get_running_loop().time() - pending[1])
+        return delay
+
+    return reconcile
+
+
+async def preload(kube: Kube, world: World, parts: Parts) -> None:
+    """The world before any reconcile: namespaces, policies, projected Secrets, keys."""
+    for ns in await kube.list("/api/v1/namespaces"):
+        world.put_namespace(ns)
+    for body in await kube.list(keypolicy_path()):
+        parts.policy_queue.add(world.put_policy(body).name)
+    selector = f"{labels.MANAGED_SELECTOR},{labels.ROLE}={labels.ROLE_PROJECTION}"
+    for secret in await kube.list("/api/v1/secrets", selector):
+        world.put_secret(secret, parts.keyring.fingerprint, parts.keyring.prove)
+    for key in await kube.list("/apis/keykeeper.dev/v1alpha1/apikeys"):
+        ref = world.put_key(key)
+        world.generations[ref] = int(key["metadata"].get("generation") or 0)
+        # kopf's first list of the watch delivers every key again: the same key is no
+        # change (it waits in the sweep), a changed one goes before the sweep
+        world.saw_key(ref, key)
+        parts.queue.sweep(ref)
