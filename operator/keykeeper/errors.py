@@ -1,9 +1,11 @@
 """The one error tree of keykeeper.
 
 Every error keykeeper raises on purpose derives from :class:`KeykeeperError`.
-Whether an error is worth retrying is a property of its class, so the single place
-that talks to kopf can translate it (``transient`` -> ``kopf.TemporaryError``,
-otherwise ``kopf.PermanentError``)::
+Whether an error is expected to pass is a property of its class (``transient``). The
+reconciler turns what a user can fix into a condition and a Warning Event; a reconcile
+that still fails is retried by the work queue with backoff (a transient error logged
+at INFO, any other at WARNING). No kopf error is raised: the kopf handlers only queue
+work, so kopf never retries a reconcile itself::
 
     KeykeeperError
     ├── ApiError                      the Kubernetes API answered with an error
@@ -18,6 +20,7 @@ otherwise ``kopf.PermanentError``)::
     ├── IntegrityError                a ciphertext or envelope failed to authenticate or parse
     ├── AuditWriteError               an audit record could not be written: the action is not taken
     ├── NotLeading                    transient: not (or no longer surely) the Lease holder
+    ├── NotStarted                    an event arrived before the operator's parts were built
     ├── SourceMissing                 transient: the secretRef Secret (or its key) is not there yet
     ├── WeakPassphrase                a passphrase too weak to protect a master key
     └── SpecError                     a custom resource is semantically invalid
@@ -144,3 +147,9 @@ class ImportNotPermitted(SpecError):
     """The Secret named by ``secretRef`` has not consented to being imported by this key."""
 
     reason = "ImportNotPermitted"
+
+
+class NotStarted(KeykeeperError):
+    """A handler ran before ``Runtime.start`` built the parts (kopf runs start first)."""
+
+    reason = "NotStarted"

@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keykeeper.api.models import Phase
-from keykeeper.core import authz
+from keykeeper.api.reasons import Reason
 from keykeeper.core.authz import NamespaceInfo, authorize, plan
 from tests.unit.builders import apikey_spec, key, ns, policy
 
 CASES = [
     pytest.param(
-        key(), policy(), "home", ns("home"), True, authz.AUTHORIZED, id="own-namespace-by-default"
+        key(), policy(), "home", ns("home"), True, Reason.AUTHORIZED, id="own-namespace-by-default"
     ),
     pytest.param(
         key(),
@@ -21,7 +21,7 @@ CASES = [
         "home",
         ns("home"),
         False,
-        authz.NOT_AUTHORIZED,
+        Reason.NOT_AUTHORIZED,
         id="own-namespace-disallowed",
     ),
     pytest.param(
@@ -30,11 +30,11 @@ CASES = [
         "elsewhere",
         ns("elsewhere"),
         False,
-        authz.NOT_AUTHORIZED,
+        Reason.NOT_AUTHORIZED,
         id="absent-targets-means-own-only",
     ),
     pytest.param(
-        key(), policy(targets=["api"]), "api", ns("api"), True, authz.AUTHORIZED, id="named-target"
+        key(), policy(targets=["api"]), "api", ns("api"), True, Reason.AUTHORIZED, id="named-target"
     ),
     pytest.param(
         key(),
@@ -42,7 +42,7 @@ CASES = [
         "t",
         ns("t", tier="prod"),
         True,
-        authz.AUTHORIZED,
+        Reason.AUTHORIZED,
         id="selected-target",
     ),
     pytest.param(
@@ -51,7 +51,7 @@ CASES = [
         "t",
         ns("t", tier="dev"),
         False,
-        authz.NOT_AUTHORIZED,
+        Reason.NOT_AUTHORIZED,
         id="selector-on-current-labels",
     ),
     pytest.param(
@@ -60,7 +60,7 @@ CASES = [
         "api",
         None,
         False,
-        authz.NAMESPACE_NOT_FOUND,
+        Reason.NAMESPACE_NOT_FOUND,
         id="missing-namespace",
     ),
     pytest.param(
@@ -69,17 +69,17 @@ CASES = [
         "api",
         ns("api", terminating=True),
         False,
-        authz.NAMESPACE_TERMINATING,
+        Reason.NAMESPACE_TERMINATING,
         id="terminating-namespace",
     ),
-    pytest.param(key(), None, "home", ns("home"), False, authz.POLICY_NOT_FOUND, id="no-policy"),
+    pytest.param(key(), None, "home", ns("home"), False, Reason.POLICY_NOT_FOUND, id="no-policy"),
     pytest.param(
         key(),
         policy(sources={"names": ["other"]}),
         "home",
         ns("home"),
         False,
-        authz.SOURCE_NOT_ALLOWED,
+        Reason.SOURCE_NOT_ALLOWED,
         id="source-not-named",
     ),
     pytest.param(
@@ -88,7 +88,7 @@ CASES = [
         "home",
         ns("home"),
         True,
-        authz.AUTHORIZED,
+        Reason.AUTHORIZED,
         id="source-selected",
     ),
     pytest.param(
@@ -97,7 +97,7 @@ CASES = [
         "home",
         ns("home"),
         False,
-        authz.SOURCE_NOT_ALLOWED,
+        Reason.SOURCE_NOT_ALLOWED,
         id="source-not-selected",
     ),
     pytest.param(
@@ -106,7 +106,7 @@ CASES = [
         "home",
         ns("home"),
         False,
-        authz.KEY_NOT_PROJECTING,
+        Reason.KEY_NOT_PROJECTING,
         id="suspended-key",
     ),
     pytest.param(
@@ -115,7 +115,7 @@ CASES = [
         "home",
         ns("home"),
         False,
-        authz.KEY_NOT_PROJECTING,
+        Reason.KEY_NOT_PROJECTING,
         id="revoked-key",
     ),
     pytest.param(
@@ -124,7 +124,7 @@ CASES = [
         "home",
         ns("home"),
         False,
-        authz.KEY_NOT_PROJECTING,
+        Reason.KEY_NOT_PROJECTING,
         id="generated-key",
     ),
     pytest.param(
@@ -133,7 +133,7 @@ CASES = [
         "home",
         ns("home"),
         True,
-        authz.AUTHORIZED,
+        Reason.AUTHORIZED,
         id="rotated-key-projects",
     ),
     pytest.param(
@@ -142,7 +142,7 @@ CASES = [
         "home",
         ns("home"),
         True,
-        authz.AUTHORIZED,
+        Reason.AUTHORIZED,
         id="pending-key-projects",
     ),
 ]
@@ -165,10 +165,10 @@ def test_plan_expands_selectors_and_reports_duplicates() -> None:
     result = plan(key(), spec, "k", policy(targets=["a", "b"]), namespaces)
     summary = [(t.namespace, t.secret_name, d.reason) for t, d in result]
     assert summary == [
-        ("a", "k", authz.AUTHORIZED),
-        ("b", "k", authz.AUTHORIZED),
-        ("a", "k", authz.DUPLICATE_TARGET),
-        ("c", "other", authz.NOT_AUTHORIZED),
+        ("a", "k", Reason.AUTHORIZED),
+        ("b", "k", Reason.AUTHORIZED),
+        ("a", "k", Reason.DUPLICATE_TARGET),
+        ("c", "other", Reason.NOT_AUTHORIZED),
     ]
 
 

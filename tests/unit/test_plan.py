@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 import pytest
 
 from keykeeper.api.models import Phase
+from keykeeper.api.reasons import Reason
 from keykeeper.core import authz, plan
 from keykeeper.core.authz import Decision, Target
 from keykeeper.core.plan import Held, TargetState
 from keykeeper.core.status import TargetResult, compose, counts, mark_withdrawn
 from tests.unit.builders import apikey_spec, key, ns, policy
 
-OK = Decision(True, authz.AUTHORIZED, "ok")
+OK = Decision(True, Reason.AUTHORIZED, "ok")
 
 
 def target(namespace: str, *, selected: bool = False) -> Target:
@@ -47,7 +48,7 @@ def denied(reason: str) -> Decision:
             id="drifted-rewritten",
         ),
         pytest.param(
-            [(target("a"), denied(authz.NOT_AUTHORIZED))],
+            [(target("a"), denied(Reason.NOT_AUTHORIZED))],
             [Held("a", "k", "u1")],
             {("a", "k")},
             set(),
@@ -86,25 +87,25 @@ def test_plan(decisions, held, synced, taken, expect) -> None:  # type: ignore[n
 @pytest.mark.parametrize(
     ("reason", "shown"),
     [
-        (authz.NAMESPACE_NOT_FOUND, authz.NOT_AUTHORIZED),
-        (authz.NAMESPACE_TERMINATING, authz.NOT_AUTHORIZED),
-        (authz.NOT_AUTHORIZED, authz.NOT_AUTHORIZED),
-        (authz.KEY_NOT_PROJECTING, authz.KEY_NOT_PROJECTING),
-        (authz.DUPLICATE_TARGET, authz.DUPLICATE_TARGET),
+        (Reason.NAMESPACE_NOT_FOUND, Reason.NOT_AUTHORIZED),
+        (Reason.NAMESPACE_TERMINATING, Reason.NOT_AUTHORIZED),
+        (Reason.NOT_AUTHORIZED, Reason.NOT_AUTHORIZED),
+        (Reason.KEY_NOT_PROJECTING, Reason.KEY_NOT_PROJECTING),
+        (Reason.DUPLICATE_TARGET, Reason.DUPLICATE_TARGET),
     ],
 )
 def test_status_is_no_oracle_for_namespace_existence(reason: str, shown: str) -> None:
     made = plan.make([(target("x"), denied(reason))], [])
     (denial,) = made.deny
     assert denial.reason == shown
-    if shown == authz.NOT_AUTHORIZED:
-        assert denial.message == plan.public(denied(authz.NOT_AUTHORIZED), target("x")).message
+    if shown == Reason.NOT_AUTHORIZED:
+        assert denial.message == plan.public(denied(Reason.NOT_AUTHORIZED), target("x")).message
 
 
 def test_selector_denials_are_counted_not_named() -> None:
     made = plan.make(
-        [(target("named"), denied(authz.NOT_AUTHORIZED))]
-        + [(target(f"s{n}", selected=True), denied(authz.NOT_AUTHORIZED)) for n in range(500)],
+        [(target("named"), denied(Reason.NOT_AUTHORIZED))]
+        + [(target(f"s{n}", selected=True), denied(Reason.NOT_AUTHORIZED)) for n in range(500)],
         [],
     )
     assert [d.named for d in made.deny].count(True) == 1
@@ -113,7 +114,7 @@ def test_selector_denials_are_counted_not_named() -> None:
 def test_authorized_targets_are_capped() -> None:
     made = plan.make([(target(f"t{n:03}"), OK) for n in range(10)], [], max_targets=4)
     assert [t.namespace for t in made.write] == ["t000", "t001", "t002", "t003"]
-    assert {d.reason for d in made.deny} == {plan.TOO_MANY_TARGETS}
+    assert {d.reason for d in made.deny} == {Reason.TOO_MANY_TARGETS}
     assert all(d.named for d in made.deny)
 
 
@@ -125,7 +126,7 @@ def test_the_operators_namespace_is_never_a_source_or_target() -> None:
     assert not authz.admits_source(inside, everything)
     own = authz.KeyContext(home.namespace, Phase.ACTIVE, reserved)
     decision = authz.authorize(own, everything, "keykeeper-system", ns("keykeeper-system"))
-    assert (decision.allowed, decision.reason) == (False, authz.NOT_AUTHORIZED)
+    assert (decision.allowed, decision.reason) == (False, Reason.NOT_AUTHORIZED)
 
 
 def test_selected_targets_are_marked() -> None:
@@ -148,8 +149,11 @@ def test_status_counts_everything_and_names_only_the_named() -> None:
     results = [
         result("a", TargetState.PROJECTED),
         result("b", TargetState.FAILED, "WriteFailed"),
-        result("c", TargetState.DENIED, authz.NOT_AUTHORIZED),
-        *[result(f"s{n}", TargetState.DENIED, authz.NOT_AUTHORIZED, named=False) for n in range(9)],
+        result("c", TargetState.DENIED, Reason.NOT_AUTHORIZED),
+        *[
+            result(f"s{n}", TargetState.DENIED, Reason.NOT_AUTHORIZED, named=False)
+            for n in range(9)
+        ],
     ]
     status = compose(
         {},
@@ -176,7 +180,7 @@ def authz_ready():  # type: ignore[no-untyped-def]
 
 def test_a_denied_target_that_was_projected_is_reported_withdrawn() -> None:
     before = [{"namespace": "a", "secretName": "k", "state": "Projected"}]
-    (after,) = mark_withdrawn([result("a", TargetState.DENIED, authz.NOT_AUTHORIZED)], before)
+    (after,) = mark_withdrawn([result("a", TargetState.DENIED, Reason.NOT_AUTHORIZED)], before)
     assert after.state is TargetState.WITHDRAWN
-    (taken,) = mark_withdrawn([result("a", TargetState.DENIED, plan.SECRET_NAME_TAKEN)], before)
+    (taken,) = mark_withdrawn([result("a", TargetState.DENIED, Reason.SECRET_NAME_TAKEN)], before)
     assert taken.state is TargetState.DENIED

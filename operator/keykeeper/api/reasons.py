@@ -1,7 +1,11 @@
-"""The closed sets of the audit trail: Event types and the reasons of DESIGN.md §5.
+"""Every reason keykeeper gives, in one place: of Events (DESIGN.md §5), of conditions,
+of authorization decisions and denied targets, and of the error tree.
 
-Pure, so the modules that decide what to tell (``narration``) need no Kubernetes client.
-Members are ``str`` subclasses: they serialize, compare and format as their values.
+Pure, so the modules that decide what to tell (``core.narration``) need no Kubernetes
+client. Members are ``str`` subclasses: they serialize, compare and format as their
+values. A reason given on an Event and on a condition alike (``PolicyNotFound``) is
+one member. ``errors`` sits below this layer and spells its reasons as strings; a unit
+test checks that each of them is a member here.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ class EventType(StrEnum):
 
 
 class Reason(StrEnum):
+    # -- the actions of the audit trail (Events and audit records) -------------------------
     CREATED = "Created"
     ENCRYPTED = "Encrypted"
     PROJECTED = "Projected"
@@ -37,26 +42,47 @@ class Reason(StrEnum):
     SOURCE_DELETED = "SourceDeleted"
     AUDIT_GAP = "AuditGap"
     AUDIT_HANDOFF = "AuditHandoff"
+    # -- authorization of one target (core.authz) and the plan's denials (core.plan) -------
+    AUTHORIZED = "Authorized"
+    KEY_NOT_PROJECTING = "KeyNotProjecting"
+    SOURCE_NOT_ALLOWED = "SourceNamespaceNotAllowed"
+    NAMESPACE_NOT_FOUND = "NamespaceNotFound"
+    NAMESPACE_TERMINATING = "NamespaceTerminating"
+    NOT_AUTHORIZED = "NotAuthorizedByPolicy"
+    DUPLICATE_TARGET = "DuplicateTarget"
+    TOO_MANY_TARGETS = "TooManyTargets"
+    SECRET_NAME_TAKEN = "SecretNameTaken"  # noqa: S105 - a reason, not a secret
+    # -- conditions (core.lifecycle, core.status, controllers.keypolicy) -------------------
+    NOT_DUE = "NotDue"
+    AWAITING_NEW_VALUE = "AwaitingNewValue"
+    NO_PROJECTIONS_REQUESTED = "NoProjectionsRequested"
+    ALL_PROJECTED = "AllProjected"
+    PARTIALLY_PROJECTED = "PartiallyProjected"
+    NOT_PROJECTED = "NotProjected"
+    PROVIDER_REACHABLE = "ProviderReachable"
+    # -- the error tree (errors.py: each error's ``reason``) ------------------------------
+    PROVIDER_ERROR = "ProviderError"
+    KEY_DISABLED = "KeyDisabled"
+    INVALID_PROVIDER_CONFIG = "InvalidProviderConfig"
+    WEAK_PASSPHRASE = "WeakPassphrase"  # noqa: S105 - a reason, not a secret
+    INVALID_NAME = "InvalidName"
+    API_ERROR = "ApiError"
+    NOT_FOUND = "NotFound"
+    CONFLICT = "Conflict"
+    FORBIDDEN = "Forbidden"
+    API_UNAVAILABLE = "ApiUnavailable"
+    NOT_LEADING = "NotLeading"
+    AUDIT_WRITE_FAILED = "AuditWriteFailed"
+    IMPORT_NOT_PERMITTED = "ImportNotPermitted"
+    NOT_STARTED = "NotStarted"
 
 
-NORMAL, WARNING = EventType.NORMAL, EventType.WARNING
-CREATED = Reason.CREATED
-ENCRYPTED = Reason.ENCRYPTED
-PROJECTED = Reason.PROJECTED
-PROJECTION_DENIED = Reason.PROJECTION_DENIED
-PROJECTION_WITHDRAWN = Reason.PROJECTION_WITHDRAWN
-ROTATION_DUE = Reason.ROTATION_DUE
-ROTATED = Reason.ROTATED
-REWRAPPED = Reason.REWRAPPED
-ROLLOUT_RESTARTED = Reason.ROLLOUT_RESTARTED
-SUSPENDED = Reason.SUSPENDED
-REINSTATED = Reason.REINSTATED
-REVOKED = Reason.REVOKED
-ERASED = Reason.ERASED
-INTEGRITY_FAILURE = Reason.INTEGRITY_FAILURE
-PROVIDER_UNAVAILABLE = Reason.PROVIDER_UNAVAILABLE
-INVALID_SPEC = Reason.INVALID_SPEC
-INVALID_VALUE = Reason.INVALID_VALUE
-SOURCE_NOT_FOUND = Reason.SOURCE_NOT_FOUND
-POLICY_NOT_FOUND = Reason.POLICY_NOT_FOUND
-SOURCE_DELETED = Reason.SOURCE_DELETED
+class RotationCause(StrEnum):
+    """Why a new version is made (``lifecycle.CreateVersion``); also the reason of the
+    RotationDue condition while it is made."""
+
+    INITIAL = "Initial"
+    SCHEDULED = "Scheduled"
+    REQUESTED = "Requested"
+    SOURCE_CHANGED = "SourceChanged"
+    RECOVERY = "Recovery"

@@ -1,6 +1,6 @@
 """Kubernetes Events: the short-lived half of the audit trail (the log is the other).
 
-Reasons are the closed set of DESIGN.md §5. Messages name resources, versions and
+Reasons are the closed set of ``api.reasons`` (DESIGN.md §5). Messages name resources, versions and
 fingerprints; they are built only from those, never from values.
 
 Events are rate-limited per object (a token bucket, as client-go's spam filter does):
@@ -21,58 +21,6 @@ from keykeeper.errors import KeykeeperError
 from keykeeper.kube.client import Kube, events_path
 
 log = logging.getLogger("keykeeper.events")
-
-# the closed sets live in the pure module ``reasons``; re-exported for the writers here
-from keykeeper.api.reasons import (  # noqa: E402
-    CREATED,
-    ENCRYPTED,
-    ERASED,
-    INTEGRITY_FAILURE,
-    INVALID_SPEC,
-    INVALID_VALUE,
-    NORMAL,
-    POLICY_NOT_FOUND,
-    PROJECTED,
-    PROJECTION_DENIED,
-    PROJECTION_WITHDRAWN,
-    PROVIDER_UNAVAILABLE,
-    REINSTATED,
-    REVOKED,
-    REWRAPPED,
-    ROLLOUT_RESTARTED,
-    ROTATED,
-    ROTATION_DUE,
-    SOURCE_DELETED,
-    SOURCE_NOT_FOUND,
-    SUSPENDED,
-    WARNING,
-)
-
-__all__ = [
-    "CREATED",
-    "ENCRYPTED",
-    "ERASED",
-    "INTEGRITY_FAILURE",
-    "INVALID_SPEC",
-    "INVALID_VALUE",
-    "NORMAL",
-    "POLICY_NOT_FOUND",
-    "PROJECTED",
-    "PROJECTION_DENIED",
-    "PROJECTION_WITHDRAWN",
-    "PROVIDER_UNAVAILABLE",
-    "REINSTATED",
-    "REVOKED",
-    "REWRAPPED",
-    "ROLLOUT_RESTARTED",
-    "ROTATED",
-    "ROTATION_DUE",
-    "SOURCE_DELETED",
-    "SOURCE_NOT_FOUND",
-    "SUSPENDED",
-    "WARNING",
-    "EventSink",
-]
 
 
 BURST = 25  # Events an object may get at once

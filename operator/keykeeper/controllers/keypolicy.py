@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from keykeeper.api import conditions
 from keykeeper.api.conditions import Condition
+from keykeeper.api.reasons import Reason
 from keykeeper.errors import KeykeeperError
 from keykeeper.kube.client import Kube, keypolicy_path
 from keykeeper.kube.world import World
@@ -28,7 +29,7 @@ async def reconcile_policy(
         return None
     retry: float | None = None
     if view.spec is None:
-        ready = Condition(conditions.READY, "False", "InvalidSpec", view.error)
+        ready = Condition(conditions.READY, "False", Reason.INVALID_SPEC, view.error)
     else:
         try:
             provider = await providers.provider_for(view.spec.kms, namespace)
@@ -37,7 +38,7 @@ async def reconcile_policy(
             ready = Condition(
                 conditions.READY,
                 "True",
-                "ProviderReachable",
+                Reason.PROVIDER_REACHABLE,
                 f"the {view.spec.kms.provider} provider answers; current KEK {kek}",
             )
         except KeykeeperError as exc:

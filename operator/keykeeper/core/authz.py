@@ -25,16 +25,8 @@ from keykeeper.api.models import (
     NamespaceSelection,
     Phase,
 )
+from keykeeper.api.reasons import Reason
 from keykeeper.core.selectors import matches
-
-AUTHORIZED = "Authorized"
-POLICY_NOT_FOUND = "PolicyNotFound"
-KEY_NOT_PROJECTING = "KeyNotProjecting"
-SOURCE_NOT_ALLOWED = "SourceNamespaceNotAllowed"
-NAMESPACE_NOT_FOUND = "NamespaceNotFound"
-NAMESPACE_TERMINATING = "NamespaceTerminating"
-NOT_AUTHORIZED = "NotAuthorizedByPolicy"
-DUPLICATE_TARGET = "DuplicateTarget"
 
 
 @dataclass(frozen=True)
@@ -91,31 +83,37 @@ def authorize(
 ) -> Decision:
     """Decide one projection. ``target`` is None when the namespace does not exist."""
     if policy is None:
-        return Decision(False, POLICY_NOT_FOUND, "the key's KeyPolicy does not exist or is invalid")
+        return Decision(
+            False, Reason.POLICY_NOT_FOUND, "the key's KeyPolicy does not exist or is invalid"
+        )
     if not admits_source(key, policy):
         return Decision(
             False,
-            SOURCE_NOT_ALLOWED,
+            Reason.SOURCE_NOT_ALLOWED,
             f"the policy does not admit keys from namespace {key.namespace.name}",
         )
     if key.phase not in PROJECTING_PHASES:
         return Decision(
-            False, KEY_NOT_PROJECTING, f"the key is {key.phase}, which does not project"
+            False, Reason.KEY_NOT_PROJECTING, f"the key is {key.phase}, which does not project"
         )
     if target_name in key.reserved:
-        return Decision(False, NOT_AUTHORIZED, f"{target_name} is keykeeper's own namespace")
+        return Decision(False, Reason.NOT_AUTHORIZED, f"{target_name} is keykeeper's own namespace")
     if target is None:
-        return Decision(False, NAMESPACE_NOT_FOUND, f"namespace {target_name} does not exist")
+        return Decision(
+            False, Reason.NAMESPACE_NOT_FOUND, f"namespace {target_name} does not exist"
+        )
     if target.terminating:
-        return Decision(False, NAMESPACE_TERMINATING, f"namespace {target_name} is terminating")
+        return Decision(
+            False, Reason.NAMESPACE_TERMINATING, f"namespace {target_name} is terminating"
+        )
     allowed_targets = policy.target_namespaces
     own_allowed = allowed_targets is None or allowed_targets.allow_own_namespace
     if target.name == key.namespace.name and own_allowed:
-        return Decision(True, AUTHORIZED, "the key's own namespace")
+        return Decision(True, Reason.AUTHORIZED, "the key's own namespace")
     if allowed_targets is not None and selects(allowed_targets, target):
-        return Decision(True, AUTHORIZED, f"namespace {target_name} is a policy target")
+        return Decision(True, Reason.AUTHORIZED, f"namespace {target_name} is a policy target")
     return Decision(
-        False, NOT_AUTHORIZED, f"the policy does not allow projection into {target_name}"
+        False, Reason.NOT_AUTHORIZED, f"the policy does not allow projection into {target_name}"
     )
 
 
@@ -148,7 +146,9 @@ def requested_targets(
             slot = (target.namespace, target.secret_name)
             if slot in seen:
                 duplicate = Decision(
-                    False, DUPLICATE_TARGET, f"{name}/{target.secret_name} is requested twice"
+                    False,
+                    Reason.DUPLICATE_TARGET,
+                    f"{name}/{target.secret_name} is requested twice",
                 )
                 out.append((target, duplicate))
                 continue

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 
 from keykeeper.api.conditions import READY, ROTATION_DUE, Condition
 from keykeeper.api.models import Phase, RotationStrategy
+from keykeeper.api.reasons import Reason, RotationCause
 
 MANUAL_POLL = timedelta(seconds=30)
 
@@ -104,7 +105,7 @@ class Observed:
 
 @dataclass(frozen=True)
 class CreateVersion:
-    reason: str  # Initial | Scheduled | Requested | SourceChanged | Recovery
+    reason: RotationCause
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def decide(intent: Intent, rules: Rules, observed: Observed, now: datetime) -> D
                 Condition(
                     READY,
                     "True",
-                    "Erased",
+                    Reason.ERASED,
                     "the key was revoked and its material erased; "
                     "delete the ApiKey to remove the tombstone",
                 ),
@@ -152,18 +153,18 @@ def decide(intent: Intent, rules: Rules, observed: Observed, now: datetime) -> D
         return _revoked(rules, observed, now)
     current = observed.current
     if current is None:
-        return Decision(Phase.GENERATED, (CreateVersion("Initial"),))
+        return Decision(Phase.GENERATED, (CreateVersion(RotationCause.INITIAL),))
     if observed.integrity_failed_at is not None:
         requested = intent.rotate_requested_at
         if requested is not None and observed.integrity_failed_at < requested <= now:
-            return Decision(Phase.SUSPENDED, (CreateVersion("Recovery"),))
+            return Decision(Phase.SUSPENDED, (CreateVersion(RotationCause.RECOVERY),))
         return Decision(
             Phase.SUSPENDED,
             conditions=(
                 Condition(
                     READY,
                     "False",
-                    "IntegrityFailure",
+                    Reason.INTEGRITY_FAILURE,
                     "a stored version failed to authenticate, so the key was suspended and its "
                     "projections withdrawn; request a rotation (annotation "
                     "keykeeper.dev/rotate-requested-at) to make a fresh version",
@@ -177,7 +178,7 @@ def decide(intent: Intent, rules: Rules, observed: Observed, now: datetime) -> D
                 Condition(
                     READY,
                     "True",
-                    "Suspended",
+                    Reason.SUSPENDED,
                     "spec.suspended: projections withdrawn, material kept",
                 ),
             ),
@@ -199,7 +200,7 @@ def _revoked(rules: Rules, observed: Observed, now: datetime) -> Decision:
             Condition(
                 READY,
                 "True",
-                "Revoked",
+                Reason.REVOKED,
                 f"revoked; material is erased at {erase_at:%Y-%m-%dT%H:%M:%SZ}",
             ),
         ),
@@ -226,12 +227,12 @@ def _projecting(
     conditions: list[Condition] = []
     rotation: CreateVersion | None = None
     if _source_changed(intent, observed, current):
-        rotation = CreateVersion("SourceChanged")
+        rotation = CreateVersion(RotationCause.SOURCE_CHANGED)
     elif requested is not None and current.created_at < requested <= now:
-        rotation = CreateVersion("Requested")
+        rotation = CreateVersion(RotationCause.REQUESTED)
     elif due_at is not None and now >= due_at:
         if rules.strategy is RotationStrategy.GENERATE or not intent.user_supplied:
-            rotation = CreateVersion("Scheduled")
+            rotation = CreateVersion(RotationCause.SCHEDULED)
         else:
             conditions.append(_awaiting_new_value(due_at))
             if intent.source_polled:
@@ -255,7 +256,7 @@ def _projecting(
         Condition(
             ROTATION_DUE,
             "False",
-            "NotDue",
+            Reason.NOT_DUE,
             f"next rotation at {due_at:%Y-%m-%dT%H:%M:%SZ}"
             if due_at
             else "the policy sets no rotation period",
@@ -279,7 +280,7 @@ def _awaiting_new_value(due_at: datetime) -> Condition:
     return Condition(
         ROTATION_DUE,
         "True",
-        "AwaitingNewValue",
+        Reason.AWAITING_NEW_VALUE,
         f"rotation was due at {due_at:%Y-%m-%dT%H:%M:%SZ}; the Manual strategy "
         "waits for a new source value (a new sealed value, or a changed source Secret)",
     )

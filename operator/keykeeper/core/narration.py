@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from keykeeper.api import conditions
-from keykeeper.api import reasons as events
 from keykeeper.api.conditions import Condition
 from keykeeper.api.models import PROJECTING_PHASES, Phase
+from keykeeper.api.reasons import EventType, Reason
 from keykeeper.core.plan import TargetState
 from keykeeper.core.status import TargetResult
 
@@ -58,14 +58,16 @@ def _phase_changes(old: Mapping[str, Any], new: Mapping[str, Any], ready: Condit
     if after != before and after == Phase.SUSPENDED and ready.status == "True":
         out.append(
             Entry(
-                events.NORMAL,
-                events.SUSPENDED,
+                EventType.NORMAL,
+                Reason.SUSPENDED,
                 "suspended: projections withdrawn, material kept",
                 "spec.suspended",
             )
         )
     if before == Phase.SUSPENDED and after in PROJECTING_PHASES:
-        out.append(Entry(events.NORMAL, events.REINSTATED, "reinstated: projections restored", ""))
+        out.append(
+            Entry(EventType.NORMAL, Reason.REINSTATED, "reinstated: projections restored", "")
+        )
     return out
 
 
@@ -79,8 +81,8 @@ def _rotation_awaited(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[En
         return []
     return [
         Entry(
-            events.WARNING,
-            events.ROTATION_DUE,
+            EventType.WARNING,
+            Reason.ROTATION_DUE,
             str(due.get("message", "")),
             "awaiting a new source value",
         )
@@ -90,7 +92,7 @@ def _rotation_awaited(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[En
 def _ready_failed(old: Mapping[str, Any], ready: Condition) -> list[Entry]:
     if ready.status != "False" or _condition(old, conditions.READY).get("reason") == ready.reason:
         return []
-    return [Entry(events.WARNING, ready.reason, ready.message, ready.message[:200])]
+    return [Entry(EventType.WARNING, ready.reason, ready.message, ready.message[:200])]
 
 
 def _denials(old: Mapping[str, Any], results: Sequence[TargetResult]) -> list[Entry]:
@@ -107,8 +109,8 @@ def _denials(old: Mapping[str, Any], results: Sequence[TargetResult]) -> list[En
             where = f"{item.namespace}/{item.secret_name}"
             out.append(
                 Entry(
-                    events.WARNING,
-                    events.PROJECTION_DENIED,
+                    EventType.WARNING,
+                    Reason.PROJECTION_DENIED,
                     f"{where}: {item.reason}: {item.message}",
                     f"{where}: {item.reason}",
                 )
@@ -117,8 +119,8 @@ def _denials(old: Mapping[str, Any], results: Sequence[TargetResult]) -> list[En
     if unnamed and unnamed != _unnamed_denied(old):
         out.append(
             Entry(
-                events.WARNING,
-                events.PROJECTION_DENIED,
+                EventType.WARNING,
+                Reason.PROJECTION_DENIED,
                 f"{unnamed} namespaces matched by a namespaceSelector are not authorized "
                 "by the policy; they are counted in status.targets",
             )

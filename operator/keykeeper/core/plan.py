@@ -24,23 +24,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from keykeeper.core import authz
+from keykeeper.api.reasons import Reason
 from keykeeper.core.authz import Decision, Target
 from keykeeper.types import Slot
 
 MAX_TARGETS = 128
-TOO_MANY_TARGETS = "TooManyTargets"
-SECRET_NAME_TAKEN = "SecretNameTaken"  # noqa: S105 - a reason, not a secret
 
-# Reasons a tenant may see for a denied target; the others fold into NOT_AUTHORIZED.
+# Reasons a tenant may see for a denied target; the others fold into Reason.NOT_AUTHORIZED.
 PUBLIC_REASONS = frozenset(
     {
-        authz.POLICY_NOT_FOUND,
-        authz.KEY_NOT_PROJECTING,
-        authz.SOURCE_NOT_ALLOWED,
-        authz.DUPLICATE_TARGET,
-        TOO_MANY_TARGETS,
-        SECRET_NAME_TAKEN,
+        Reason.POLICY_NOT_FOUND,
+        Reason.KEY_NOT_PROJECTING,
+        Reason.SOURCE_NOT_ALLOWED,
+        Reason.DUPLICATE_TARGET,
+        Reason.TOO_MANY_TARGETS,
+        Reason.SECRET_NAME_TAKEN,
     }
 )
 
@@ -74,7 +72,7 @@ class Denial:
     @property
     def named(self) -> bool:
         """Shown by name in status: the author named it, and nothing is revealed by it."""
-        return not self.target.selected or self.reason == TOO_MANY_TARGETS
+        return not self.target.selected or self.reason == Reason.TOO_MANY_TARGETS
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,7 @@ def public(decision: Decision, target: Target) -> Decision:
         return decision
     return Decision(
         False,
-        authz.NOT_AUTHORIZED,
+        Reason.NOT_AUTHORIZED,
         f"the policy does not allow projection into {target.namespace}, "
         "or that namespace does not exist",
     )
@@ -126,7 +124,7 @@ def make(
             deny.append(
                 Denial(
                     target,
-                    SECRET_NAME_TAKEN,
+                    Reason.SECRET_NAME_TAKEN,
                     f"{target.namespace}/{target.secret_name} exists and is not this key's; "
                     "keykeeper never overwrites a Secret it does not manage",
                 )
@@ -137,7 +135,7 @@ def make(
             deny.append(
                 Denial(
                     target,
-                    TOO_MANY_TARGETS,
+                    Reason.TOO_MANY_TARGETS,
                     f"the key is projected into at most {max_targets} namespaces",
                 )
             )

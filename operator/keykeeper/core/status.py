@@ -15,7 +15,8 @@ from typing import Any
 from keykeeper.api import conditions
 from keykeeper.api.conditions import Condition
 from keykeeper.api.models import PROJECTING_PHASES, Phase
-from keykeeper.core.plan import SECRET_NAME_TAKEN, TargetState
+from keykeeper.api.reasons import Reason
+from keykeeper.core.plan import TargetState
 from keykeeper.core.store import Version
 
 
@@ -59,7 +60,7 @@ def mark_withdrawn(
     for item in results:
         if (
             item.state is TargetState.DENIED
-            and item.reason != SECRET_NAME_TAKEN
+            and item.reason != Reason.SECRET_NAME_TAKEN
             and earlier.get(item.slot) in (TargetState.PROJECTED, TargetState.WITHDRAWN)
         ):
             item = TargetResult(
@@ -98,13 +99,16 @@ def projected_condition(results: Sequence[TargetResult]) -> Condition:
         return Condition(
             conditions.PROJECTED,
             "False",
-            "NoProjectionsRequested",
+            Reason.NO_PROJECTIONS_REQUESTED,
             "spec.projections requests no target",
         )
     if done == total:
-        return Condition(conditions.PROJECTED, "True", "AllProjected", message)
+        return Condition(conditions.PROJECTED, "True", Reason.ALL_PROJECTED, message)
     return Condition(
-        conditions.PROJECTED, "False", "PartiallyProjected" if done else "NotProjected", message
+        conditions.PROJECTED,
+        "False",
+        Reason.PARTIALLY_PROJECTED if done else Reason.NOT_PROJECTED,
+        message,
     )
 
 

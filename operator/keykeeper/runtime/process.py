@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from keykeeper.errors import KeykeeperError
+from keykeeper.errors import KeykeeperError, NotStarted
 from keykeeper.keys.bootstrap import load_master_key
 from keykeeper.kube.client import ApiUnavailable, Kube
 from keykeeper.kube.world import World
@@ -47,10 +47,6 @@ def exit_process() -> None:
     logging.shutdown()
     sys.stdout.flush()
     os._exit(1)
-
-
-class NotStarted(KeykeeperError):
-    """A handler ran before ``Runtime.start`` built the parts (kopf runs start first)."""
 
 
 @dataclass

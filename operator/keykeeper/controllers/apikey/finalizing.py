@@ -13,7 +13,7 @@ import contextlib
 import logging
 
 from keykeeper.api import labels
-from keykeeper.audit import events
+from keykeeper.api.reasons import Reason
 from keykeeper.audit.log import AuditLog
 from keykeeper.controllers.apikey.projecting import Projector
 from keykeeper.controllers.apikey.run import Run
@@ -59,7 +59,7 @@ class Finalizer:
             if stored.erased_at is None:
                 stored = await self.keeper.erase(ref, stored, run.journal)
             stored = await self.keeper.destroy_pending(ref, stored, run.journal)
-            await run.journal.intend(events.ERASED, "store destroyed on deletion")
+            await run.journal.intend(Reason.ERASED, "store destroyed on deletion")
             await self.kube.delete(
                 secret_path(self.namespace, store.store_name(run.uid)), uid=stored.secret_uid
             )

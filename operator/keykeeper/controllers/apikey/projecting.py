@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from keykeeper.audit import events
+from keykeeper.api.reasons import EventType, Reason
 from keykeeper.controllers.apikey.run import TARGET_RETRY, Run
 from keykeeper.core import plan, projection, store
 from keykeeper.core.authz import Target
@@ -88,7 +88,7 @@ class Projector:
         be deleted now is retried soon and never stops the others."""
         for secret in held:
             where = f"{secret.namespace}/{secret.name}"
-            await run.journal.intend(events.PROJECTION_WITHDRAWN, where)
+            await run.journal.intend(Reason.PROJECTION_WITHDRAWN, where)
             try:
                 gone = await self.kube.delete(
                     secret_path(secret.namespace, secret.name), uid=secret.uid
@@ -98,7 +98,7 @@ class Projector:
                 run.again(TARGET_RETRY)
                 continue
             if gone:
-                run.journal.tell(events.NORMAL, events.PROJECTION_WITHDRAWN, f"withdrew {where}")
+                run.journal.tell(EventType.NORMAL, Reason.PROJECTION_WITHDRAWN, f"withdrew {where}")
             self.world.drop_secret((secret.namespace, secret.name))
 
     async def write(
@@ -118,7 +118,7 @@ class Projector:
             return failed(target, exc, int(held.version) if held and held.version else None)
         rendered = projection.render(desired, run.ref, run.uid, self.keyring.prove, value, previous)
         where = f"{target.namespace}/{target.secret_name}"
-        await run.journal.intend(events.PROJECTED, where, stored.current)
+        await run.journal.intend(Reason.PROJECTED, where, stored.current)
         self.world.expect_secret(
             slot,
             (
@@ -139,7 +139,9 @@ class Projector:
             return failed(target, exc, None)
         if written is None:
             return denied(
-                plan.Denial(target, plan.SECRET_NAME_TAKEN, f"{where} exists and is not this key's")
+                plan.Denial(
+                    target, Reason.SECRET_NAME_TAKEN, f"{where} exists and is not this key's"
+                )
             )
         self.world.put_secret(written, self.keyring.fingerprint, self.keyring.prove)
         if held is not None and held.version and held.version != str(desired.version):
@@ -148,7 +150,7 @@ class Projector:
         if held is not None and held.version != str(desired.version):
             verb = "updated to"
         run.journal.tell(
-            events.NORMAL, events.PROJECTED, f"{verb} version {desired.version} into {where}"
+            EventType.NORMAL, Reason.PROJECTED, f"{verb} version {desired.version} into {where}"
         )
         return projected(target, desired.version)
 

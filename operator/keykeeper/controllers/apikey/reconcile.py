@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 from keykeeper.api import labels
 from keykeeper.api.models import PROJECTING_PHASES, ApiKeySpec, KeyPolicySpec, Kms, Phase
+from keykeeper.api.reasons import Reason
 from keykeeper.audit.events import EventSink
 from keykeeper.audit.log import AuditLog
 from keykeeper.controllers.apikey.finalizing import Finalizer
@@ -153,13 +154,13 @@ class Reconciler:
         policy = view.spec if view else None
         if policy is None:
             why = view.error if view else f"KeyPolicy {spec.policy} does not exist"
-            run.ready = ready("False", authz.POLICY_NOT_FOUND, why)
+            run.ready = ready("False", Reason.POLICY_NOT_FOUND, why)
             await self._deny_all(run, spec, None)
             return None
         if not authz.admits_source(self._context(run.ref, Phase.GENERATED), policy):
             run.ready = ready(
                 "False",
-                authz.SOURCE_NOT_ALLOWED,
+                Reason.SOURCE_NOT_ALLOWED,
                 f"KeyPolicy {spec.policy} does not admit keys from namespace {run.ref[0]}",
             )
             await self._deny_all(run, spec, policy)

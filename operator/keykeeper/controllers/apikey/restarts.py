@@ -22,7 +22,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 
-from keykeeper.audit import events
+from keykeeper.api.reasons import EventType, Reason
 from keykeeper.controllers.apikey.run import Run
 from keykeeper.errors import KeykeeperError
 from keykeeper.kube.client import Kube, workloads_path
@@ -75,14 +75,14 @@ class Restarter:
     async def _patch(self, run: Run, namespace: str, kind: str, workload: Body, stamp: str) -> None:
         name = workload["metadata"]["name"]
         where = f"{kind}/{name} in {namespace}"
-        await run.journal.intend(events.ROLLOUT_RESTARTED, f"{where} for {stamp}")
+        await run.journal.intend(Reason.ROLLOUT_RESTARTED, f"{where} for {stamp}")
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR: stamp}}}}}
         try:
             await self.kube.patch(workloads_path(namespace, kind, name), patch)
         except KeykeeperError as exc:  # the rotation stands; the workload restarts by hand
             log.warning("%s/%s: restarting %s: %s", *run.ref, where, exc)
             run.journal.tell(
-                events.WARNING, events.ROLLOUT_RESTARTED, f"could not restart {where}: {exc}"
+                EventType.WARNING, Reason.ROLLOUT_RESTARTED, f"could not restart {where}: {exc}"
             )
             return
-        run.journal.tell(events.NORMAL, events.ROLLOUT_RESTARTED, f"restarted {where} ({stamp})")
+        run.journal.tell(EventType.NORMAL, Reason.ROLLOUT_RESTARTED, f"restarted {where} ({stamp})")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from keykeeper.api import labels
 from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, RotationStrategy
+from keykeeper.api.reasons import RotationCause
 from keykeeper.core.values import check as check_value
 from keykeeper.core.values import generate
 from keykeeper.errors import ImportNotPermitted, SourceMissing
@@ -79,7 +80,7 @@ class Sources:
         # user-supplied values are read again for a first version, a changed source, a
         # recovery, and any Manual rotation; everything else is generated
         from_source = source.generate is None and (
-            reason in ("Initial", "SourceChanged", "Recovery")
+            reason in (RotationCause.INITIAL, RotationCause.SOURCE_CHANGED, RotationCause.RECOVERY)
             or policy.rotation.strategy is RotationStrategy.MANUAL
         )
         if not from_source:

@@ -16,7 +16,7 @@ from datetime import datetime
 from keykeeper.api.conditions import rfc3339
 from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Kms
 from keykeeper.api.provider_options import Capability
-from keykeeper.audit import events
+from keykeeper.api.reasons import EventType, Reason, RotationCause
 from keykeeper.audit.journal import Journal
 from keykeeper.controllers.apikey.sources import Imported, Sources
 from keykeeper.core import lifecycle, store
@@ -86,25 +86,25 @@ class VersionKeeper:
                 )
             elif isinstance(action, lifecycle.RetirePrevious):
                 await journal.intend(
-                    events.ERASED,
+                    Reason.ERASED,
                     f"previous version {action.version} destroyed after its grace period",
                 )
                 stored = await self.write(ref, stored.retired(action.version))
                 journal.tell(
-                    events.NORMAL,
-                    events.ERASED,
+                    EventType.NORMAL,
+                    Reason.ERASED,
                     f"previous version {action.version} withdrawn and destroyed "
                     "after its grace period",
                 )
             elif isinstance(action, lifecycle.RecordRevocation):
-                await journal.intend(events.REVOKED, "projections withdrawn", stored.current)
+                await journal.intend(Reason.REVOKED, "projections withdrawn", stored.current)
                 stored = await self.write(
                     ref, _replace(stored, revoked_at=store.precise(self.clock()))
                 )
                 erase_at = self.clock() + policy.retention.revoked_delta
                 journal.tell(
-                    events.WARNING,
-                    events.REVOKED,
+                    EventType.WARNING,
+                    Reason.REVOKED,
                     f"revoked: every projection withdrawn; material erased at {rfc3339(erase_at)}",
                 )
             elif isinstance(action, lifecycle.Erase):
@@ -137,27 +137,27 @@ class VersionKeeper:
             source_fingerprint=source_fp,
         )
         stored = replace(stored, kms=policy.kms.model_dump(by_alias=True, mode="json"))
-        await journal.intend(events.ENCRYPTED, f"under {sealed.kms_key_id}", version)
+        await journal.intend(Reason.ENCRYPTED, f"under {sealed.kms_key_id}", version)
         if stored.current is None:
             stored = await self._first(
                 ref, spec, stored, version, sealed.envelope, imported, journal
             )
         else:
             # a damaged version is never kept as Previous; a healthy one stays for the grace period
-            grace = None if reason == "Recovery" else now + policy.rotation.grace_delta
+            grace = None if reason == RotationCause.RECOVERY else now + policy.rotation.grace_delta
             stored = await self._rotate(
                 ref, stored, version, sealed.envelope, reason, grace, journal
             )
         journal.tell(
-            events.NORMAL,
-            events.ENCRYPTED,
+            EventType.NORMAL,
+            Reason.ENCRYPTED,
             f"version {number} encrypted under {sealed.provider} key {sealed.kms_key_id}",
         )
         source = spec.source.secret_ref
         if source is not None and source.delete_after_import and imported is not None:
             # exactly the object that was read, and only if it still consents (uid precondition)
             await journal.intend(
-                events.SOURCE_DELETED,
+                Reason.SOURCE_DELETED,
                 f"deleting {ref[0]}/{source.name} (uid {imported.uid}) after import",
                 version,
             )
@@ -179,11 +179,11 @@ class VersionKeeper:
             if imported is not None and spec.source.secret_ref is not None
             else ""
         )
-        await journal.intend(events.CREATED, detail, version)
+        await journal.intend(Reason.CREATED, detail, version)
         stored = await self.write(ref, stored.with_version(version, envelope))
         journal.tell(
-            events.NORMAL,
-            events.CREATED,
+            EventType.NORMAL,
+            Reason.CREATED,
             f"stored version 1 ({detail}, fingerprint {version.fingerprint})",
         )
         return stored
@@ -207,11 +207,11 @@ class VersionKeeper:
             else f"; damaged version {previous.version} destroyed"
         )
         detail = f"{reason}: {previous.version} -> {version.version}"
-        await journal.intend(events.ROTATED, detail, version)
+        await journal.intend(Reason.ROTATED, detail, version)
         stored = await self.write(ref, stored.rotated(version, envelope, expires))
         journal.tell(
-            events.NORMAL,
-            events.ROTATED,
+            EventType.NORMAL,
+            Reason.ROTATED,
             f"rotated to version {version.version} ({reason}, "
             f"fingerprint {version.fingerprint}){kept}",
         )
@@ -240,23 +240,23 @@ class VersionKeeper:
             f"versions {', '.join(map(str, sorted(sealed)))} re-wrapped from "
             f"{(stored.kms or {}).get('provider')} to {new.provider_id} key {', '.join(keks)}"
         )
-        await journal.intend(events.REWRAPPED, detail)
+        await journal.intend(Reason.REWRAPPED, detail)
         stored = await self.write(
             ref, stored.rewrapped(sealed, kms.model_dump(by_alias=True, mode="json"))
         )
-        journal.tell(events.NORMAL, events.REWRAPPED, detail)
+        journal.tell(EventType.NORMAL, Reason.REWRAPPED, detail)
         return stored
 
     async def erase(self, ref: KeyRef, stored: store.Store, journal: Journal) -> store.Store:
         """Cryptographic erasure, step one: every envelope destroyed, and the KEKs the
         versions name listed as pending (no provider is needed for this step)."""
         keks = tuple(sorted({v.kms_key_id for v in stored.versions if v.provider != "local"}))
-        await journal.intend(events.ERASED, "erasing all envelopes")
+        await journal.intend(Reason.ERASED, "erasing all envelopes")
         stored = await self.write(ref, stored.erased(store.precise(self.clock()), keks))
         detail = "all envelopes destroyed" + (
             f"; KEKs pending destruction: {', '.join(keks)}" if keks else ""
         )
-        journal.tell(events.NORMAL, events.ERASED, detail)
+        journal.tell(EventType.NORMAL, Reason.ERASED, detail)
         return stored
 
     async def destroy_pending(
@@ -271,7 +271,7 @@ class VersionKeeper:
         done: list[str] = []
         for kek in stored.keks_pending:
             if Capability.KEK_DESTRUCTION in provider.capabilities:  # declared, not inferred
-                await journal.intend(events.ERASED, f"destroying KEK {kek}")
+                await journal.intend(Reason.ERASED, f"destroying KEK {kek}")
                 await asyncio.to_thread(provider.destroy_kek, kek)
             done.append(kek)
         left = tuple(k for k in stored.keks_pending if k not in done)
@@ -280,13 +280,13 @@ class VersionKeeper:
     async def record_integrity_failure(
         self, ref: KeyRef, stored: store.Store, problem: str, journal: Journal
     ) -> store.Store:
-        await journal.intend(events.INTEGRITY_FAILURE, problem[:200], stored.current)
+        await journal.intend(Reason.INTEGRITY_FAILURE, problem[:200], stored.current)
         stored = await self.write(
             ref, _replace(stored, integrity_failed_at=store.precise(self.clock()))
         )
         journal.tell(
-            events.WARNING,
-            events.SUSPENDED,
+            EventType.WARNING,
+            Reason.SUSPENDED,
             "suspended automatically: a stored version failed to authenticate",
         )
         return stored
