@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from keykeeper.api.timestamps import rfc3339
+
 READY = "Ready"
 PROJECTED = "Projected"
 ROTATION_DUE = "RotationDue"
@@ -24,10 +26,6 @@ class Condition:
     status: Status
     reason: str
     message: str
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def merge(

@@ -19,12 +19,18 @@ from pydantic.alias_generators import to_camel
 from keykeeper.api import names
 from keykeeper.api.durations import parse_duration
 from keykeeper.api.patterns import compile_pattern
-from keykeeper.api.provider_options import parse_options
+from keykeeper.api.provider_options import ProviderId, parse_options
 from keykeeper.errors import InvalidName, SpecError
 
 GROUP = "keykeeper.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class SecretType(StrEnum):
+    """The types of Secret keykeeper writes (projected Secrets, its own Secrets)."""
+
+    OPAQUE = "Opaque"
 
 
 class Phase(StrEnum):
@@ -106,7 +112,7 @@ class SecretKeyRef(_Model):
 
 
 class Kms(_Model):
-    provider: Literal["local", "aws", "azure", "gcp", "pkcs11"] = "local"
+    provider: ProviderId = ProviderId.LOCAL
     key_ref: str = ""
     credentials_secret_ref: SecretKeyRef | None = None
     options: dict[str, str] = Field(default_factory=dict)

@@ -73,12 +73,22 @@ class GcpOptions(CloudOptions):
     per_key: bool = Field(default=False, alias="per-key")  # keyRef is then a key ring
 
 
+class ProviderId(StrEnum):
+    """The providers a KeyPolicy may name (``spec.kms.provider``)."""
+
+    LOCAL = "local"
+    PKCS11 = "pkcs11"
+    AWS = "aws"
+    AZURE = "azure"
+    GCP = "gcp"
+
+
 OPTIONS: dict[str, type[_Options]] = {
-    "local": LocalOptions,
-    "pkcs11": Pkcs11Options,
-    "aws": AwsOptions,
-    "azure": AzureOptions,
-    "gcp": GcpOptions,
+    ProviderId.LOCAL: LocalOptions,
+    ProviderId.PKCS11: Pkcs11Options,
+    ProviderId.AWS: AwsOptions,
+    ProviderId.AZURE: AzureOptions,
+    ProviderId.GCP: GcpOptions,
 }
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from keykeeper.api.timestamps import rfc3339
 from keykeeper.errors import KeykeeperError
 from keykeeper.kube.client import Kube, events_path
 
@@ -56,7 +57,7 @@ class EventSink:
             log.debug("event %s for %s dropped by the rate limit", reason, meta.get("name"))
             return
         namespace = meta.get("namespace") or "default"
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = rfc3339(datetime.now(UTC))
         event = {
             "apiVersion": "v1",
             "kind": "Event",

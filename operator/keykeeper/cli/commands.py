@@ -129,10 +129,11 @@ def _renewed(reader: _ClusterReader, before: Any) -> Any:
     import time
     from datetime import UTC, datetime
 
+    from keykeeper.api.timestamps import rfc3339_micro
     from keykeeper.cli import seal as gitops
     from keykeeper.keys import sealing
 
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = rfc3339_micro(datetime.now(UTC))
     reader.annotate_configmap(sealing.SEALING_PUBLIC, {sealing.RENEW_REQUESTED: now})
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:

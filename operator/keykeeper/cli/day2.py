@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from keykeeper.api.models import API_VERSION, Phase, parse_apikey_spec, parse_policy_spec
+from keykeeper.api.timestamps import rfc3339
 from keykeeper.cli.seal import CommandError
 from keykeeper.core import authz
 from keykeeper.errors import SpecError
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> str:
         raise CommandError(f"{args.command} needs the ApiKey's name")
     cluster.apikey(namespace, args.name)  # not found: one line, nothing written
     if args.command == "rotate":
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = rfc3339(datetime.now(UTC))
         annotations = {"keykeeper.dev/rotate-requested-at": now}
         cluster.patch(namespace, args.name, {"metadata": {"annotations": annotations}})
         return f"apikey {namespace}/{args.name}: rotation requested at {now}\n"

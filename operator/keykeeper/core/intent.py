@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
-from keykeeper.api import labels
+from keykeeper.api import labels, timestamps
 from keykeeper.api.models import ApiKeySpec, KeyPolicySpec
 from keykeeper.core import lifecycle
 from keykeeper.types import Body
@@ -18,8 +17,7 @@ def intent_of(body: Body, spec: ApiKeySpec) -> lifecycle.Intent:
     at = None
     if requested:
         try:
-            at = datetime.fromisoformat(requested.replace("Z", "+00:00"))
-            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            at = timestamps.parse(requested)
         except ValueError:
             log.warning(
                 "%s/%s: ignoring unreadable %s",

@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from keykeeper.api.conditions import READY, ROTATION_DUE, Condition
 from keykeeper.api.models import Phase, RotationStrategy
 from keykeeper.api.reasons import Reason, RotationCause
+from keykeeper.api.timestamps import rfc3339
 
 MANUAL_POLL = timedelta(seconds=30)
 
@@ -201,7 +202,7 @@ def _revoked(rules: Rules, observed: Observed, now: datetime) -> Decision:
                 READY,
                 "True",
                 Reason.REVOKED,
-                f"revoked; material is erased at {erase_at:%Y-%m-%dT%H:%M:%SZ}",
+                f"revoked; material is erased at {rfc3339(erase_at)}",
             ),
         ),
         recheck_after=erase_at - now,
@@ -257,7 +258,7 @@ def _projecting(
             ROTATION_DUE,
             "False",
             Reason.NOT_DUE,
-            f"next rotation at {due_at:%Y-%m-%dT%H:%M:%SZ}"
+            f"next rotation at {rfc3339(due_at)}"
             if due_at
             else "the policy sets no rotation period",
         )
@@ -281,6 +282,6 @@ def _awaiting_new_value(due_at: datetime) -> Condition:
         ROTATION_DUE,
         "True",
         Reason.AWAITING_NEW_VALUE,
-        f"rotation was due at {due_at:%Y-%m-%dT%H:%M:%SZ}; the Manual strategy "
+        f"rotation was due at {rfc3339(due_at)}; the Manual strategy "
         "waits for a new source value (a new sealed value, or a changed source Secret)",
     )

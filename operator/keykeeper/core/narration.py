@@ -130,6 +130,8 @@ def _denials(old: Mapping[str, Any], results: Sequence[TargetResult]) -> list[En
 
 def _unnamed_denied(status: Mapping[str, Any]) -> int:
     shown = sum(
-        1 for p in status.get("projections") or [] if p.get("state") in ("Denied", "Withdrawn")
+        1
+        for p in status.get("projections") or []
+        if p.get("state") in (TargetState.DENIED, TargetState.WITHDRAWN)
     )
     return int((status.get("targets") or {}).get("denied", 0)) - shown

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keykeeper.api import labels
+from keykeeper.api.models import SecretType
 from keykeeper.core.authz import Target
 from keykeeper.types import KeyRef
 
@@ -59,7 +60,7 @@ def in_sync(desired: Desired, existing: ProjectedSecret | None, owner: KeyRef, u
         existing is not None
         and existing.owner == owner
         and existing.owner_uid == uid
-        and existing.secret_type == "Opaque"  # noqa: S105 - a Secret type
+        and existing.secret_type == SecretType.OPAQUE
         and existing.fingerprints == desired.expected_fingerprints
         and existing.annotations.get(labels.VERSION) == str(desired.version)
         and existing.annotations.get(labels.FINGERPRINT) == desired.fingerprint
@@ -88,7 +89,7 @@ def render(
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "type": "Opaque",
+        "type": SecretType.OPAQUE,
         "metadata": {
             "name": target.secret_name,
             "namespace": target.namespace,

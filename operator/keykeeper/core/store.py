@@ -18,11 +18,11 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from keykeeper.api import labels
+from keykeeper.api import labels, timestamps
+from keykeeper.api.provider_options import ProviderId
 from keykeeper.core import lifecycle
 from keykeeper.types import Body
 
@@ -77,7 +77,7 @@ class Version:
             created_at=str(data["createdAt"]),
             fingerprint=str(data["fingerprint"]),
             kms_key_id=str(data["kmsKeyId"]),
-            provider=str(data.get("provider", "local")),
+            provider=str(data.get("provider", ProviderId.LOCAL)),
             state=VersionState(data.get("state", VersionState.CURRENT)),
             expires_at=data.get("expiresAt"),
             source_fingerprint=data.get("sourceFingerprint"),
@@ -252,33 +252,24 @@ def render(store: Store, namespace: str, key_namespace: str, key_name: str) -> B
     }
 
 
-def precise(moment: datetime) -> str:
-    """RFC 3339 with milliseconds: versions made within one second stay ordered."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 def facts(stored: Store, source_fingerprint: str | None) -> lifecycle.Observed:
     def version(v: Version | None) -> lifecycle.VersionFacts | None:
         if v is None:
             return None
         return lifecycle.VersionFacts(
             v.version,
-            _time(v.created_at),
+            timestamps.parse(v.created_at),
             v.source_fingerprint,
-            _time(v.expires_at) if v.expires_at else None,
+            timestamps.parse(v.expires_at) if v.expires_at else None,
         )
 
     return lifecycle.Observed(
         current=version(stored.current),
         previous=version(stored.previous),
-        revoked_at=_time(stored.revoked_at) if stored.revoked_at else None,
+        revoked_at=timestamps.parse(stored.revoked_at) if stored.revoked_at else None,
         erased=stored.erased_at is not None,
-        integrity_failed_at=_time(stored.integrity_failed_at)
+        integrity_failed_at=timestamps.parse(stored.integrity_failed_at)
         if stored.integrity_failed_at
         else None,
         source_fingerprint=source_fingerprint,
     )
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

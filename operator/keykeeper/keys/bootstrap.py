@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from keykeeper.api import labels
+from keykeeper.api.models import SecretType
 from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, derive_master_key
 from keykeeper.errors import Conflict, KeykeeperError
 from keykeeper.kube.client import Kube, secret_path
@@ -59,7 +60,7 @@ async def _create(kube: Kube, namespace: str, name: str, data: dict[str, bytes])
     body = {
         "apiVersion": "v1",
         "kind": "Secret",
-        "type": "Opaque",
+        "type": SecretType.OPAQUE,
         "metadata": {
             "name": name,
             "namespace": namespace,

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from keykeeper.api import labels
+from keykeeper.api import labels, timestamps
+from keykeeper.api.timestamps import rfc3339, rfc3339_micro
 from keykeeper.crypto.envelope import Binding, open_envelope, seal_envelope
 from keykeeper.crypto.sealed import SealingKeyPair, key_id_of, open_sealed
 from keykeeper.errors import Conflict, InvalidValue
@@ -84,9 +85,10 @@ class SealingKeys:
     def refusal(self, key_id: str) -> InvalidValue | None:
         if key_id in self.pairs and self._cut_off(key_id):
             retired = self.dates[key_id].retired
+            assert retired is not None  # only a retired key is past its cutoff
             return InvalidValue(
                 f"the value was sealed to sealing key {key_id}, retired at "
-                f"{retired:%Y-%m-%dT%H:%M:%SZ} and past the cutoff; re-seal it with "
+                f"{rfc3339(retired)} and past the cutoff; re-seal it with "
                 "keykeeper seal"
             )
         return None
@@ -251,13 +253,13 @@ def _dated(dates: KeyDates) -> dict[str, str]:
 
 
 def _show(when: datetime | None) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if when else ""
+    return rfc3339_micro(when) if when else ""
 
 
 def _parse(text: str) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return timestamps.parse(text)
     except ValueError:
         return None

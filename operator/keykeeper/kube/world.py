@@ -15,21 +15,22 @@ import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, NamedTuple
 
-from keykeeper.api import labels
+from keykeeper.api import labels, timestamps
 from keykeeper.api.models import (
     ApiKeySpec,
     KeyPolicySpec,
     LabelSelector,
     Phase,
+    SecretType,
     parse_apikey_spec,
     parse_policy_spec,
 )
 from keykeeper.core.authz import NamespaceInfo
 from keykeeper.core.projection import ProjectedSecret, Prover, proven_owner
 from keykeeper.core.selectors import matches
+from keykeeper.core.store import VersionState
 from keykeeper.errors import SpecError
 from keykeeper.types import KeyRef
 
@@ -293,7 +294,7 @@ class World:
                 k: fingerprint(base64.b64decode(v)) for k, v in (body.get("data") or {}).items()
             },
             annotations=annotations,
-            secret_type=body.get("type", "Opaque"),
+            secret_type=body.get("type", SecretType.OPAQUE),
             uid=meta.get("uid", ""),
         )
         self.by_owner[owner].add(ref)
@@ -341,8 +342,8 @@ def key_facts(status: dict[str, Any]) -> KeyFacts:
     write a status cannot mint label values ("Pending": no status yet)."""
     created = None
     for entry in status.get("versions") or ():
-        if isinstance(entry, dict) and entry.get("state") == "Current":
-            created = _epoch(entry.get("createdAt"))
+        if isinstance(entry, dict) and entry.get("state") == VersionState.CURRENT:
+            created = timestamps.epoch(entry.get("createdAt"))
     phase = status.get("phase")
     shown = (
         "Pending"
@@ -351,16 +352,7 @@ def key_facts(status: dict[str, Any]) -> KeyFacts:
         if isinstance(phase, str) and phase in PHASES
         else "Unknown"
     )
-    return KeyFacts(shown, created, _epoch(status.get("nextRotationAt")))
-
-
-def _epoch(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    return KeyFacts(shown, created, timestamps.epoch(status.get("nextRotationAt")))
 
 
 def key_signature(body: dict[str, Any]) -> tuple[Any, ...]:

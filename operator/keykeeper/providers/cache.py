@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 
 from keykeeper.api.models import Kms
-from keykeeper.api.provider_options import CloudOptions, parse_options
+from keykeeper.api.provider_options import CloudOptions, ProviderId, parse_options
 from keykeeper.errors import InvalidProviderConfig, KeykeeperError
 from keykeeper.providers.base import KeyProvider, ProviderSettings
 from keykeeper.providers.guard import CallObserver, Guarded
@@ -59,7 +59,7 @@ class ProviderCache:
     def provider(
         self, kms: Kms, credentials: Mapping[str, str] | None = None, credentials_version: str = ""
     ) -> KeyProvider:
-        if kms.provider == "local":
+        if kms.provider == ProviderId.LOCAL:
             return self.local
         cache_key = json.dumps([kms.provider, kms.key_ref, sorted(kms.options.items())])
         cached = self._providers.get(cache_key)
@@ -84,7 +84,7 @@ class ProviderCache:
         Secret's resourceVersion is part of the cache key, so rotated credentials take
         effect at the next reconcile.
         """
-        if kms.provider == "local":
+        if kms.provider == ProviderId.LOCAL:
             return self.provider(kms)  # cached after the first call: no I/O
         if kms.credentials_secret_ref is None:
             return await asyncio.to_thread(self.provider, kms)

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from keykeeper.api.provider_options import ProviderId
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, Purpose, derive_master_key
 from keykeeper.errors import IntegrityError, InvalidProviderConfig, KeyDisabled
@@ -31,7 +32,7 @@ _NONCE = 12
 
 
 class LocalProvider(KeyProvider):
-    provider_id = "local"
+    provider_id = ProviderId.LOCAL.value
     in_process = True
 
     def __init__(self, current: MasterKey, previous: Iterable[MasterKey] = ()) -> None:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from keykeeper.api.timestamps import rfc3339_micro as _micro
 from keykeeper.errors import Conflict, KeykeeperError, NotFound, NotLeading
 from keykeeper.kube.client import Kube
 from keykeeper.types import Body
@@ -61,10 +62,6 @@ class Durations:
 def lease_path(namespace: str, name: str | None = None) -> str:
     base = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
     return f"{base}/{name}" if name else base
-
-
-def _micro(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Elector:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from keykeeper.api.models import SecretType
 from keykeeper.api.reasons import EventType, Reason
 from keykeeper.controllers.apikey.run import TARGET_RETRY, Run
 from keykeeper.core import plan, projection, store
@@ -126,7 +127,7 @@ class Projector:
                 run.uid,
                 str(desired.version),
                 tuple(sorted(desired.expected_fingerprints.items())),
-                "Opaque",
+                SecretType.OPAQUE,
             ),
         )
         try:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from keykeeper.api import conditions
 from keykeeper.api.models import API_VERSION, Phase
+from keykeeper.api.timestamps import rfc3339
 from keykeeper.audit.events import EventSink
 from keykeeper.audit.journal import summarize
 from keykeeper.controllers.apikey.run import Run
@@ -49,7 +50,7 @@ class Reporter:
             phase=life.phase if life else Phase(old.get("phase") or Phase.GENERATED),
             versions=stored.versions,
             current=stored.current.version if stored.current else None,
-            next_rotation_at=conditions.rfc3339(next_at) if next_at else None,
+            next_rotation_at=rfc3339(next_at) if next_at else None,
             ready=run.ready,
             extra=[by_type[conditions.ROTATION_DUE]] if conditions.ROTATION_DUE in by_type else [],
             results=run.results,

@@ -13,7 +13,7 @@ import base64
 from dataclasses import dataclass
 
 from keykeeper.api import labels
-from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, RotationStrategy
+from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, RotationStrategy, SecretType
 from keykeeper.api.reasons import RotationCause
 from keykeeper.core.values import check as check_value
 from keykeeper.core.values import generate
@@ -52,7 +52,7 @@ def consent(body: Body, key_name: str) -> str | None:
             f"the Secret does not consent to import: it needs the annotation "
             f"{labels.IMPORTABLE_BY}: {key_name}"
         )
-    if body.get("type", "Opaque") != "Opaque":
+    if body.get("type", SecretType.OPAQUE) != SecretType.OPAQUE:
         return "only Secrets of type Opaque can be imported"
     return None
 

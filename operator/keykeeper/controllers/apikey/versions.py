@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from keykeeper.api.conditions import rfc3339
 from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Kms
-from keykeeper.api.provider_options import Capability
+from keykeeper.api.provider_options import Capability, ProviderId
 from keykeeper.api.reasons import EventType, Reason, RotationCause
+from keykeeper.api.timestamps import rfc3339, rfc3339_milli
 from keykeeper.audit.journal import Journal
 from keykeeper.controllers.apikey.sources import Imported, Sources
 from keykeeper.core import lifecycle, store
@@ -99,7 +99,7 @@ class VersionKeeper:
             elif isinstance(action, lifecycle.RecordRevocation):
                 await journal.intend(Reason.REVOKED, "projections withdrawn", stored.current)
                 stored = await self.write(
-                    ref, _replace(stored, revoked_at=store.precise(self.clock()))
+                    ref, _replace(stored, revoked_at=rfc3339_milli(self.clock()))
                 )
                 erase_at = self.clock() + policy.retention.revoked_delta
                 journal.tell(
@@ -130,7 +130,7 @@ class VersionKeeper:
         now = self.clock()
         version = store.Version(
             number,
-            store.precise(now),
+            rfc3339_milli(now),
             self.keyring.fingerprint(value),
             sealed.kms_key_id,
             sealed.provider,
@@ -200,7 +200,7 @@ class VersionKeeper:
     ) -> store.Store:
         previous = stored.current
         assert previous is not None
-        expires = store.precise(grace) if grace is not None else None
+        expires = rfc3339_milli(grace) if grace is not None else None
         kept = (
             f"; version {previous.version} stays projected as <key>.previous until {expires}"
             if expires
@@ -250,9 +250,11 @@ class VersionKeeper:
     async def erase(self, ref: KeyRef, stored: store.Store, journal: Journal) -> store.Store:
         """Cryptographic erasure, step one: every envelope destroyed, and the KEKs the
         versions name listed as pending (no provider is needed for this step)."""
-        keks = tuple(sorted({v.kms_key_id for v in stored.versions if v.provider != "local"}))
+        keks = tuple(
+            sorted({v.kms_key_id for v in stored.versions if v.provider != ProviderId.LOCAL})
+        )
         await journal.intend(Reason.ERASED, "erasing all envelopes")
-        stored = await self.write(ref, stored.erased(store.precise(self.clock()), keks))
+        stored = await self.write(ref, stored.erased(rfc3339_milli(self.clock()), keks))
         detail = "all envelopes destroyed" + (
             f"; KEKs pending destruction: {', '.join(keks)}" if keks else ""
         )
@@ -282,7 +284,7 @@ class VersionKeeper:
     ) -> store.Store:
         await journal.intend(Reason.INTEGRITY_FAILURE, problem[:200], stored.current)
         stored = await self.write(
-            ref, _replace(stored, integrity_failed_at=store.precise(self.clock()))
+            ref, _replace(stored, integrity_failed_at=rfc3339_milli(self.clock()))
         )
         journal.tell(
             EventType.WARNING,
