@@ -11,8 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from keykeeper.errors import ProviderUnavailable
-from keykeeper.kube.world import World, key_facts
+from keykeeper.kube.world import World
 from keykeeper.runtime import metrics
+from keykeeper.runtime.keyfacts import KeyFactsBook, key_facts
 from keykeeper.runtime.serving import Server, parse_address
 
 
@@ -80,20 +81,21 @@ def test_a_phase_outside_the_closed_set_never_becomes_a_label(phase: object) -> 
 
 
 def test_the_world_keeps_facts_per_key_and_forgets_dropped_keys() -> None:
-    world = World()
+    world, book = World(), KeyFactsBook()
+    world.on_status = book.status_seen
     body = {
         "metadata": {"namespace": "a", "name": "k", "uid": "u", "generation": 1},
         "spec": {"policy": "p"},
         "status": {"phase": "Active"},
     }
     ref = world.put_key(body)
-    assert world.facts[ref].phase == "Active"
+    assert book.facts[ref].phase == "Active"
     world.wrote_status(ref, {"metadata": {"resourceVersion": "9"}, "status": {"phase": "Revoked"}})
-    assert world.facts[ref].phase == "Revoked", "the operator's own write counts at once"
-    world.note_generation(ref, body, 5.0)
-    assert world.changed_at[ref] == (1, 5.0)
+    assert book.facts[ref].phase == "Revoked", "the operator's own write counts at once"
+    book.note_generation(ref, body, 5.0)
+    assert book.changed_at[ref] == (1, 5.0)
     world.drop_key(ref)
-    assert ref not in world.facts and ref not in world.changed_at
+    assert ref not in book.facts and ref not in book.changed_at
 
 
 def test_kms_calls_errors_and_latency_are_counted_by_provider_and_operation() -> None:

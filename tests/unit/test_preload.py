@@ -40,6 +40,6 @@ def test_preloaded_keys_wait_in_the_sweep_and_their_relist_is_no_change(tmp_path
     asyncio.run(preload(kube, world, parts))  # type: ignore[arg-type]
     assert parts.queue.depth == 3
     relisted = kube.objects[apikey_path("home", "k1")]
-    assert not world.key_changed(("home", "k1"), relisted)
+    assert not world.echoes.key_changed(("home", "k1"), relisted)
     edited = {**relisted, "metadata": {**relisted["metadata"], "generation": 2}}
-    assert world.key_changed(("home", "k1"), edited)
+    assert world.echoes.key_changed(("home", "k1"), edited)

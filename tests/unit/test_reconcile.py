@@ -265,16 +265,16 @@ def test_provider_options_are_typed_when_the_policy_is_read(h: Harness) -> None:
 def test_the_spec_is_parsed_once_per_generation(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import keykeeper.kube.world as world_module
+    import keykeeper.kube.specs as specs_module
 
     parses: list[object] = []
-    real = world_module.parse_apikey_spec
+    real = specs_module.parse_apikey_spec
 
     def counting(body: Any) -> Any:
         parses.append(body)
         return real(body)
 
-    monkeypatch.setattr(world_module, "parse_apikey_spec", counting)
+    monkeypatch.setattr(specs_module, "parse_apikey_spec", counting)
     h.apikey("home", "k", "p", "a")
     h.world.put_key(h.kube.objects[apikey_path("home", "k")])  # the watch event
     h.reconcile("home", "k")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from keykeeper.kube import world as world_module
+from keykeeper.kube import specs as specs_module
 from keykeeper.kube.world import World
 
 
@@ -42,12 +42,12 @@ def test_bodies_come_back_whole_but_without_managed_fields() -> None:
 def test_parsed_specs_are_bounded_and_an_evicted_one_is_parsed_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(world_module, "SPEC_CACHE", 4)
+    monkeypatch.setattr(specs_module, "SPEC_CACHE", 4)
     world = World()
     for n in range(10):
         world.put_key(key(n))
     assert len(world.specs) == 4
-    assert set(world.specs) == {("home", f"k{n}") for n in range(6, 10)}
+    assert world.specs.refs() == {("home", f"k{n}") for n in range(6, 10)}
     assert world.spec_of(key(0)).policy == "p"  # evicted: parsed again
     assert ("home", "k0") in world.specs and len(world.specs) == 4
     assert world.key_targets[("home", "k0")] == frozenset({"a"}), "the index keeps every key"

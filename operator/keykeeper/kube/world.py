@@ -7,34 +7,39 @@ counts as projected only with a valid ownership proof (see ``projection``): one 
 forged labels is not recorded, so it queues nothing and costs nothing. The
 reconciler reads this instead of listing, so a key that nothing touches costs no API
 call; it re-reads the objects it writes.
+
+Beside it, by concern: recognising the echoes of the operator's own writes
+(``kube.echoes``), the parsed specs (``kube.specs``), and, through the ``on_status``
+hook, the metrics' per-key facts (``runtime.keyfacts``, their one reader).
 """
 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict, defaultdict
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-from keykeeper.api import labels, timestamps
+from keykeeper.api import labels
 from keykeeper.api.models import (
     ApiKeySpec,
     KeyPolicySpec,
     LabelSelector,
-    Phase,
     SecretType,
-    parse_apikey_spec,
     parse_policy_spec,
 )
 from keykeeper.core.authz import NamespaceInfo
 from keykeeper.core.projection import ProjectedSecret, Prover, proven_owner
 from keykeeper.core.selectors import matches
-from keykeeper.core.store import VersionState
 from keykeeper.errors import SpecError
-from keykeeper.types import KeyRef
+from keykeeper.kube.echoes import Echoes
+from keykeeper.kube.specs import SpecCache
+from keykeeper.types import KeyRef, Slot
 
-SPEC_CACHE = 8192  # parsed specs kept; a key beyond them is parsed again when reconciled
+
+def _ignore(ref: KeyRef, status: Mapping[str, Any] | None) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -56,17 +61,8 @@ class World:
     key_selectors: dict[KeyRef, tuple[LabelSelector, ...]] = field(default_factory=dict)
     projected: dict[KeyRef, ProjectedSecret] = field(default_factory=dict)
     by_owner: dict[KeyRef, set[KeyRef]] = field(default_factory=lambda: defaultdict(set))
-    # what the last reconcile of each key saw of it (see ``key_signature``)
-    key_seen: dict[KeyRef, tuple[Any, ...]] = field(default_factory=dict)
-    # projected Secrets the operator is writing, by content: their watch events can
-    # arrive before the write's response (and its resourceVersion) does
-    expected: dict[KeyRef, tuple[Any, ...]] = field(default_factory=dict)
-    # each key's spec, parsed once per (uid, generation): the watch event and the
-    # reconcile that follows it share one parse
-    # (bounded: a parsed spec is ~3 KB, and 100,000 of them would be a third of a GiB)
-    specs: OrderedDict[KeyRef, tuple[str, int, ApiKeySpec | SpecError]] = field(
-        default_factory=OrderedDict
-    )
+    echoes: Echoes = field(default_factory=Echoes)
+    specs: SpecCache = field(default_factory=SpecCache)
     # keys whose envelopes are still under a KMS key their policy no longer names
     stale_kms: dict[KeyRef, str] = field(default_factory=dict)
     # each ApiKey as the watch last delivered it (no managedFields): what a reconcile
@@ -75,33 +71,9 @@ class World:
     # (kept as compact JSON: ~1 KB a key, where the dict was ~7 KB)
     bodies: dict[KeyRef, bytes] = field(default_factory=dict)
     written_status: dict[KeyRef, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    # what the metrics count of each key: its phase, when its current version was made
-    # and when it rotates next (epoch seconds), from the status last seen or written
-    facts: dict[KeyRef, KeyFacts] = field(default_factory=dict)
-    # keys whose new generation the watch delivered and no reconcile finished yet:
-    # (generation, loop time it arrived), for the projection-lag metric
-    changed_at: dict[KeyRef, tuple[int, float]] = field(default_factory=dict)
-    generations: dict[KeyRef, int] = field(default_factory=dict)
-
-    # -- echoes of the operator's own writes ---------------------------------------------------
-    # A watch event can arrive before the response of the write that caused it, so echoes
-    # are recognised by what they carry, not by resourceVersion: an ApiKey event by what
-    # its reconcile depends on (``key_signature``), a projected Secret by its content.
-
-    def saw_key(self, ref: KeyRef, body: dict[str, Any]) -> None:
-        self.key_seen[ref] = key_signature(body)
-
-    def note_generation(self, ref: KeyRef, body: dict[str, Any], now: float) -> None:
-        """A watch event: a generation not seen before starts the projection-lag clock
-        (the start-up list sets none: what was there before is no change)."""
-        generation = int(body.get("metadata", {}).get("generation") or 0)
-        if self.generations.get(ref) != generation:
-            self.generations[ref] = generation
-            self.changed_at[ref] = (generation, now)
-
-    def key_changed(self, ref: KeyRef, body: dict[str, Any]) -> bool:
-        """Whether an ApiKey event carries anything its last reconcile did not see."""
-        return self.key_seen.get(ref) != key_signature(body)
+    # told each status the world learns of a key (None: the key is gone); the runtime
+    # hooks the metrics' bookkeeping here (``runtime.keyfacts``)
+    on_status: Callable[[KeyRef, Mapping[str, Any] | None], None] = _ignore
 
     # -- namespaces ----------------------------------------------------------------------------
 
@@ -191,7 +163,7 @@ class World:
             ):
                 self.written_status.pop(ref, None)  # the echo of the last status write
             if ref not in self.written_status:
-                self.facts[ref] = key_facts(body.get("status") or {})
+                self.on_status(ref, body.get("status") or {})
         spec_body = body.get("spec") or {}
         policy = str(spec_body.get("policy", ""))
         old = self.key_policy.get(ref)
@@ -200,7 +172,7 @@ class World:
                 self.policy_keys[old].discard(ref)
             self.policy_keys[policy].add(ref)
         self.key_policy[ref] = policy
-        parsed = self._parse(ref, body)
+        parsed = self.specs.parsed(ref, body)
         projections = parsed.projections if isinstance(parsed, ApiKeySpec) else ()
         self.key_targets[ref] = frozenset(p.namespace for p in projections if p.namespace)
         selectors = tuple(p.namespace_selector for p in projections if p.namespace_selector)
@@ -213,27 +185,9 @@ class World:
     def spec_of(self, body: dict[str, Any]) -> ApiKeySpec:
         """The key's parsed spec (``SpecError`` if it is invalid), parsed once per generation."""
         meta = body.get("metadata", {})
-        parsed = self._parse((meta["namespace"], meta["name"]), body)
+        parsed = self.specs.parsed((meta["namespace"], meta["name"]), body)
         if isinstance(parsed, SpecError):
             raise parsed
-        return parsed
-
-    def _parse(self, ref: KeyRef, body: dict[str, Any]) -> ApiKeySpec | SpecError:
-        meta = body.get("metadata", {})
-        uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
-        cached = self.specs.get(ref)
-        if cached is not None:
-            self.specs.move_to_end(ref)
-        if cached is not None and cached[:2] == (uid, generation) and generation:
-            return cached[2]
-        try:
-            parsed: ApiKeySpec | SpecError = parse_apikey_spec(body.get("spec"))
-        except SpecError as exc:
-            parsed = exc
-        self.specs[ref] = (uid, generation, parsed)
-        self.specs.move_to_end(ref)
-        while len(self.specs) > SPEC_CACHE:
-            self.specs.popitem(last=False)
         return parsed
 
     def body_of(self, ref: KeyRef) -> dict[str, Any] | None:
@@ -249,17 +203,15 @@ class World:
         """The key as the status write returned it: its status until the watch echoes it."""
         rv = str((written.get("metadata") or {}).get("resourceVersion", ""))
         self.written_status[ref] = (rv, written.get("status") or {})
-        self.facts[ref] = key_facts(written.get("status") or {})
+        self.on_status(ref, written.get("status") or {})
 
     def drop_key(self, ref: KeyRef) -> None:
         self.bodies.pop(ref, None)
-        self.facts.pop(ref, None)
-        self.changed_at.pop(ref, None)
-        self.generations.pop(ref, None)
+        self.on_status(ref, None)
         self.written_status.pop(ref, None)
         self.stale_kms.pop(ref, None)
-        self.specs.pop(ref, None)
-        self.key_seen.pop(ref, None)
+        self.specs.drop(ref)
+        self.echoes.forget_key(ref)
         old = self.key_policy.pop(ref, None)
         if old is not None:
             self.policy_keys[old].discard(ref)
@@ -300,17 +252,9 @@ class World:
         self.by_owner[owner].add(ref)
         return owner
 
-    def expect_secret(self, slot: KeyRef, signature: tuple[Any, ...]) -> None:
-        self.expected[slot] = signature
-
-    def is_expected(self, slot: KeyRef) -> bool:
+    def is_expected(self, slot: Slot) -> bool:
         """The recorded Secret at ``slot`` is exactly one the operator is writing."""
-        there = self.projected.get(slot)
-        wanted = self.expected.get(slot)
-        if there is None or wanted is None or secret_signature(there) != wanted:
-            return False
-        del self.expected[slot]
-        return True
+        return self.echoes.is_expected(slot, self.projected.get(slot))
 
     def drop_secret(self, ref: KeyRef) -> KeyRef | None:
         old = self.projected.pop(ref, None)
@@ -325,57 +269,3 @@ class World:
             for ref in sorted(self.by_owner.get(owner, ()))
             if ref in self.projected
         ]
-
-
-class KeyFacts(NamedTuple):
-    phase: str
-    version_created: float | None  # epoch seconds
-    next_rotation: float | None
-
-
-PHASES = frozenset(p.value for p in Phase)
-
-
-def key_facts(status: dict[str, Any]) -> KeyFacts:
-    """What the metrics need of a key's status (malformed times count as absent). The
-    phase becomes a metric label: only the closed set gets through, so whoever can
-    write a status cannot mint label values ("Pending": no status yet)."""
-    created = None
-    for entry in status.get("versions") or ():
-        if isinstance(entry, dict) and entry.get("state") == VersionState.CURRENT:
-            created = timestamps.epoch(entry.get("createdAt"))
-    phase = status.get("phase")
-    shown = (
-        "Pending"
-        if not phase
-        else phase
-        if isinstance(phase, str) and phase in PHASES
-        else "Unknown"
-    )
-    return KeyFacts(shown, created, timestamps.epoch(status.get("nextRotationAt")))
-
-
-def key_signature(body: dict[str, Any]) -> tuple[Any, ...]:
-    """What a reconcile of an ApiKey depends on in the object itself: its identity, its
-    spec (generation), its annotations (rotation requests), deletion, and keykeeper's
-    finalizer. Status and resourceVersion are not in it: the watch echo of the
-    operator's own finalizer or status write changes nothing here, whenever it arrives."""
-    meta = body.get("metadata") or {}
-    return (
-        meta.get("uid"),
-        meta.get("generation"),
-        tuple(sorted((meta.get("annotations") or {}).items())),
-        bool(meta.get("deletionTimestamp")),
-        labels.FINALIZER in (meta.get("finalizers") or []),
-    )
-
-
-def secret_signature(secret: ProjectedSecret) -> tuple[Any, ...]:
-    """What makes a projected Secret the one a key wants (not its resourceVersion)."""
-    return (
-        secret.owner,
-        secret.owner_uid,
-        secret.version,
-        tuple(sorted(secret.fingerprints.items())),
-        secret.secret_type,
-    )

@@ -31,6 +31,7 @@ from keykeeper.kube.world import World
 from keykeeper.providers import registry
 from keykeeper.providers.cache import ProviderCache
 from keykeeper.runtime import metrics
+from keykeeper.runtime.keyfacts import KeyFactsBook
 from keykeeper.runtime.leadership import Elector
 from keykeeper.runtime.settings import Settings
 from keykeeper.runtime.workqueue import WorkQueue
@@ -49,10 +50,11 @@ class Parts:
     queue: WorkQueue[KeyRef]
     policy_queue: WorkQueue[str]
     world: World
+    facts: KeyFactsBook
 
     def snapshot(self, leading: bool, elector: Elector | None, ready: bool) -> metrics.Snapshot:
         now = time.time()
-        facts = list(self.world.facts.values())
+        facts = list(self.facts.facts.values())
         return metrics.Snapshot(
             phases=dict(Counter(f.phase for f in facts)),
             version_ages=tuple(now - f.version_created for f in facts if f.version_created),
@@ -73,6 +75,8 @@ def assemble(
     on_provider_recovery: Callable[[], None] | None = None,
 ) -> Parts:
     keyring = Keyring(master)
+    facts = KeyFactsBook()
+    world.on_status = facts.status_seen
     providers = ProviderCache(
         registry,
         keyring.local,
@@ -99,18 +103,30 @@ def assemble(
 
     policy_queue: WorkQueue[str] = WorkQueue(policy, 1)
     reconciler.policy_changed = policy_queue.add
-    queue: WorkQueue[KeyRef] = WorkQueue(measured(reconciler, world), settings.workers)
+    queue: WorkQueue[KeyRef] = WorkQueue(measured(reconciler, facts), settings.workers)
     return Parts(
-        keyring, providers, sealing, audit, anchorer, sink, reconciler, queue, policy_queue, world
+        keyring,
+        providers,
+        sealing,
+        audit,
+        anchorer,
+        sink,
+        reconciler,
+        queue,
+        policy_queue,
+        world,
+        facts,
     )
 
 
-def measured(reconciler: Reconciler, world: World) -> Callable[[KeyRef], Awaitable[float | None]]:
+def measured(
+    reconciler: Reconciler, facts: KeyFactsBook
+) -> Callable[[KeyRef], Awaitable[float | None]]:
     """One reconcile, measured: its duration, its errors, and the projection lag of a new
     generation it finished."""
 
     async def reconcile(ref: KeyRef) -> float | None:
-        pending = world.changed_at.get(ref)
+        pending = facts.changed_at.get(ref)
         started = time.monotonic()
         try:
             delay = await reconciler.reconcile(ref)
@@ -119,8 +135,8 @@ def measured(reconciler: Reconciler, world: World) -> Callable[[KeyRef], Awaitab
             raise
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        if pending is not None and world.changed_at.get(ref) == pending:
-            del world.changed_at[ref]
+        if pending is not None and facts.changed_at.get(ref) == pending:
+            del facts.changed_at[ref]
             metrics.PROJECTION_LAG.observe(asyncio.get_running_loop().time() - pending[1])
         return delay
 
@@ -138,8 +154,8 @@ async def preload(kube: Kube, world: World, parts: Parts) -> None:
         world.put_secret(secret, parts.keyring.fingerprint, parts.keyring.prove)
     for key in await kube.list("/apis/keykeeper.dev/v1alpha1/apikeys"):
         ref = world.put_key(key)
-        world.generations[ref] = int(key["metadata"].get("generation") or 0)
+        parts.facts.listed(ref, key)
         # kopf's first list of the watch delivers every key again: the same key is no
         # change (it waits in the sweep), a changed one goes before the sweep
-        world.saw_key(ref, key)
+        world.echoes.saw_key(ref, key)
         parts.queue.sweep(ref)

@@ -70,8 +70,8 @@ async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         runtime.world.drop_key(ref)
     else:
         runtime.world.put_key(body)
-        runtime.world.note_generation(ref, body, asyncio.get_running_loop().time())
-        if not runtime.world.key_changed(ref, body):
+        runtime.parts.facts.note_generation(ref, body, asyncio.get_running_loop().time())
+        if not runtime.world.echoes.key_changed(ref, body):
             return  # nothing the last reconcile did not see (its own writes' echoes included)
     runtime.parts.queue.add(ref)
     if not known or event.get("type") == "DELETED":

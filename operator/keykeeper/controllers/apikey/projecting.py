@@ -26,6 +26,7 @@ from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import KeykeeperError, ProviderError
 from keykeeper.keys.keyring import Keyring
 from keykeeper.kube.client import Conflict, Kube, secret_path
+from keykeeper.kube.echoes import SecretSignature
 from keykeeper.kube.world import World
 from keykeeper.providers import KeyProvider
 from keykeeper.types import Body, KeyRef
@@ -120,14 +121,14 @@ class Projector:
         rendered = projection.render(desired, run.ref, run.uid, self.keyring.prove, value, previous)
         where = f"{target.namespace}/{target.secret_name}"
         await run.journal.intend(Reason.PROJECTED, where, stored.current)
-        self.world.expect_secret(
+        self.world.echoes.expect_secret(
             slot,
-            (
-                run.ref,
-                run.uid,
-                str(desired.version),
-                tuple(sorted(desired.expected_fingerprints.items())),
-                SecretType.OPAQUE,
+            SecretSignature(
+                owner=run.ref,
+                owner_uid=run.uid,
+                version=str(desired.version),
+                fingerprints=tuple(sorted(desired.expected_fingerprints.items())),
+                secret_type=SecretType.OPAQUE,
             ),
         )
         try:

@@ -128,7 +128,7 @@ class Reconciler:
         finalizers = [*(meta.get("finalizers") or []), labels.FINALIZER]
         # what this reconcile sees of the key, recorded before the finalizer patch: its
         # watch echo can arrive before the patch's response does
-        self.world.saw_key(ref, {"metadata": {**meta, "finalizers": finalizers}})
+        self.world.echoes.saw_key(ref, {"metadata": {**meta, "finalizers": finalizers}})
         if labels.FINALIZER in finalizers[:-1]:
             return body, False
         patch = {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}
