@@ -12,7 +12,7 @@ import lupa.lua51 as lua51
 import pytest
 
 from keykeeper.controllers.keypolicy import reconcile_policy
-from keykeeper.kube.client import apikey_path, keypolicy_path
+from keykeeper.kube.paths import apikey_path, keypolicy_path
 from tests.unit.test_reconcile import BROKEN_HSM, OPERATOR_NS, Harness
 
 HEALTH = Path(__file__).resolve().parents[2] / "deploy" / "argocd" / "keykeeper.dev"

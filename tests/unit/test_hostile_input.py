@@ -19,7 +19,7 @@ from keykeeper.core.values import check
 from keykeeper.crypto.kdf import MasterKey, Purpose, ownership_proof
 from keykeeper.crypto.sealed import SealingKeyPair, key_id_of
 from keykeeper.errors import InvalidName, InvalidValue, SpecError
-from keykeeper.kube.client import apikey_path, check_identity, secret_path
+from keykeeper.kube.paths import apikey_path, check_identity, secret_path
 
 HOSTILE = [
     "../../kube-system/secrets/x",

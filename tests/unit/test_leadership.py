@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from keykeeper.errors import ApiUnavailable
-from keykeeper.runtime.leadership import Durations, Elector, lease_path
+from keykeeper.kube.paths import lease_path
+from keykeeper.runtime.leadership import Durations, Elector
 from tests.unit.fakekube import FakeKube
 
 NS = "keykeeper-system"
@@ -223,7 +224,7 @@ def test_every_write_but_the_leases_is_fenced_by_current_leadership() -> None:
     """A standby writes nothing; a leader paused past its renew deadline (SIGSTOP, a
     frozen VM) writes nothing from the moment it resumes, before its renew loop runs."""
     from keykeeper.errors import NotLeading
-    from keykeeper.kube.client import secret_path
+    from keykeeper.kube.paths import secret_path
 
     kube, clock = FakeKube(), Clock()
     a = elector(kube, "a", clock)

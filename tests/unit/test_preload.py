@@ -10,7 +10,7 @@ from typing import Any
 
 from keykeeper.api.models import API_VERSION
 from keykeeper.crypto.kdf import MasterKey
-from keykeeper.kube.client import apikey_path
+from keykeeper.kube.paths import apikey_path
 from keykeeper.kube.world import World
 from keykeeper.runtime.assembly import assemble, preload
 from keykeeper.runtime.settings import Settings

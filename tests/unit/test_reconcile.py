@@ -22,8 +22,8 @@ from keykeeper.crypto.kdf import MasterKey
 from keykeeper.errors import ApiUnavailable, Conflict
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.sealing import SealingKeys
-from keykeeper.kube.client import apikey_path, secret_path
 from keykeeper.kube.credentials import credentials_reader
+from keykeeper.kube.paths import apikey_path, secret_path
 from keykeeper.kube.world import World
 from keykeeper.providers import registry
 from keykeeper.providers.cache import ProviderCache

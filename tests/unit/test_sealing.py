@@ -12,7 +12,7 @@ from keykeeper.crypto.kdf import MasterKey
 from keykeeper.crypto.sealed import SealingPublicKey, open_sealed, seal
 from keykeeper.errors import InvalidValue
 from keykeeper.keys.sealing import RENEW_REQUESTED, SEALING_PUBLIC, SEALING_SECRET, SealingKeys
-from keykeeper.kube.client import configmap_path, secret_path
+from keykeeper.kube.paths import configmap_path, secret_path
 from keykeeper.providers.local import LocalProvider
 from tests.unit.fakekube import FakeKube
 

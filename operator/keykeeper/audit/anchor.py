@@ -21,7 +21,8 @@ import logging
 
 from keykeeper.api import labels
 from keykeeper.audit.log import GAP, Anchor, AuditLog, find
-from keykeeper.kube.client import Conflict, Kube, secret_path
+from keykeeper.kube.client import Conflict, Kube
+from keykeeper.kube.paths import secret_path
 from keykeeper.types import Body
 
 log = logging.getLogger("keykeeper.anchor")

@@ -19,7 +19,8 @@ from typing import Any
 
 from keykeeper.api.timestamps import rfc3339
 from keykeeper.errors import KeykeeperError
-from keykeeper.kube.client import Kube, events_path
+from keykeeper.kube.client import Kube
+from keykeeper.kube.paths import events_path
 
 log = logging.getLogger("keykeeper.events")
 

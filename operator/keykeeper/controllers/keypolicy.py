@@ -11,7 +11,8 @@ from keykeeper.api import conditions
 from keykeeper.api.conditions import Condition
 from keykeeper.api.reasons import Reason
 from keykeeper.errors import KeykeeperError
-from keykeeper.kube.client import Kube, keypolicy_path
+from keykeeper.kube.client import Kube
+from keykeeper.kube.paths import keypolicy_path
 from keykeeper.kube.world import World
 from keykeeper.providers.cache import ProviderCache
 

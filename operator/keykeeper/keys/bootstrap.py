@@ -12,7 +12,8 @@ from keykeeper.api import labels
 from keykeeper.api.models import SecretType
 from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, derive_master_key
 from keykeeper.errors import Conflict, KeykeeperError
-from keykeeper.kube.client import Kube, secret_path
+from keykeeper.kube.client import Kube
+from keykeeper.kube.paths import secret_path
 
 log = logging.getLogger("keykeeper.runtime")
 

@@ -31,7 +31,8 @@ from keykeeper.api.timestamps import rfc3339, rfc3339_micro
 from keykeeper.crypto.envelope import Binding, open_envelope, seal_envelope
 from keykeeper.crypto.sealed import SealingKeyPair, key_id_of, open_sealed
 from keykeeper.errors import Conflict, InvalidValue
-from keykeeper.kube.client import Kube, configmap_path, secret_path
+from keykeeper.kube.client import Kube
+from keykeeper.kube.paths import configmap_path, secret_path
 from keykeeper.providers.local import LocalProvider
 from keykeeper.types import Body
 

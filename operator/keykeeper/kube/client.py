@@ -1,8 +1,10 @@
 """The one place that talks to the Kubernetes API (besides kopf's watches).
 
-A thin async layer over the official client: every call runs in a worker thread,
-returns plain dicts, and maps API errors onto a few exceptions the reconciler
-understands. The benchmarks count its requests from the apiserver's audit log.
+A thin async layer: the official client only loads the configuration; requests go
+over one aiohttp session per event loop (no thread per call), return plain dicts, and
+map API errors onto the few exceptions of ``errors`` that the reconciler understands.
+Paths are built in ``kube.paths``. The benchmarks count its requests from the
+apiserver's audit log.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Any
 import aiohttp
 from kubernetes import client, config
 
-from keykeeper.api import names
 from keykeeper.errors import (
     ApiError,
     ApiUnavailable,
@@ -27,6 +28,7 @@ from keykeeper.errors import (
     KeykeeperError,
     NotFound,
 )
+from keykeeper.kube.paths import check_identity, secret_path
 from keykeeper.types import Body
 
 __all__ = ["ApiUnavailable", "Conflict", "Forbidden", "Kube", "NotFound"]
@@ -250,54 +252,3 @@ def _translate(status: int, data: bytes, method: str, path: str) -> KeykeeperErr
     if status == 429 or status >= 500:
         return ApiUnavailable(text)
     return ApiError(text)
-
-
-def _segment(text: str) -> str:
-    """A checked name, percent-encoded so that no character of it can act as a separator."""
-    return urllib.parse.quote(text, safe="")
-
-
-def secret_path(namespace: str, name: str | None = None) -> str:
-    """``/api/v1/namespaces/{ns}/secrets[/{name}]``, refusing anything that is not a name."""
-    base = f"/api/v1/namespaces/{_segment(names.namespace(namespace))}/secrets"
-    return base if name is None else f"{base}/{_segment(names.object_name(name))}"
-
-
-def configmap_path(namespace: str, name: str | None = None) -> str:
-    base = f"/api/v1/namespaces/{_segment(names.namespace(namespace))}/configmaps"
-    return base if name is None else f"{base}/{_segment(names.object_name(name))}"
-
-
-def workloads_path(namespace: str, kind: str, name: str | None = None) -> str:
-    """``/apis/apps/v1/namespaces/{ns}/{deployments|statefulsets|daemonsets}[/{name}]``."""
-    if kind not in ("deployments", "statefulsets", "daemonsets"):
-        raise ValueError(f"not a workload kind: {kind}")
-    base = f"/apis/apps/v1/namespaces/{_segment(names.namespace(namespace))}/{kind}"
-    return base if name is None else f"{base}/{_segment(names.object_name(name))}"
-
-
-def events_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{_segment(names.namespace(namespace))}/events"
-
-
-def apikey_path(namespace: str, name: str | None = None, status: bool = False) -> str:
-    base = f"/apis/keykeeper.dev/v1alpha1/namespaces/{_segment(names.namespace(namespace))}/apikeys"
-    path = base if name is None else f"{base}/{_segment(names.object_name(name))}"
-    return path + "/status" if status else path
-
-
-def keypolicy_path(name: str | None = None, status: bool = False) -> str:
-    base = "/apis/keykeeper.dev/v1alpha1/keypolicies"
-    path = base if name is None else f"{base}/{_segment(names.object_name(name))}"
-    return path + "/status" if status else path
-
-
-def check_identity(body: Body, namespace: str, name: str) -> Body:
-    """The object the API returned is the one asked for (never trust a path alone)."""
-    meta = body.get("metadata") or {}
-    if meta.get("namespace", "") != namespace or meta.get("name") != name:
-        raise KeykeeperError(
-            f"asked for {namespace}/{name}, the API returned "
-            f"{meta.get('namespace')}/{meta.get('name')}"
-        )
-    return body

@@ -25,8 +25,9 @@ from keykeeper.controllers.keypolicy import reconcile_policy
 from keykeeper.crypto.kdf import MasterKey
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.sealing import SealingKeys
-from keykeeper.kube.client import Kube, keypolicy_path
+from keykeeper.kube.client import Kube
 from keykeeper.kube.credentials import credentials_reader
+from keykeeper.kube.paths import keypolicy_path
 from keykeeper.kube.world import World
 from keykeeper.providers import registry
 from keykeeper.providers.cache import ProviderCache

@@ -39,6 +39,7 @@ from typing import Any
 from keykeeper.api.timestamps import rfc3339_micro as _micro
 from keykeeper.errors import Conflict, KeykeeperError, NotFound, NotLeading
 from keykeeper.kube.client import Kube
+from keykeeper.kube.paths import lease_path
 from keykeeper.types import Body
 
 log = logging.getLogger("keykeeper.leadership")
@@ -57,11 +58,6 @@ class Durations:
     def __post_init__(self) -> None:
         if not 0 < self.retry_period < self.renew_deadline < self.lease:
             raise ValueError("leader election needs retry period < renew deadline < lease")
-
-
-def lease_path(namespace: str, name: str | None = None) -> str:
-    base = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
-    return f"{base}/{name}" if name else base
 
 
 class Elector:

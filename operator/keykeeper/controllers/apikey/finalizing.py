@@ -21,7 +21,8 @@ from keykeeper.controllers.apikey.versions import VersionKeeper
 from keykeeper.core import store
 from keykeeper.core.plan import Held
 from keykeeper.errors import ProviderError
-from keykeeper.kube.client import Kube, NotFound, apikey_path, secret_path
+from keykeeper.kube.client import Kube, NotFound
+from keykeeper.kube.paths import apikey_path, secret_path
 from keykeeper.kube.world import World
 from keykeeper.types import Body, KeyRef
 

@@ -25,8 +25,9 @@ from keykeeper.core.status import TargetResult
 from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import KeykeeperError, ProviderError
 from keykeeper.keys.keyring import Keyring
-from keykeeper.kube.client import Conflict, Kube, secret_path
+from keykeeper.kube.client import Conflict, Kube
 from keykeeper.kube.echoes import SecretSignature
+from keykeeper.kube.paths import secret_path
 from keykeeper.kube.world import World
 from keykeeper.providers import KeyProvider
 from keykeeper.types import Body, KeyRef

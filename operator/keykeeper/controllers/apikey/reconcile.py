@@ -50,7 +50,8 @@ from keykeeper.core.store import facts
 from keykeeper.errors import IntegrityError, ProviderError, SpecError
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.sealing import SealingKeys
-from keykeeper.kube.client import Conflict, Kube, apikey_path, check_identity
+from keykeeper.kube.client import Conflict, Kube
+from keykeeper.kube.paths import apikey_path, check_identity
 from keykeeper.kube.world import World
 from keykeeper.providers.cache import ProviderCache
 from keykeeper.types import Body, KeyRef

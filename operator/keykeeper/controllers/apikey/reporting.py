@@ -21,7 +21,8 @@ from keykeeper.controllers.apikey.run import Run
 from keykeeper.core import lifecycle, store
 from keykeeper.core.narration import narrate
 from keykeeper.core.status import compose, mark_withdrawn
-from keykeeper.kube.client import Kube, apikey_path
+from keykeeper.kube.client import Kube
+from keykeeper.kube.paths import apikey_path
 from keykeeper.kube.world import World
 from keykeeper.types import Body
 

@@ -25,7 +25,8 @@ from collections.abc import Iterable
 from keykeeper.api.reasons import EventType, Reason
 from keykeeper.controllers.apikey.run import Run
 from keykeeper.errors import KeykeeperError
-from keykeeper.kube.client import Kube, workloads_path
+from keykeeper.kube.client import Kube
+from keykeeper.kube.paths import workloads_path
 from keykeeper.types import Body
 
 log = logging.getLogger("keykeeper.restarts")

@@ -24,7 +24,8 @@ from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import IntegrityError
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.sealing import SealingKeys
-from keykeeper.kube.client import Kube, secret_path
+from keykeeper.kube.client import Kube
+from keykeeper.kube.paths import secret_path
 from keykeeper.providers import KeyProvider
 from keykeeper.providers.cache import ProviderCache
 from keykeeper.types import KeyRef
