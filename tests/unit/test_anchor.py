@@ -41,8 +41,9 @@ def test_a_restart_with_an_anchored_head_writes_nothing(tmp_path: Path) -> None:
 def test_a_new_leader_continues_the_chain_after_another_replicas_anchor(tmp_path: Path) -> None:
     """Two replicas, two files: b's log goes on from a's anchored head with a handoff
     record, and b's own file still verifies."""
+    from keykeeper.api.reasons import Reason
     from keykeeper.audit.anchor import read
-    from keykeeper.audit.log import HANDOFF, verify
+    from keykeeper.audit.chain import verify
 
     kube = FakeKube()
     a_log = AuditLog(tmp_path / "a.jsonl", KEY, fsync=False)
@@ -63,7 +64,7 @@ def test_a_new_leader_continues_the_chain_after_another_replicas_anchor(tmp_path
     asyncio.run(go())
     records = [json.loads(line) for line in b_log.path.read_text().splitlines()]
     handoff = records[1]
-    assert handoff["action"] == HANDOFF
+    assert handoff["action"] == Reason.AUDIT_HANDOFF
     assert handoff["seq"] == 6, "the next number after a's anchored record 5"
     assert handoff["prev"] == records[0]["mac"], "b's own file stays linked"
     assert "record 5" in handoff["detail"] and "pod-a" in handoff["detail"]
@@ -75,7 +76,7 @@ def test_a_new_leader_continues_the_chain_after_another_replicas_anchor(tmp_path
 
 
 def test_a_forged_writer_on_the_anchor_breaks_its_seal(tmp_path: Path) -> None:
-    from keykeeper.audit.log import Anchor
+    from keykeeper.audit.chain import Anchor
 
     sealed = Anchor.of(KEY, 5, "f" * 64, writer="pod-a")
     assert sealed.authentic(KEY)
@@ -84,7 +85,7 @@ def test_a_forged_writer_on_the_anchor_breaks_its_seal(tmp_path: Path) -> None:
 
 
 def test_only_a_handoff_may_jump_and_only_forward(tmp_path: Path) -> None:
-    from keykeeper.audit.log import Anchor, verify
+    from keykeeper.audit.chain import Anchor, verify
 
     log = AuditLog(tmp_path / "x.jsonl", KEY, fsync=False)
     log.append("Created", name="k")
@@ -103,7 +104,7 @@ def test_only_a_handoff_may_jump_and_only_forward(tmp_path: Path) -> None:
 def test_records_are_mirrored_to_stdout_as_json_lines(tmp_path: Path) -> None:
     import io
 
-    from keykeeper.audit.log import verify
+    from keykeeper.audit.chain import verify
 
     out = io.StringIO()
     log = AuditLog(tmp_path / "m.jsonl", KEY, fsync=False, mirror=out)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from keykeeper.audit.log import AuditLog, verify
+from keykeeper.audit.chain import verify
+from keykeeper.audit.log import AuditLog
 
 KEY = b"k" * 32
 
@@ -82,7 +83,9 @@ def test_another_key_cannot_verify(log: Path) -> None:
 
 # -- loss is detected: the anchor, the tail, the write ------------------------------------------
 
-from keykeeper.audit.log import GAP, Anchor, AuditWriteError  # noqa: E402
+from keykeeper.api.reasons import Reason  # noqa: E402
+from keykeeper.audit.chain import Anchor  # noqa: E402
+from keykeeper.errors import AuditWriteError  # noqa: E402
 
 
 def head_anchor(path: Path) -> Anchor:
@@ -128,7 +131,7 @@ def test_a_torn_tail_is_quarantined_and_the_chain_goes_on(log: Path) -> None:
     audit = AuditLog(log, KEY)
     audit.append("Projected", detail="after the crash")
     records = [json.loads(line) for line in lines(log)]
-    assert [r["action"] for r in records[-2:]] == [GAP, "Projected"]
+    assert [r["action"] for r in records[-2:]] == [Reason.AUDIT_GAP, "Projected"]
     assert verify(lines(log), KEY).ok
     quarantined = list(log.parent.glob("audit.jsonl.quarantined-*"))
     assert len(quarantined) == 1
@@ -142,7 +145,10 @@ def test_an_altered_tail_is_not_trusted(log: Path) -> None:
     AuditLog(log, KEY).append("Projected")
     records = [json.loads(line) for line in lines(log)]
     # the chain continues from the last record that verifies, with the gap said
-    assert [(r["seq"], r["action"]) for r in records[-2:]] == [(5, GAP), (6, "Projected")]
+    assert [(r["seq"], r["action"]) for r in records[-2:]] == [
+        (5, Reason.AUDIT_GAP),
+        (6, "Projected"),
+    ]
     assert verify(lines(log), KEY).ok
 
 

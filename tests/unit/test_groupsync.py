@@ -7,8 +7,9 @@ import asyncio
 import threading
 from pathlib import Path
 
+from keykeeper.audit.chain import verify
 from keykeeper.audit.groupsync import GroupSync
-from keykeeper.audit.log import AuditLog, verify
+from keykeeper.audit.log import AuditLog
 from keykeeper.errors import AuditWriteError
 
 KEY = b"k" * 32

@@ -6,8 +6,9 @@ import asyncio
 import json
 from pathlib import Path
 
+from keykeeper.audit.chain import verify
 from keykeeper.audit.journal import Journal, Told, summarize
-from keykeeper.audit.log import AuditLog, verify
+from keykeeper.audit.log import AuditLog
 from keykeeper.core import store
 from keykeeper.core.narration import Entry
 

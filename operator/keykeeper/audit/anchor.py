@@ -20,7 +20,9 @@ import asyncio
 import logging
 
 from keykeeper.api import labels
-from keykeeper.audit.log import GAP, Anchor, AuditLog, find
+from keykeeper.api.reasons import Reason
+from keykeeper.audit.chain import Anchor, find
+from keykeeper.audit.log import AuditLog
 from keykeeper.kube.client import Conflict, Kube
 from keykeeper.kube.paths import secret_path
 from keykeeper.types import Body
@@ -88,7 +90,7 @@ class Anchorer:
                 return
             problem = f"record {anchor.seq} is not the anchored one (the log was replaced)"
         log.warning("audit log %s: %s", self._audit.path, problem)
-        self._audit.append(GAP, detail=problem)
+        self._audit.append(Reason.AUDIT_GAP, detail=problem)
 
     async def anchor(self) -> None:
         """Write the head if it moved since the last anchor."""

@@ -7,18 +7,18 @@ Events expire (an hour by default), so every action also appends one line::
      "fingerprint": "hmac-sha256:...", "detail": "payments-api/stripe-api-key",
      "prev": "<mac of record 6>", "mac": "<hex HMAC-SHA256>"}
 
-``mac = HMAC(audit key, canonical JSON of the record without "mac")``, canonical
-meaning sorted keys, no spaces, UTF-8. Each record names the MAC of the one before
-(``prev``; 64 zeros for the first), so removing, reordering, inserting or editing a
-record breaks the chain at that point, and only the holder of the audit key (a
-subkey of the master key) can write a valid record. Records carry fingerprints,
+``mac = HMAC(audit key, canonical JSON of the record without "mac")`` (``audit.chain``).
+Each record names the MAC of the one before (``prev``; 64 zeros for the first), so
+removing, reordering, inserting or editing a record breaks the chain at that point,
+and only the holder of the audit key (a subkey of the master key) can write a valid
+record. Records carry fingerprints,
 never values.
 
 The chain alone cannot tell a log whose newest records were dropped (or that was
 emptied) from a shorter one. So the head (seq and MAC of the last record) is anchored
-outside the file, in the cluster (``keykeeper.audit.anchor``), regularly and at shutdown;
-``verify`` with it reports truncation, rollback and emptying (records newer than the
-last anchor can still be dropped unseen).
+outside the file, in the cluster (``audit.anchor``), regularly and at shutdown;
+``chain.verify`` with it reports truncation, rollback and emptying (records newer
+than the last anchor can still be dropped unseen).
 
 With several replicas each leader writes its own file (its own volume). The anchor
 names the replica that wrote it; a new leader whose file does not hold the anchored
@@ -32,80 +32,20 @@ a log shipper: the same bytes, verifiable with the same key."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import logging
 import os
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from keykeeper.api.reasons import Reason
+from keykeeper.audit.chain import GENESIS, Anchor, canonical, mac_of, parse_record
 from keykeeper.audit.groupsync import GroupSync
 from keykeeper.errors import AuditWriteError
 
-__all__ = ["GAP", "HANDOFF", "Anchor", "AuditLog", "AuditWriteError", "mac_of"]
-
-GENESIS = "0" * 64
-GENESIS_SEQ = 0
-GAP = Reason.AUDIT_GAP
-HANDOFF = Reason.AUDIT_HANDOFF
 log = logging.getLogger("keykeeper.audit")
-FIELDS = (
-    "seq",
-    "ts",
-    "action",
-    "namespace",
-    "name",
-    "uid",
-    "version",
-    "kmsKeyId",
-    "fingerprint",
-    "detail",
-    "prev",
-)
-
-
-def _canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def mac_of(key: bytes, record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "mac"}
-    return hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """The log's head as last recorded outside the file (in the cluster).
-
-    ``mac`` is the head record's MAC; ``seal`` is an HMAC over the anchor itself, so
-    someone who may write the anchor's Secret but lacks the audit key cannot forge one.
-    """
-
-    seq: int
-    mac: str
-    seal: str = ""
-    writer: str = ""  # the replica whose file holds record ``seq`` ("" before HA)
-
-    @classmethod
-    def of(cls, key: bytes, seq: int, mac: str, writer: str = "") -> Anchor:
-        return cls(seq, mac, _anchor_seal(key, seq, mac, writer), writer)
-
-    def authentic(self, key: bytes) -> bool:
-        return hmac.compare_digest(self.seal, _anchor_seal(key, self.seq, self.mac, self.writer))
-
-
-def _anchor_seal(key: bytes, seq: int, mac: str, writer: str = "") -> str:
-    anchored: dict[str, Any] = {"seq": seq, "mac": mac}
-    if writer:
-        anchored["writer"] = writer
-    body = _canonical({"anchor": anchored})
-    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 class AuditLog:
@@ -129,11 +69,11 @@ class AuditLog:
         self._lock = threading.Lock()
         self.durable = GroupSync(self._datasync, lambda: self._seq)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._seq, self._prev = GENESIS_SEQ, GENESIS
+        self._seq, self._prev = 0, GENESIS
         quarantined = self._recover()
         if quarantined is not None:
             self.append(
-                GAP,
+                Reason.AUDIT_GAP,
                 detail=f"a torn or unverifiable tail ({quarantined[1]} bytes) was moved to "
                 f"{quarantined[0].name}",
             )
@@ -164,7 +104,7 @@ class AuditLog:
             start = data.rfind(b"\n", 0, end - 1) + 1
             line = data[start:end].strip()
             if line:
-                record = _parse(line)
+                record = parse_record(line)
                 if record is not None and hmac.compare_digest(
                     str(record["mac"]), mac_of(self._key, record)
                 ):
@@ -223,7 +163,7 @@ class AuditLog:
                 "prev": self._prev,
             }
             record["mac"] = mac_of(self._key, record)
-            line = _canonical(record) + b"\n"
+            line = canonical(record) + b"\n"
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
@@ -247,100 +187,4 @@ class AuditLog:
     def continue_from(self, anchor: Anchor, detail: str) -> dict[str, Any]:
         """Continue the cluster's chain after another replica's anchored head."""
         seq = max(self.head()[0], anchor.seq) + 1
-        return self.append(HANDOFF, detail=detail, seq=seq)
-
-
-def _parse(line: bytes) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(record, dict) or "mac" not in record or "seq" not in record:
-        return None
-    return record
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool
-    records: int
-    line: int | None = None
-    problem: str = ""
-
-    def __str__(self) -> str:
-        if self.ok:
-            return f"OK: {self.records} records, chain intact"
-        where = f" at line {self.line}" if self.line is not None else ""
-        return f"BROKEN{where}: {self.problem} ({self.records} records verified before it)"
-
-
-def find(path: Path, seq: int) -> dict[str, Any] | None:
-    """The record with sequence number ``seq`` in the log at ``path``, if it is there."""
-    if not path.exists():
-        return None
-    with path.open("rb") as handle:
-        for line in handle:
-            record = _parse(line.strip()) if line.strip() else None
-            if record is not None and record.get("seq") == seq:
-                return record
-    return None
-
-
-def verify(lines: Iterable[bytes | str], key: bytes, anchor: Anchor | None = None) -> Verdict:
-    """Check every record's MAC, its link to the one before, and the sequence numbers;
-    with ``anchor``, also that the log still reaches the anchored head (so dropped
-    newest records, a rollback or an emptied file are caught)."""
-    prev, seq, count = GENESIS, 0, 0
-    for number, raw in enumerate(lines, start=1):
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-            if not isinstance(record, dict) or "mac" not in record:
-                raise ValueError("not an audit record")
-        except ValueError:
-            return Verdict(False, count, number, "the line is not an audit record")
-        if not hmac.compare_digest(str(record["mac"]), mac_of(key, record)):
-            return Verdict(
-                False,
-                count,
-                number,
-                f"record seq={record.get('seq')} was altered "
-                "(its MAC does not match; or the audit key is not this log's)",
-            )
-        if record.get("prev") != prev:
-            return Verdict(
-                False,
-                count,
-                number,
-                f"record seq={record.get('seq')} does not follow "
-                "the record before it (a record is missing, reordered or inserted)",
-            )
-        handoff = record.get("action") == HANDOFF and isinstance(record.get("seq"), int)
-        if record.get("seq") != seq + 1 and not (handoff and record["seq"] > seq):
-            return Verdict(
-                False, count, number, f"sequence jumps from {seq} to {record.get('seq')}"
-            )
-        prev, seq, count = str(record["mac"]), int(record["seq"]), count + 1
-        if anchor is not None and seq == anchor.seq and prev != anchor.mac:
-            return Verdict(
-                False,
-                count,
-                number,
-                f"record seq={seq} is not the anchored one (the log was rolled back or replaced)",
-            )
-    if anchor is not None:
-        if not anchor.authentic(key):
-            return Verdict(
-                False, count, None, "the anchor is not authentic (forged or another key)"
-            )
-        if seq < anchor.seq:
-            return Verdict(
-                False,
-                count,
-                None,
-                f"the log ends at seq={seq} but seq={anchor.seq} was anchored: "
-                f"{anchor.seq - seq} newest records are missing (truncated or emptied)",
-            )
-    return Verdict(True, count)
+        return self.append(Reason.AUDIT_HANDOFF, detail=detail, seq=seq)

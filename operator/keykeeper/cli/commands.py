@@ -202,7 +202,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     import json
 
     from keykeeper.audit import anchor
-    from keykeeper.audit.log import verify
+    from keykeeper.audit.chain import verify
     from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, Purpose, derive_master_key
 
     cluster = _ClusterReader(args.namespace, args.kubeconfig, args.context)
