@@ -26,11 +26,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from keykeeper.api import labels
-from keykeeper.api.models import PROJECTING_PHASES, ApiKeySpec, KeyPolicySpec, Kms, Phase
+from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Kms, Phase
 from keykeeper.api.reasons import Reason
 from keykeeper.audit.events import EventSink
 from keykeeper.audit.log import AuditLog
 from keykeeper.controllers.apikey.finalizing import Finalizer
+from keykeeper.controllers.apikey.gathering import Gatherer, desired
 from keykeeper.controllers.apikey.projecting import (
     LazyProvider,
     Projector,
@@ -41,10 +42,9 @@ from keykeeper.controllers.apikey.projecting import (
 from keykeeper.controllers.apikey.reporting import Reporter
 from keykeeper.controllers.apikey.restarts import Restarter
 from keykeeper.controllers.apikey.run import SOURCE_RETRY, Run, provider_backoff, ready
-from keykeeper.controllers.apikey.sources import SourceMissing
+from keykeeper.controllers.apikey.sources import SourceMissing, Sources
 from keykeeper.controllers.apikey.versions import VersionKeeper
-from keykeeper.core import authz, lifecycle, plan, projection, store
-from keykeeper.core.authz import Decision, KeyContext, NamespaceInfo, Target
+from keykeeper.core import authz, lifecycle, plan, store
 from keykeeper.core.intent import intent_of, rules_of
 from keykeeper.core.store import facts
 from keykeeper.errors import IntegrityError, ProviderError, SpecError
@@ -74,11 +74,13 @@ class Reconciler:
     ) -> None:
         self.kube, self.world, self.keyring, self.providers = kube, world, keyring, providers
         self.namespace, self.clock, self.audit = namespace, clock, audit
-        self.keeper = VersionKeeper(kube, keyring, providers, sealing, namespace, clock)
+        sources = Sources(kube, keyring, sealing)
+        self.keeper = VersionKeeper(kube, keyring, providers, sources, namespace, clock)
         self.projector = Projector(kube, world, keyring)
         self.finalizer = Finalizer(kube, world, self.keeper, self.projector, audit, namespace)
         self.reporter = Reporter(kube, world, sink, clock)
         self.restarter = Restarter(kube)
+        self.gather = Gatherer(world, namespace)
         self.policy_changed: Callable[[str], None] | None = None
         self.provider_failures: dict[KeyRef, int] = {}  # consecutive, per key
 
@@ -87,12 +89,12 @@ class Reconciler:
         if body is None:
             self.world.drop_key(ref)
             await self.projector.withdraw(
-                Run(ref, {"metadata": {"uid": ""}}, audit=self.audit), self._held(ref)
+                Run(ref, {"metadata": {"uid": ""}}, audit=self.audit), self.gather.held(ref)
             )
             return None
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
-            await self.finalizer.finalize(ref, body, self._held(ref))
+            await self.finalizer.finalize(ref, body, self.gather.held(ref))
             return None
         body, added = await self._with_finalizer(ref, body)
         run = Run(ref, body, audit=self.audit, new_key=added and not body.get("status"))
@@ -149,7 +151,7 @@ class Reconciler:
             spec = self.world.spec_of(run.body)
         except SpecError as exc:
             run.fail(exc)
-            await self.projector.withdraw(run, self._held(run.ref))
+            await self.projector.withdraw(run, self.gather.held(run.ref))
             return None
         view = self.world.policies.get(spec.policy)
         policy = view.spec if view else None
@@ -158,7 +160,7 @@ class Reconciler:
             run.ready = ready("False", Reason.POLICY_NOT_FOUND, why)
             await self._deny_all(run, spec, None)
             return None
-        if not authz.admits_source(self._context(run.ref, Phase.GENERATED), policy):
+        if not authz.admits_source(self.gather.context(run.ref, Phase.GENERATED), policy):
             run.ready = ready(
                 "False",
                 Reason.SOURCE_NOT_ALLOWED,
@@ -228,11 +230,13 @@ class Reconciler:
     async def _enforce(
         self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec, phase: Phase, stored: store.Store
     ) -> None:
-        await self.projector.withdraw(run, self._plan(run, spec, policy, phase, stored).withdraw)
+        await self.projector.withdraw(
+            run, self.gather.targets(run, spec, policy, phase, stored).withdraw
+        )
 
     async def _deny_all(self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec | None) -> None:
-        decisions = self._decisions(run.ref, spec, policy, Phase.GENERATED)
-        planned = plan.make(decisions, self._held(run.ref))
+        decisions = self.gather.decisions(run.ref, spec, policy, Phase.GENERATED)
+        planned = plan.make(decisions, self.gather.held(run.ref))
         await self.projector.withdraw(run, planned.withdraw)
         run.results = [denied(d) for d in planned.deny]
 
@@ -245,7 +249,7 @@ class Reconciler:
         stored: store.Store,
         providers: LazyProvider,
     ) -> None:
-        planned = self._plan(run, spec, policy, phase, stored)
+        planned = self.gather.targets(run, spec, policy, phase, stored)
         await self.projector.withdraw(run, planned.withdraw)
         run.results = [denied(d) for d in planned.deny]
         for target in planned.keep:
@@ -257,7 +261,7 @@ class Reconciler:
         # a key's targets are written at once (their audit records share one sync)
         run.results += await asyncio.gather(
             *(
-                self.projector.write(run, self._desired(target, stored, phase), stored, values)
+                self.projector.write(run, desired(target, stored, phase), stored, values)
                 for target in planned.write
             )
         )
@@ -277,51 +281,6 @@ class Reconciler:
     def _note_kms(self, ref: KeyRef, policy: str, stale: bool) -> None:
         if self.world.note_kms(ref, policy, stale) and self.policy_changed is not None:
             self.policy_changed(policy)  # its status counts the keys still to re-wrap
-
-    # -- gathering for the pure plan -------------------------------------------------------------
-
-    def _context(self, ref: KeyRef, phase: Phase) -> KeyContext:
-        own = self.world.namespaces.get(ref[0], NamespaceInfo(ref[0]))
-        return KeyContext(own, phase, frozenset({self.namespace}))
-
-    def _decisions(
-        self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec | None, phase: Phase
-    ) -> list[tuple[Target, Decision]]:
-        context = self._context(ref, phase)
-        return authz.plan(context, spec, ref[1], policy, self.world.namespaces)
-
-    def _held(self, ref: KeyRef) -> list[plan.Held]:
-        return [plan.Held(s.namespace, s.name, s.uid) for s in self.world.secrets_of(ref)]
-
-    def _desired(self, target: Target, stored: store.Store, phase: Phase) -> projection.Desired:
-        current = stored.current
-        assert current is not None  # a projecting phase has a current version
-        previous = stored.previous if phase is Phase.ROTATED else None
-        return projection.Desired(
-            target,
-            current.version,
-            current.fingerprint,
-            previous.version if previous else None,
-            previous.fingerprint if previous else None,
-        )
-
-    def _plan(
-        self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec, phase: Phase, stored: store.Store
-    ) -> plan.Plan:
-        if phase in PROJECTING_PHASES and stored.current is None:
-            phase = Phase.GENERATED  # nothing to project yet
-        decisions = self._decisions(run.ref, spec, policy, phase)
-        synced, taken = set(), set()
-        for target, decision in decisions:
-            slot = (target.namespace, target.secret_name)
-            there = self.world.projected.get(slot)
-            if there is None or not decision.allowed:
-                continue
-            if there.owner != run.ref:
-                taken.add(slot)
-            elif projection.in_sync(self._desired(target, stored, phase), there, run.ref, run.uid):
-                synced.add(slot)
-        return plan.make(decisions, self._held(run.ref), frozenset(synced), frozenset(taken))
 
 
 def _kms_json(policy: KeyPolicySpec) -> dict[str, object]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Kms
@@ -23,7 +23,6 @@ from keykeeper.core import lifecycle, store
 from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import IntegrityError
 from keykeeper.keys.keyring import Keyring
-from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import secret_path
 from keykeeper.providers import KeyProvider
@@ -36,13 +35,9 @@ class VersionKeeper:
     kube: Kube
     keyring: Keyring
     providers: ProviderCache
-    sealing: SealingKeys
+    sources: Sources
     namespace: str
     clock: Callable[[], datetime]
-    sources: Sources = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.sources = Sources(self.kube, self.keyring, self.sealing)
 
     # -- reading ---------------------------------------------------------------------------------
 
