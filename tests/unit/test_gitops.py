@@ -12,6 +12,7 @@ import yaml
 
 from keykeeper.cli import commands as cli
 from keykeeper.cli import seal as gitops
+from keykeeper.cli.cluster import CommandError
 from keykeeper.crypto.sealed import SealingKeyPair, open_sealed
 
 PAIR = SealingKeyPair.generate()
@@ -118,7 +119,7 @@ def test_a_configmap_that_names_another_key_is_refused() -> None:
         "keyId": other.key_id,
         "fingerprint": other.fingerprint,
     }
-    with pytest.raises(gitops.CommandError, match="another key"):
+    with pytest.raises(CommandError, match="another key"):
         gitops.from_configmap(data)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from keykeeper import __version__
+from keykeeper.cli.cluster import CommandError, UserCluster
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,53 +29,47 @@ def main(argv: list[str] | None = None) -> int:
         from keykeeper.runtime.main import run_operator
 
         return run_operator(args)
-    if args.command == "audit" and args.audit_command == "verify":
-        try:
-            return _audit_verify(args)
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"keykeeper audit verify: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-    if args.command in ("cert", "seal"):
-        return _gitops(args)
     if args.command == "completion":
         sys.stdout.write(_completion(parser))
         return 0
-    from keykeeper.cli import day2
-    from keykeeper.cli import seal as gitops
-
-    try:
-        sys.stdout.write(day2.run(args))
-    except gitops.CommandError as exc:
-        print(f"keykeeper {args.command}: {exc}", file=sys.stderr)
+    try:  # the one error path of every command: one line on stderr, exit 1
+        return _dispatch(args)
+    except (CommandError, OSError) as exc:
+        name = "audit verify" if args.command == "audit" else args.command
+        print(f"keykeeper {name}: {exc}", file=sys.stderr)
         return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "audit":
+        return _audit_verify(args)
+    cluster = UserCluster(args.kubeconfig, args.context)
+    if args.command in ("cert", "seal"):
+        return _gitops(args, cluster)
+    from keykeeper.cli import day2
+
+    sys.stdout.write(day2.run(args, cluster))
     return 0
-    parser.error("unknown command")
-    return 2
 
 
-def _gitops(args: argparse.Namespace) -> int:
+def _gitops(args: argparse.Namespace, cluster: UserCluster) -> int:
     from keykeeper.cli import seal as gitops
     from keykeeper.keys import sealing
 
     def fetch() -> object:
-        reader = _ClusterReader(args.operator_namespace, args.kubeconfig, args.context)
-        return gitops.from_configmap(reader.configmap(sealing.SEALING_PUBLIC))
+        found = cluster.configmap(args.operator_namespace, sealing.SEALING_PUBLIC)
+        return gitops.from_configmap(found)
 
-    try:
-        if args.command == "cert" and args.rotate:
-            reader = _ClusterReader(args.operator_namespace, args.kubeconfig, args.context)
-            key = _renewed(reader, gitops.from_configmap(reader.configmap(sealing.SEALING_PUBLIC)))
-            sys.stdout.write(gitops.to_pem(key))
-            print(f"renewed; fingerprint: {key.fingerprint}", file=sys.stderr)
-        elif args.command == "cert":
-            key = gitops.pinned(fetch(), args.expect_fingerprint)  # type: ignore[arg-type]
-            sys.stdout.write(gitops.to_pem(key))
-            print(f"fingerprint: {key.fingerprint}", file=sys.stderr)
-        else:
-            sys.stdout.write(gitops.seal_command(args, fetch))
-    except (gitops.CommandError, OSError) as exc:
-        print(f"keykeeper {args.command}: {exc}", file=sys.stderr)
-        return 1
+    if args.command == "cert" and args.rotate:
+        key = _renewed(cluster, args.operator_namespace, fetch())
+        sys.stdout.write(gitops.to_pem(key))
+        print(f"renewed; fingerprint: {key.fingerprint}", file=sys.stderr)
+    elif args.command == "cert":
+        key = gitops.pinned(fetch(), args.expect_fingerprint)  # type: ignore[arg-type]
+        sys.stdout.write(gitops.to_pem(key))
+        print(f"fingerprint: {key.fingerprint}", file=sys.stderr)
+    else:
+        sys.stdout.write(gitops.seal_command(args, fetch))
     return 0
 
 
@@ -123,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _renewed(reader: _ClusterReader, before: Any) -> Any:
+def _renewed(cluster: UserCluster, namespace: str, before: Any) -> Any:
     """Ask the operator for a new sealing key (an annotation on the public ConfigMap) and
     wait until it is published."""
     import time
@@ -134,14 +129,14 @@ def _renewed(reader: _ClusterReader, before: Any) -> Any:
     from keykeeper.keys import sealing
 
     now = rfc3339_micro(datetime.now(UTC))
-    reader.annotate_configmap(sealing.SEALING_PUBLIC, {sealing.RENEW_REQUESTED: now})
+    cluster.annotate_configmap(namespace, sealing.SEALING_PUBLIC, {sealing.RENEW_REQUESTED: now})
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
-        key = gitops.from_configmap(reader.configmap(sealing.SEALING_PUBLIC))
+        key = gitops.from_configmap(cluster.configmap(namespace, sealing.SEALING_PUBLIC))
         if key != before:
             return key
         time.sleep(1.0)
-    raise gitops.CommandError("no new sealing key after 150 s: is keykeeper running?")
+    raise CommandError("no new sealing key after 150 s: is keykeeper running?")
 
 
 def _add_audit(commands: Any) -> None:
@@ -199,102 +194,41 @@ def _completion(parser: argparse.ArgumentParser) -> str:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+
+    try:
+        return _verify(args, UserCluster(args.kubeconfig, args.context))
+    except (ValueError, KeyError) as exc:  # a malformed key, anchor or log
+        raise CommandError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _verify(args: argparse.Namespace, cluster: UserCluster) -> int:
     import json
 
     from keykeeper.audit import anchor
     from keykeeper.audit.chain import verify
     from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, Purpose, derive_master_key
 
-    cluster = _ClusterReader(args.namespace, args.kubeconfig, args.context)
     if args.master_key_file:
         master = MasterKey(base64.b64decode(args.master_key_file.read_text().strip()))
     elif args.passphrase_file:
-        kdf = args.kdf or cluster.data(args.secret).get("kdf", b"").decode()
+        kdf = args.kdf or cluster.secret_data(args.namespace, args.secret).get("kdf", b"").decode()
         master = derive_master_key(
             args.passphrase_file.read_text().strip(), PassphraseKdf.decode(kdf)
         )
     else:
-        master = MasterKey(cluster.data(args.secret)["master-key"])
+        master = MasterKey(cluster.secret_data(args.namespace, args.secret)["master-key"])
     key = master.subkey(Purpose.AUDIT_MAC)
     found = None
     if args.anchor_file:
         found = anchor.parse(json.loads(args.anchor_file.read_text()))
     elif not args.no_anchor:
-        found = anchor.parse(cluster.body(anchor.ANCHOR_SECRET))
+        found = anchor.parse(cluster.secret(args.namespace, anchor.ANCHOR_SECRET))
         if found is None:
             print("note: no anchor in the cluster; checking the chain only", file=sys.stderr)
     with args.log.open("rb") as handle:
         verdict = verify(handle, key, found)
     print(verdict)
     return 0 if verdict.ok else 1
-
-
-class _ClusterReader:
-    """Objects of the operator's namespace, read with the user's kubeconfig on demand."""
-
-    def __init__(
-        self, namespace: str, kubeconfig: str | None = None, context: str | None = None
-    ) -> None:
-        self.namespace, self.kubeconfig, self.context = namespace, kubeconfig, context
-
-    def _api(self) -> object:
-        from keykeeper.kube.client import load_client
-
-        return load_client(self.kubeconfig, self.context)
-
-    def annotate_configmap(self, name: str, annotations: dict[str, str]) -> None:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        from keykeeper.cli import seal as gitops
-
-        try:
-            client.CoreV1Api(self._api()).patch_namespaced_config_map(
-                name, self.namespace, {"metadata": {"annotations": annotations}}
-            )
-        except ApiException as exc:
-            why = {403: "forbidden", 404: "not found"}.get(exc.status, str(exc.reason))
-            raise gitops.CommandError(
-                f"cannot ask for a renewal on ConfigMap {self.namespace}/{name}: {why}"
-            ) from None
-
-    def configmap(self, name: str) -> dict[str, str]:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        from keykeeper.cli import seal as gitops
-
-        try:
-            found = client.CoreV1Api(self._api()).read_namespaced_config_map(name, self.namespace)
-        except ApiException as exc:
-            why = {401: "not logged in", 403: "forbidden", 404: "not found"}.get(exc.status, "")
-            raise gitops.CommandError(
-                f"cannot read ConfigMap {self.namespace}/{name}: {exc.status} {why}".strip()
-            ) from None
-        except Exception as exc:  # no cluster, bad kubeconfig: one clear line
-            raise gitops.CommandError(
-                f"cannot reach the cluster: {type(exc).__name__}: {exc}"
-            ) from None
-        return dict(found.data or {})
-
-    def body(self, name: str) -> dict[str, object] | None:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            secret = client.CoreV1Api(self._api()).read_namespaced_secret(name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        found: dict[str, object] = client.ApiClient().sanitize_for_serialization(secret)  # type: ignore[no-untyped-call]
-        return found
-
-    def data(self, name: str) -> dict[str, bytes]:
-        found = self.body(name) or {}
-        encoded = found.get("data") or {}
-        assert isinstance(encoded, dict)
-        return {k: base64.b64decode(v) for k, v in encoded.items()}
 
 
 if __name__ == "__main__":

@@ -18,87 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from keykeeper.api.models import API_VERSION, Phase, parse_apikey_spec, parse_policy_spec
+from keykeeper.api.models import Phase, parse_apikey_spec, parse_policy_spec
 from keykeeper.api.timestamps import rfc3339
-from keykeeper.cli.seal import CommandError
+from keykeeper.cli.cluster import GROUP, VERSION, CommandError, UserCluster
 from keykeeper.core import authz
 from keykeeper.errors import SpecError
 
-GROUP, VERSION = API_VERSION.split("/")
 ACTIONS = ("status", "plan", "rotate", "suspend", "reinstate", "revoke")
 
 
-class Cluster:
-    """The user's view of the cluster, errors turned into one clear line."""
-
-    def __init__(self, kubeconfig: str | None, context: str | None) -> None:
-        from kubernetes import client, config
-
-        from keykeeper.kube.client import load_client
-
-        try:
-            api = load_client(kubeconfig, context)
-            _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        except Exception as exc:  # no kubeconfig, a bad one
-            raise CommandError(f"no cluster: {type(exc).__name__}: {exc}") from None
-        self.default_namespace = (active or {}).get("context", {}).get("namespace", "default")
-        self.custom, self.core = client.CustomObjectsApi(api), client.CoreV1Api(api)
-
-    def call(self, what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return method(*args, **kwargs)
-        except ApiException as exc:
-            why = {401: "unauthorized", 403: "forbidden", 404: "not found"}.get(exc.status, "")
-            raise CommandError(f"{what}: {why or exc.reason} ({exc.status})") from None
-        except Exception as exc:  # refused connection, TLS, DNS
-            raise CommandError(f"cannot reach the cluster: {type(exc).__name__}") from None
-
-    def apikeys(self, namespace: str | None) -> list[dict[str, Any]]:
-        if namespace is None:
-            found = self.call(
-                "list ApiKeys", self.custom.list_cluster_custom_object, GROUP, VERSION, "apikeys"
-            )
-        else:
-            found = self.call(
-                f"list ApiKeys in {namespace}",
-                self.custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                "apikeys",
-            )
-        return list(found.get("items", []))
-
-    def apikey(self, namespace: str, name: str) -> dict[str, Any]:
-        return dict(
-            self.call(
-                f"ApiKey {namespace}/{name}",
-                self.custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                "apikeys",
-                name,
-            )
-        )
-
-    def patch(self, namespace: str, name: str, body: dict[str, Any]) -> None:
-        self.call(
-            f"ApiKey {namespace}/{name}",
-            self.custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            "apikeys",
-            name,
-            body,
-        )
-
-
-def run(args: argparse.Namespace) -> str:
-    cluster = Cluster(args.kubeconfig, args.context)
+def run(args: argparse.Namespace, cluster: UserCluster) -> str:
     namespace = args.namespace or cluster.default_namespace
     if args.command == "status":
         return status(cluster, None if args.all_namespaces else namespace, args.name, args.output)
@@ -127,7 +56,7 @@ def _confirm(question: str) -> bool:
     return sys.stdin.readline().strip().lower() == "yes"
 
 
-def status(cluster: Cluster, namespace: str | None, name: str | None, output: str) -> str:
+def status(cluster: UserCluster, namespace: str | None, name: str | None, output: str) -> str:
     keys = [cluster.apikey(namespace or "default", name)] if name else cluster.apikeys(namespace)
     if output in ("json", "yaml"):
         shown = keys[0] if name else {"items": keys}
@@ -151,7 +80,7 @@ def status(cluster: Cluster, namespace: str | None, name: str | None, output: st
     return _table(rows)
 
 
-def _detail(cluster: Cluster, key: dict[str, Any]) -> str:
+def _detail(cluster: UserCluster, key: dict[str, Any]) -> str:
     meta, st = key["metadata"], key.get("status") or {}
     lines = [f"ApiKey {meta['namespace']}/{meta['name']}: phase {st.get('phase', '?')}, "
              f"version {st.get('currentVersion', '-')}, next rotation "
@@ -173,7 +102,7 @@ def _detail(cluster: Cluster, key: dict[str, Any]) -> str:
     return "\n".join([*lines, _table(rows).rstrip("\n"), "Recent Events:", *tail]) + "\n"
 
 
-def plan(cluster: Cluster, namespace: str, name: str | None, filename: Path | None) -> str:
+def plan(cluster: UserCluster, namespace: str, name: str | None, filename: Path | None) -> str:
     """Each requested target and whether the live policy and namespaces allow it, and why."""
     if filename is not None:
         import yaml

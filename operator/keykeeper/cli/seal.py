@@ -27,15 +27,12 @@ from typing import Any
 
 from keykeeper.api import names
 from keykeeper.api.models import API_VERSION
+from keykeeper.cli.cluster import CommandError
 from keykeeper.crypto.sealed import MAX_SEALED_VALUE, SealingPublicKey, seal
 from keykeeper.errors import InvalidName
 from keykeeper.keys.sealing import SEALING_PUBLIC
 
 PEM_LABEL = "KEYKEEPER SEALING PUBLIC KEY"
-
-
-class CommandError(Exception):
-    """A clear one-line reason to exit non-zero."""
 
 
 def to_pem(key: SealingPublicKey) -> str:
