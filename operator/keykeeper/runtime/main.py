@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import sys
 
 import kopf
 
@@ -19,21 +20,12 @@ _FORMATS = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN, "full": 
 
 def run_operator(args: argparse.Namespace) -> int:
     harden_process()  # before any key material exists in this process
-    settings = Settings.from_env()
-    overrides = {
-        "namespace": args.namespace,
-        "audit_log": args.audit_log,
-        "log_format": args.log_format,
-        "http_address": args.http_address,
-        "leader_election": args.leader_elect,
-        "passphrase_file": args.passphrase_file,
-    }
-    settings = dataclasses.replace(
-        settings, **{k: v for k, v in overrides.items() if v is not None}
-    )
-    kopf.configure(
-        verbose=args.verbose, log_format=_FORMATS.get(settings.log_format, kopf.LogFormat.JSON)
-    )
+    try:
+        settings = _settings(args)
+    except ValueError as exc:
+        print(f"keykeeper run: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    kopf.configure(verbose=args.verbose, log_format=_FORMATS[settings.log_format])
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event
@@ -49,3 +41,17 @@ def run_operator(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings, with the flags given over them (``ValueError``)."""
+    settings = Settings.from_env()
+    overrides = {
+        "namespace": args.namespace,
+        "audit_log": args.audit_log,
+        "log_format": args.log_format,
+        "http_address": args.http_address,
+        "leader_election": args.leader_elect,
+        "passphrase_file": args.passphrase_file,
+    }
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})

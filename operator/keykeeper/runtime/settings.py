@@ -9,6 +9,9 @@ from pathlib import Path
 
 from keykeeper.api.durations import parse_duration
 
+LOG_FORMATS = ("json", "plain", "full")
+MAX_WORKERS = 256
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -27,6 +30,17 @@ class Settings:
     sealing_cutoff: timedelta | None = None  # None: retired sealing keys keep opening
     sealing_check: float = 60.0  # seconds between checks of the sealing keys and ConfigMap
 
+    def __post_init__(self) -> None:
+        """Bad settings stop the start with what is wrong, never a silent default."""
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(
+                f"log format {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}"
+            )
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be 1 to {MAX_WORKERS}, not {self.workers}")
+        if self.sealing_check <= 0:
+            raise ValueError(f"the sealing check interval must be positive: {self.sealing_check}")
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
@@ -42,12 +56,21 @@ class Settings:
             http_address=env.get("KEYKEEPER_HTTP_ADDRESS", default.http_address),
             leader_election=_flag(env.get("KEYKEEPER_LEADER_ELECTION", "false")),
             audit_stdout=_flag(env.get("KEYKEEPER_AUDIT_STDOUT", "false")),
-            workers=int(env.get("KEYKEEPER_WORKERS", str(default.workers))),
+            workers=_integer("KEYKEEPER_WORKERS", env.get("KEYKEEPER_WORKERS"), default.workers),
             instance=env.get("POD_NAME", env.get("HOSTNAME", default.instance)),
             sealing_renewal=_duration(env.get("KEYKEEPER_SEALING_RENEWAL", "30d")),
             sealing_cutoff=_duration(env.get("KEYKEEPER_SEALING_CUTOFF", "0")),
             sealing_check=float(env.get("KEYKEEPER_SEALING_CHECK", str(default.sealing_check))),
         )
+
+
+def _integer(name: str, text: str | None, default: int) -> int:
+    if text is None or not text.strip():
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name} is not a whole number: {text!r}") from None
 
 
 def _flag(text: str) -> bool:

@@ -1,0 +1,50 @@
+"""Settings: bad values stop the start with what is wrong, never a silent default."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keykeeper.runtime.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        pytest.param({"KEYKEEPER_LOG_FORMAT": "xml"}, "log format 'xml'", id="log-format"),
+        pytest.param({"KEYKEEPER_WORKERS": "0"}, "workers must be 1 to", id="no-workers"),
+        pytest.param({"KEYKEEPER_WORKERS": "100000"}, "workers must be 1 to", id="too-many"),
+        pytest.param({"KEYKEEPER_WORKERS": "many"}, "not a whole number", id="workers-text"),
+        pytest.param({"KEYKEEPER_FIPS": "yes"}, "not a boolean", id="flag"),
+        pytest.param({"KEYKEEPER_SEALING_RENEWAL": "soon"}, "duration", id="duration"),
+        pytest.param({"KEYKEEPER_SEALING_CHECK": "-1"}, "must be positive", id="interval"),
+    ],
+)
+def test_a_bad_setting_is_refused_with_its_reason(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        Settings.from_env(env)
+
+
+def test_defaults_and_good_values_pass() -> None:
+    assert Settings.from_env({}) == Settings()
+    assert (
+        Settings.from_env({"KEYKEEPER_WORKERS": "8", "KEYKEEPER_LOG_FORMAT": "plain"}).workers == 8
+    )
+
+
+def test_keykeeper_run_refuses_a_bad_setting_before_it_connects() -> None:
+    env = {**os.environ, "KEYKEEPER_LOG_FORMAT": "xml", "KUBECONFIG": "/nonexistent"}
+    done = subprocess.run(
+        [sys.executable, "-m", "keykeeper.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "keykeeper run: invalid setting: log format 'xml'" in done.stderr
+    assert "Traceback" not in done.stderr
