@@ -194,3 +194,32 @@ def test_the_endpoints_answer() -> None:
         ("/metrics", 200),
     ]
     assert "keykeeper_reconcile_duration_seconds_bucket" in answers[3][2]
+
+
+def test_dropped_events_and_waited_out_429s_are_counted_in_a_scrape(tmp_path: Any) -> None:
+    """EventSink.dropped and Kube.throttled were written and never read: a scrape shows
+    them now, from the parts of a real assembly."""
+    import asyncio
+
+    from keykeeper.crypto.kdf import MasterKey
+    from keykeeper.runtime.assembly import assemble
+    from keykeeper.runtime.settings import Settings
+    from tests.unit.fakekube import FakeKube
+
+    kube = FakeKube()
+    kube.throttled = 3  # type: ignore[attr-defined]
+    parts = assemble(Settings(audit_log=tmp_path / "a.jsonl"), kube, World(), MasterKey(b"k" * 32))  # type: ignore[arg-type]
+    flapping = {"metadata": {"name": "k", "namespace": "a", "uid": "u"}}
+
+    async def flood() -> None:
+        for _ in range(40):  # the per-object burst is 25
+            await parts.sink.emit(flapping, "Normal", "Projected", "again")
+
+    asyncio.run(flood())
+    metrics.WORLD.snapshot = lambda: parts.snapshot(True, None, True)
+    try:
+        found = scrape()
+    finally:
+        metrics.WORLD.snapshot = metrics.Snapshot
+    assert found["keykeeper_events_dropped_total"][0].value == 15
+    assert found["keykeeper_api_throttled_total"][0].value == 3

@@ -144,8 +144,3 @@ def make(
     wanted = {(t.namespace, t.secret_name) for t in (*keep, *write)}
     withdraw = tuple(h for slot, h in sorted(by_slot.items()) if slot not in wanted)
     return Plan(tuple(keep), tuple(write), withdraw, tuple(deny))
-
-
-def withdraw_all(held: Iterable[Held]) -> Plan:
-    """Nothing may be projected: every held Secret goes."""
-    return Plan((), (), tuple(sorted(held, key=lambda h: h.slot)), ())

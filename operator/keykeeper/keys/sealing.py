@@ -246,13 +246,6 @@ class SealingKeys:
             await self.kube.replace(path, body)
 
 
-def _dated(dates: KeyDates) -> dict[str, str]:
-    shown = {"createdAt": _show(dates.created)}
-    if dates.retired is not None:
-        shown["retiredAt"] = _show(dates.retired)
-    return shown
-
-
 def _show(when: datetime | None) -> str:
     return rfc3339_micro(when) if when else ""
 

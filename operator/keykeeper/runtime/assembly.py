@@ -64,6 +64,8 @@ class Parts:
             leader=leading,
             leader_transitions=elector.transitions if elector else int(leading),
             ready=ready,
+            events_dropped=self.sink.dropped,
+            api_throttled=self.reconciler.kube.throttled,
         )
 
 

@@ -17,7 +17,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -90,6 +95,8 @@ class Snapshot:
     leader: bool = False
     leader_transitions: int = 0
     ready: bool = False
+    events_dropped: int = 0  # by the Event sink's per-object rate limit
+    api_throttled: int = 0  # 429s the API client waited out
 
 
 class _World(Collector):
@@ -138,6 +145,17 @@ class _World(Collector):
             now.leader_transitions,
         )
         yield _gauge("keykeeper_ready", "1 once the replica's caches are loaded.", float(now.ready))
+        yield CounterMetricFamily(
+            "keykeeper_events_dropped",
+            "Events not posted because their object's rate limit was spent (the audit log "
+            "still has them).",
+            value=now.events_dropped,
+        )
+        yield CounterMetricFamily(
+            "keykeeper_api_throttled",
+            "Answers 429 (API priority and fairness) from the apiserver that were waited out.",
+            value=now.api_throttled,
+        )
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
