@@ -4,9 +4,17 @@
   builder and its launcher (certificates, RBAC, identities, the apiserver audit log);
 * ``operator`` — the keykeeper operator as a separate process under its shipped RBAC
   and admission policy;
+* ``e2e`` — what the installed chart needs beyond the control plane: the controller
+  manager and helm builds, the image steps and the node agent;
 * ``kk`` — builders of KeyPolicies and ApiKeys and an admin's small verbs;
 * ``softhsm`` — a real SoftHSM2 token in a temporary directory;
+* ``kmspeers`` — AWS KMS peers as processes: moto's server and local-kms;
+* ``fakes`` — in-repo fakes of Google Cloud KMS (gRPC) and Azure Key Vault (HTTPS),
+  driven by the unmodified SDK clients;
+* ``peers`` — the peer controllers the fan-out bench compares with (Sealed Secrets,
+  External Secrets), built from their Go modules;
 * ``fuzzing`` — the generator and invariants of the fuzz of hostile specs.
 
-Nothing here imports ``tests``; the tests import this.
+Nothing here imports ``tests`` (an import-linter contract); the tests import this.
+A layout test checks that this list names every module and package here.
 """
