@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from devtools.kk import Cluster, apikey, keypolicy, unique
 from keykeeper.api import labels
@@ -179,7 +179,7 @@ class Fuzz:
         rng = self.rng
         if self.keys and rng.random() < 0.7:
             namespace, name = rng.choice(self.keys)
-            patch = rng.choice(
+            patch: dict[str, Any] = rng.choice(
                 [
                     {"spec": {"suspended": rng.random() < 0.5}},
                     {"spec": {"revoked": True}},
@@ -243,8 +243,8 @@ class Fuzz:
     def out_of_scope(self) -> list[str]:
         """Projected Secrets of fuzzed keys that authorization does not allow now."""
         namespaces = {
-            ns.metadata.name: NamespaceInfo(
-                ns.metadata.name,
+            str(ns.metadata.name): NamespaceInfo(
+                str(ns.metadata.name),
                 ns.metadata.labels or {},
                 bool(ns.metadata.deletion_timestamp),
             )
@@ -262,11 +262,11 @@ class Fuzz:
         problems = []
         for secret in found:
             lbl = secret.metadata.labels or {}
-            owner = (lbl.get(labels.APIKEY_NAMESPACE), lbl.get(labels.APIKEY_NAME))
+            owner = (str(lbl.get(labels.APIKEY_NAMESPACE)), str(lbl.get(labels.APIKEY_NAME)))
             if owner not in set(self.keys):
                 continue
             where = f"{secret.metadata.namespace}/{secret.metadata.name} of {owner[0]}/{owner[1]}"
-            body = keys.get(owner)  # type: ignore[arg-type]
+            body = keys.get(owner)
             if body is None:
                 problems.append(f"{where}: the key is gone")
                 continue
@@ -286,7 +286,7 @@ class Fuzz:
                 )
                 if d.allowed
             }
-            if (secret.metadata.namespace, secret.metadata.name) not in allowed:
+            if (str(secret.metadata.namespace), str(secret.metadata.name)) not in allowed:
                 problems.append(f"{where}: not authorized")
         return problems
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from devtools.controlplane import ControlPlane, Identity
 from keykeeper.crypto.sealed import SealingPublicKey
@@ -82,9 +82,11 @@ class Cluster:
         an AlreadyExists for the very spec just sent is that retry, not a clash."""
         try:
             if body["kind"] == "KeyPolicy":
-                return self.custom.create_cluster_custom_object(GROUP, VERSION, "keypolicies", body)  # type: ignore[no-any-return]
+                made = self.custom.create_cluster_custom_object(GROUP, VERSION, "keypolicies", body)
+                return cast(dict[str, Any], made)
             ns = body["metadata"]["namespace"]
-            return self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "apikeys", body)  # type: ignore[no-any-return]
+            made = self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "apikeys", body)
+            return cast(dict[str, Any], made)
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -99,7 +101,8 @@ class Cluster:
             return there
 
     def policy(self, name: str) -> dict[str, Any]:
-        return self.custom.get_cluster_custom_object(GROUP, VERSION, "keypolicies", name)  # type: ignore[no-any-return]
+        found = self.custom.get_cluster_custom_object(GROUP, VERSION, "keypolicies", name)
+        return cast(dict[str, Any], found)
 
     def patch_policy(self, name: str, patch: dict[str, Any]) -> None:
         self.custom.patch_cluster_custom_object(GROUP, VERSION, "keypolicies", name, patch)
@@ -109,9 +112,10 @@ class Cluster:
 
     def key(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(
+            found = self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, "apikeys", name
-            )  # type: ignore[no-any-return]
+            )
+            return cast(dict[str, Any], found)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -126,7 +130,10 @@ class Cluster:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "apikeys", name)
 
     def apikeys(self) -> list[dict[str, Any]]:
-        return self.custom.list_cluster_custom_object(GROUP, VERSION, "apikeys")["items"]  # type: ignore[no-any-return]
+        found = cast(
+            dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, "apikeys")
+        )
+        return cast(list[dict[str, Any]], found["items"])
 
     def secret(self, namespace: str, name: str) -> client.V1Secret | None:
         try:
@@ -203,7 +210,7 @@ def actions(event: client.CoreV1Event) -> dict[str, str]:
         reason, sep, what = part.partition(": ")
         if sep and reason.isalpha() and reason[:1].isupper():
             told[reason] = what
-    return told or {event.reason: event.message or ""}
+    return told or {event.reason or "": event.message or ""}
 
 
 def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:
@@ -235,9 +242,10 @@ def public_key(plane: ControlPlane) -> SealingPublicKey:
         cm = client.CoreV1Api(api).read_namespaced_config_map(
             "keykeeper-sealing-public", "keykeeper-system"
         )
-    key = SealingPublicKey(base64.b64decode(cm.data["publicKey"]))
-    assert key.key_id == cm.data["keyId"]
-    assert key.fingerprint == cm.data["fingerprint"]
+    data = cm.data or {}
+    key = SealingPublicKey(base64.b64decode(data["publicKey"]))
+    assert key.key_id == data["keyId"]
+    assert key.fingerprint == data["fingerprint"]
     return key
 
 

@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 LOCAL_KMS_MODULE = "github.com/nsmithuk/local-kms"
 LOCAL_KMS_VERSION = "v0.0.0-20260228092603-2a5e92d09ab6"
@@ -82,7 +83,7 @@ class Peer:
         if self.process is not None:
             self.process.send_signal(signal.SIGCONT)
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> Any:
         import boto3
 
         return boto3.client(

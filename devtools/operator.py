@@ -54,7 +54,10 @@ class Operator:
             '"namespace":"keykeeper-system"}}'
         )
 
+        assert self.plane.bin is not None  # the control plane is started
+
         def enforced() -> bool:
+            assert self.plane.bin is not None
             done = subprocess.run(
                 [
                     str(self.plane.bin / "kubectl"),

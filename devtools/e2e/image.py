@@ -172,9 +172,9 @@ def build(root: Path | None = None, *, reuse: bool = False) -> Path:
             env=env,
             check=True,
         )
-        target = root / dest.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(stage_root / kept.lstrip("/"), target, symlinks=True)
+        copied = root / dest.lstrip("/")
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(stage_root / kept.lstrip("/"), copied, symlinks=True)
     done.write_text(digest.hexdigest() + "\n")
     return root
 

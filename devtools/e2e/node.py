@@ -470,7 +470,7 @@ class NodeAgent:
         url = f"http://{container.ip}:{port}{get.get('path', '/')}"
         try:
             with urllib.request.urlopen(url, timeout=probe.get("timeoutSeconds", 1)) as answer:
-                return 200 <= answer.status < 400
+                return bool(200 <= answer.status < 400)
         except (urllib.error.URLError, OSError):
             return False
 

@@ -169,19 +169,36 @@ class _Handler(BaseHTTPRequestHandler):
         self.vault.count("token")
         return self._send(200, {"token_type": "Bearer", "expires_in": 3600, "access_token": token})
 
+    def _unauthorized(self) -> None:
+        """The challenge that sends the SDK to the token endpoint first."""
+        challenge = (
+            f'Bearer authorization="{self.vault.authority}/{TENANT}", resource="https://localhost"'
+        )
+        return self._send(
+            401,
+            {"error": {"code": "Unauthorized", "message": "AKV10000: token required"}},
+            {"WWW-Authenticate": challenge},
+        )
+
+    def _delete(self, name: str, key: Any) -> None:
+        self.vault.deleted[name] = self.vault.keys.pop(name)
+        self.vault.count("delete")
+        kid = f"{self.vault.url}/keys/{name}/{key.latest}"
+        return self._send(
+            200,
+            {
+                **self._bundle(kid, key.versions[key.latest]),
+                "recoveryId": f"{self.vault.url}/deletedkeys/{name}",
+                "deletedDate": 1700000000,
+                "scheduledPurgeDate": 1700000000 + 90 * 86400,
+            },
+        )
+
     def _keys(self, method: str, path: str, body: bytes) -> None:
         auth = self.headers.get("Authorization", "")
         client = self.vault.tokens.get(auth.removeprefix("Bearer "))
         if client is None:
-            challenge = (
-                f'Bearer authorization="{self.vault.authority}/{TENANT}", '
-                f'resource="https://localhost"'
-            )
-            return self._send(
-                401,
-                {"error": {"code": "Unauthorized", "message": "AKV10000: token required"}},
-                {"WWW-Authenticate": challenge},
-            )
+            return self._unauthorized()
         parts = [p for p in path.split("/") if p]
         collection, parts = parts[0], parts[1:]  # name, [version], [operation]
         if not parts:  # the list of keys this client may see
@@ -195,18 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         operation = parts[2] if len(parts) > 2 else ""
         key = self.vault.keys.get(name)
         if method == "DELETE" and key is not None and client in key.members:
-            self.vault.deleted[name] = self.vault.keys.pop(name)
-            self.vault.count("delete")
-            kid = f"{self.vault.url}/keys/{name}/{key.latest}"
-            return self._send(
-                200,
-                {
-                    **self._bundle(kid, key.versions[key.latest]),
-                    "recoveryId": f"{self.vault.url}/deletedkeys/{name}",
-                    "deletedDate": 1700000000,
-                    "scheduledPurgeDate": 1700000000 + 90 * 86400,
-                },
-            )
+            return self._delete(name, key)
         if key is not None and client not in key.members:
             return self._error(
                 403,
@@ -221,6 +227,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.vault.count(operation or "get")
         if method == "GET" and not operation:
             return self._send(200, self._bundle(kid, found))
+        return self._operate(kid, found, operation, body)
+
+    def _operate(self, kid: str, found: Any, operation: str, body: bytes) -> None:
+        """wrapkey / unwrapkey with one key version, refused as the service refuses."""
         if not found.enabled:
             return self._error(
                 403,
