@@ -5,18 +5,18 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lock dev test unit integration e2e e2e-tools chart lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean
+.PHONY: help fmt lock dev test unit integration e2e e2e-tools chart lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean
 
 # The main job on the embedded default: a local control plane, the operator installed
 # by its Helm chart (two replicas, local provider), examples/ applied, the projected
 # Secrets and Events shown.
-dev: deps
+dev: deps ## the main job: a local control plane, the chart installed, examples applied
 	$(BIN)/python -m devtools.controlplane --dev
 
 # Everything the tests need: Python packages, SoftHSM2, the upstream control plane,
 # local-kms (the AWS KMS peer the outage test kills), and for the chart and e2e:
 # kube-controller-manager and helm; all built from their Go modules, cached.
-deps: $(STAMP) controlplane peers e2e-tools
+deps: $(STAMP) controlplane peers e2e-tools ## install everything the tests need (venv from uv.lock, SoftHSM2, Go-built binaries)
 	@command -v softhsm2-util >/dev/null || { \
 	  echo "installing softhsm2 (apt-get)"; \
 	  apt-get update -qq && apt-get install -y -qq softhsm2 >/dev/null; }
@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	@touch $(STAMP)
 
 # After a change of pyproject.toml's dependencies: re-resolve and rewrite uv.lock.
-lock: | $(UV)
+lock: | $(UV) ## re-resolve uv.lock after a change of pyproject.toml's dependencies
 	$(UV) lock
 
 controlplane:
@@ -50,50 +50,59 @@ peers: $(STAMP)
 # The test command: static checks, then every test (unit, providers, chart,
 # integration, adversarial), the installed chart end to end, then the coverage floor
 # of the fast suites (pyproject: fail_under).
-test: deps lint
+test: deps lint ## the README's test command: lint, every test, e2e, the coverage floor
 	$(BIN)/pytest
 	$(BIN)/pytest e2e -s
 	$(BIN)/pytest tests/unit tests/providers -q --cov --cov-report=term
 
-unit: $(STAMP)
+unit: $(STAMP) ## the unit and provider tests only (no control plane)
 	$(BIN)/pytest tests/unit tests/providers
 
-integration: deps
+integration: deps ## the tests against the real control plane
 	$(BIN)/pytest tests/integration
 
 # The chart installed by helm into a control plane with a controller manager, its Pods
 # run by the e2e node agent from the Dockerfile-built venv; failover measured.
-e2e: deps
+e2e: deps ## the installed chart end to end
 	$(BIN)/pytest e2e -s
 
-chart: deps
+chart: deps ## the chart's and the Dockerfile's checks
 	$(BIN)/pytest tests/chart
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff, ruff format, mypy --strict, import-linter, the pre-commit hooks
 	$(BIN)/ruff check operator tests bench devtools e2e
 	$(BIN)/ruff format --check operator tests bench devtools e2e
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/pre-commit run --all-files --show-diff-on-failure
+
+fmt: $(STAMP) ## format and fix what ruff can (then make lint)
+	$(BIN)/ruff check --fix operator tests bench devtools e2e
+	$(BIN)/ruff format operator tests bench devtools e2e
+
+help: ## this list
+	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \
+	  awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 # A real control plane for a person: prints the KUBECONFIG to export.
-cluster: deps
+cluster: deps ## a control plane alone, for poking at by hand
 	$(BIN)/python -m devtools.controlplane
 
-bench: deps
+bench: deps ## the crypto and KMS benchmarks
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/kms.py
 
 # Fan-out against the peers (Sealed Secrets, External Secrets, built from their Go
 # modules on first use: minutes, cached): bench/results/fanout.json. KEYS=1000 RUNS=1.
-bench-fanout: deps bench-peers
+bench-fanout: deps bench-peers ## fan-out against the peers (KEYS=1000 RUNS=1)
 	$(BIN)/python bench/fanout.py --keys $(or $(KEYS),1000) --runs $(or $(RUNS),1)
 
 bench-peers: $(STAMP)
 	@$(BIN)/python -m devtools.peers >/dev/null
 
 # 100,000 keys on one replica (about an hour here): bench/results/scale.json.
-bench-scale: deps
+bench-scale: deps ## 100,000 keys on one replica (KEYS=100000)
 	$(BIN)/python bench/scale.py --keys $(or $(KEYS),100000)
 
-clean:
+clean: ## remove the venv and the tools' caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
