@@ -240,6 +240,19 @@ class Fuzz:
             stuck = self.stuck()
         return stuck
 
+    def wait_in_scope(self, timeout: float) -> list[str]:
+        """``out_of_scope`` once it is empty, or as it still is after ``timeout``. A
+        policy change moves no key's generation, so ``wait_settled`` cannot see the
+        withdrawals it causes still under way; they must end within the bound."""
+        deadline = time.monotonic() + timeout
+        problems = self.out_of_scope()
+        started = time.monotonic()
+        while problems and time.monotonic() < deadline:
+            time.sleep(1.0)
+            problems = self.out_of_scope()
+        print(f"in scope after {time.monotonic() - started:.1f} s ({len(problems)} left)")
+        return problems
+
     def out_of_scope(self) -> list[str]:
         """Projected Secrets of fuzzed keys that authorization does not allow now."""
         namespaces = {
