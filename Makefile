@@ -37,6 +37,10 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 # After a change of pyproject.toml's dependencies: re-resolve and rewrite uv.lock.
 lock: | $(UV) ## re-resolve uv.lock after a change of pyproject.toml's dependencies
 	$(UV) lock
+	$(UV) export $(IMAGE_EXPORT) -o image.requirements.txt >/dev/null
+
+# What the image installs: the package's dependencies and every provider's SDK, locked.
+IMAGE_EXPORT := --frozen --no-emit-project --extra aws --extra azure --extra gcp --extra pkcs11
 
 controlplane:
 	@bash devtools/controlplane/build.sh >/dev/null

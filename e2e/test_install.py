@@ -126,6 +126,36 @@ def record(section: str, data: Any) -> None:
 # -- the tests, in order ----------------------------------------------------------------------
 
 
+def test_every_provider_sdk_imports_in_the_image(image_root: Path) -> None:
+    """The image's venv (the Dockerfile's build steps, run for real) imports every
+    provider module and its SDK: a KeyPolicy on aws, azure, gcp or pkcs11 needs no
+    extra the image lacks. Run with a bare environment, as the container would."""
+    import subprocess
+
+    python = image_root / "opt" / "keykeeper" / "bin" / "python"
+    modules = [
+        "boto3",
+        "azure.keyvault.keys",
+        "azure.identity",
+        "google.cloud.kms",
+        "google_crc32c",
+        "pkcs11",
+        *(f"keykeeper.providers.{p}" for p in ("aws", "azure", "gcp", "pkcs11", "local")),
+    ]
+    code = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; print('ok')"
+    done = subprocess.run(
+        [str(python), "-I", "-c", code, *modules],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    for tool in ("pip", "pytest", "moto"):
+        assert not (python.parent / tool).exists(), f"{tool} is in the image"
+
+
 def test_rendered_manifests_pass_a_server_side_dry_run_and_pod_security(
     plane: ControlPlane, helm: Helm, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -222,9 +223,59 @@ def test_the_build_context_holds_only_what_the_image_needs() -> None:
     assert not [
         f
         for f in files
-        if f.split("/")[0] not in ("pyproject.toml", "README.md", "LICENSE", "operator")
+        if f.split("/")[0]
+        not in ("pyproject.toml", "README.md", "LICENSE", "image.requirements.txt", "operator")
     ]
     assert not [f for f in files if "__pycache__" in f or ".egg-info" in f]
+    assert "image.requirements.txt" in files
+
+
+# what the image must be able to import: every provider's SDK (the extras)
+PROVIDER_SDKS = (
+    "boto3",
+    "azure-keyvault-keys",
+    "azure-identity",
+    "google-cloud-kms",
+    "python-pkcs11",
+)
+
+
+def test_the_image_installs_every_provider_sdk_as_uv_lock_pins_it() -> None:
+    """The image once shipped without its extras: `kms: {provider: aws}` failed with a
+    missing-extra error in every cluster. Its dependencies are now uv.lock's export,
+    hashes required, so the lock file is what the Dockerfile, make and CI all use."""
+    uv = REPO / ".cache" / "tools" / "bin" / "uv"
+    exported = subprocess.run(
+        [
+            str(uv),
+            "export",
+            "--frozen",
+            "--no-emit-project",
+            "--extra",
+            "aws",
+            "--extra",
+            "azure",
+            "--extra",
+            "gcp",
+            "--extra",
+            "pkcs11",
+            "--no-header",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    committed = (REPO / "image.requirements.txt").read_text()
+    assert committed.split("\n", 2)[2] == exported, (
+        "run `make lock`: image.requirements.txt is stale"
+    )
+    pinned = {line.split("==")[0] for line in committed.splitlines() if "==" in line}
+    assert set(PROVIDER_SDKS) <= pinned
+    assert not pinned & {"pytest", "moto", "mypy", "ruff", "hypothesis"}, "no dev tool in the image"
+    (build_stage,) = [s for s in stages() if s.name == "build"]
+    (run,) = build_stage.runs
+    assert "--require-hashes" in run and "-r image.requirements.txt" in run
 
 
 # -- the dashboard ----------------------------------------------------------------------------
