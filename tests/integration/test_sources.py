@@ -35,14 +35,16 @@ def test_generate_uses_the_policy_generator_and_overrides(
             "own-gen",
             policy,
             projections=[{"namespace": home}],
-            source={"generate": {"length": 20, "prefix": "sk_test_", "alphabet": "base62"}},
+            # an override may only strengthen the policy's generator (K16): as long, and
+            # an alphabet with more bits a character
+            source={"generate": {"length": 32, "prefix": "sk_test_", "alphabet": "base62"}},
         )
     )
     one, two = projected(kk, home, "policy-gen"), projected(kk, home, "own-gen")
     leaks.add(one)
     leaks.add(two)
     assert re.fullmatch(rb"kk_[0-9a-f]{32}", one)
-    assert re.fullmatch(rb"sk_test_[A-Za-z0-9]{20}", two)
+    assert re.fullmatch(rb"sk_test_[A-Za-z0-9]{32}", two)
 
 
 def test_secret_ref_import_and_delete_after(operator: Operator, kk: Cluster, leaks: Leaks) -> None:

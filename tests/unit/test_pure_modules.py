@@ -85,9 +85,9 @@ def test_conditions_keep_transition_time_while_status_holds() -> None:
         (Generator(), None, r"[A-Za-z0-9]{40}"),
         (Generator(length=16, prefix="kk_", alphabet="hex"), None, r"kk_[0-9a-f]{16}"),
         (
-            Generator(prefix="kk_"),
-            GenerateSource(prefix="", length=20, alphabet="lowercase"),
-            r"[a-z0-9]{20}",
+            Generator(prefix="kk_", length=16, alphabet="lowercase"),
+            GenerateSource(prefix="", length=20, alphabet="base62"),
+            r"[A-Za-z0-9]{20}",
         ),
         (Generator(), GenerateSource(alphabet="base64url"), r"[A-Za-z0-9_-]{40}"),
     ],
@@ -96,6 +96,26 @@ def test_generate(generator: Generator, override: GenerateSource | None, pattern
     values = {generate(generator, override) for _ in range(20)}
     assert len(values) == 20
     assert all(re.fullmatch(pattern.encode(), v) for v in values)
+
+
+@pytest.mark.parametrize(
+    ("override", "why"),
+    [
+        pytest.param(GenerateSource(length=16), "length 16 is below", id="shorter"),
+        pytest.param(GenerateSource(alphabet="hex"), "hex has fewer bits", id="weaker-alphabet"),
+        pytest.param(
+            GenerateSource(length=16, alphabet="hex"), "below", id="64-bits-under-a-238-bit-policy"
+        ),
+        pytest.param(GenerateSource(alphabet="lowercase"), "fewer bits", id="lowercase"),
+    ],
+)
+def test_a_tenants_override_never_weakens_the_policys_generator(
+    override: GenerateSource, why: str
+) -> None:
+    """Finding K16: ``source.generate`` is the tenant's, the generator the platform
+    team's; 16 hex characters (64 bits) under a 40-character base62 policy is refused."""
+    with pytest.raises(InvalidValue, match=why):
+        generate(Generator(), override)
 
 
 @pytest.mark.parametrize(

@@ -22,10 +22,26 @@ ALPHABETS = {
 
 
 def generate(policy: Generator, override: GenerateSource | None = None) -> bytes:
-    """A fresh value from the OS CSPRNG: prefix + ``length`` characters of the alphabet."""
+    """A fresh value from the OS CSPRNG: prefix + ``length`` characters of the alphabet.
+
+    ``source.generate`` is the tenant's; the generator is the platform team's. An
+    override may only strengthen it: a shorter value, or an alphabet with fewer bits a
+    character, is refused (:class:`InvalidValue`), never generated.
+    """
     length = override.length if override and override.length else policy.length
     prefix = override.prefix if override and override.prefix is not None else policy.prefix
-    alphabet = ALPHABETS[override.alphabet if override and override.alphabet else policy.alphabet]
+    chosen = override.alphabet if override and override.alphabet else policy.alphabet
+    if length < policy.length:
+        raise InvalidValue(
+            f"source.generate.length {length} is below the policy's generator length "
+            f"{policy.length}: an override may only make values stronger"
+        )
+    if len(ALPHABETS[chosen]) < len(ALPHABETS[policy.alphabet]):
+        raise InvalidValue(
+            f"source.generate.alphabet {chosen.value} has fewer bits a character than the "
+            f"policy's {policy.alphabet.value}: an override may only make values stronger"
+        )
+    alphabet = ALPHABETS[chosen]
     return (prefix + "".join(secrets.choice(alphabet) for _ in range(length))).encode()
 
 
