@@ -172,6 +172,38 @@ def test_plan_expands_selectors_and_reports_duplicates() -> None:
     ]
 
 
+EVERYWHERE = {"namespaceSelector": {}}
+
+
+@pytest.mark.parametrize(
+    ("who", "pol", "expanded"),
+    [
+        pytest.param(key(), policy(targets=["a"]), ["a", "home"], id="only-the-policys-targets"),
+        pytest.param(key(), policy(), ["home"], id="no-targets-own-namespace-only"),
+        pytest.param(key(), policy(targets=["a"], own=False), ["a"], id="own-namespace-disallowed"),
+        pytest.param(key(), None, [], id="no-policy-nothing-expanded"),
+        pytest.param(
+            key(), policy(sources={"names": ["other"]}, targets=["a"]), [], id="source-not-admitted"
+        ),
+        pytest.param(
+            key(phase=Phase.SUSPENDED),
+            policy(targets=["a"]),
+            ["a", "home"],
+            id="whatever-the-phase",
+        ),
+    ],
+)
+def test_a_selector_expands_only_inside_what_the_policy_reaches(who, pol, expanded) -> None:  # type: ignore[no-untyped-def]
+    """Finding K7: a selector over every namespace counted namespaces (and so labels) the
+    tenant may not list, even with no policy at all. It now expands only to namespaces
+    the policy could authorize, so nothing about the others reaches status or Events."""
+    namespaces = {
+        n.name: n for n in (ns("home"), ns("a"), ns("b", secret="yes"), ns("kube-system"))
+    }
+    result = plan(who, apikey_spec(EVERYWHERE), "k", pol, namespaces)
+    assert sorted(t.namespace for t, _ in result) == expanded
+
+
 # -- the property: authorize agrees with a deliberately naive oracle -----------------------------
 
 LABELS = st.dictionaries(st.sampled_from(["team", "tier"]), st.sampled_from(["a", "b"]), max_size=2)

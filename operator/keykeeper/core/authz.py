@@ -15,7 +15,7 @@ them now, and nothing a tenant writes into a value or a sealed envelope is consu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from keykeeper.api.models import (
@@ -117,15 +117,33 @@ def authorize(
     )
 
 
+def reachable(key: KeyContext, policy: KeyPolicySpec | None, namespace: NamespaceInfo) -> bool:
+    """Whether the policy could ever authorize ``namespace`` for this key (whatever its
+    phase): the only namespaces a ``namespaceSelector`` may expand to. A selector over
+    namespaces the policy does not reach expands to nothing, so neither status, nor a
+    condition, nor an Event counts namespaces (or labels) the tenant may not list."""
+    if policy is None or not admits_source(key, policy) or namespace.name in key.reserved:
+        return False
+    allowed = policy.target_namespaces
+    if namespace.name == key.namespace.name and (allowed is None or allowed.allow_own_namespace):
+        return True
+    return allowed is not None and selects(allowed, namespace)
+
+
 def requested_targets(
-    spec: ApiKeySpec, key_name: str, namespaces: Iterable[NamespaceInfo]
+    spec: ApiKeySpec,
+    key_name: str,
+    namespaces: Iterable[NamespaceInfo],
+    expands_to: Callable[[NamespaceInfo], bool] = lambda _: True,
 ) -> list[tuple[Target, Decision | None]]:
     """Resolve ``spec.projections`` to concrete targets, in order, without duplicates.
 
-    A selector projection expands to every existing namespace it matches now. A second
-    request for the same namespace and Secret name is reported, not applied twice.
+    A selector projection expands to every existing namespace it matches now that
+    ``expands_to`` admits (``plan``: those the policy reaches). A namespace named
+    outright stays as asked, to be authorized or denied by name. A second request for
+    the same namespace and Secret name is reported, not applied twice.
     """
-    existing = sorted(namespaces, key=lambda ns: ns.name)
+    existing = sorted((ns for ns in namespaces if expands_to(ns)), key=lambda ns: ns.name)
     seen: set[tuple[str, str]] = set()
     out: list[tuple[Target, Decision | None]] = []
     for projection in spec.projections:
@@ -133,9 +151,8 @@ def requested_targets(
             names = [projection.namespace]
         else:
             assert projection.namespace_selector is not None
-            names = [
-                ns.name for ns in existing if matches(projection.namespace_selector, ns.labels)
-            ]
+            selector = projection.namespace_selector
+            names = [ns.name for ns in existing if matches(selector, ns.labels)]
         for name in names:
             target = Target(
                 name,
@@ -170,5 +187,7 @@ def plan(
             target,
             early or authorize(key, policy, target.namespace, namespaces.get(target.namespace)),
         )
-        for target, early in requested_targets(spec, key_name, namespaces.values())
+        for target, early in requested_targets(
+            spec, key_name, namespaces.values(), lambda ns: reachable(key, policy, ns)
+        )
     ]

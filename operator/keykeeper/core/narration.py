@@ -121,8 +121,8 @@ def _denials(old: Mapping[str, Any], results: Sequence[TargetResult]) -> list[En
             Entry(
                 EventType.WARNING,
                 Reason.PROJECTION_DENIED,
-                f"{unnamed} namespaces matched by a namespaceSelector are not authorized "
-                "by the policy; they are counted in status.targets",
+                f"{unnamed} namespaces the policy allows and a namespaceSelector matched are "
+                "not projected into now; they are counted in status.targets",
             )
         )
     return out

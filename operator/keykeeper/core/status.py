@@ -1,7 +1,9 @@
 """An ApiKey's status, composed from what one reconcile found and did — pure.
 
 ``status.projections`` lists each target the tenant may know of (see ``plan``) with
-what exists there now; ``status.targets`` counts them all, the unnamed included.
+what exists there now; ``status.targets`` counts them all, the unnamed included. A
+selector only ever expands inside what the policy reaches (``authz.reachable``), so no
+count says anything of namespaces the policy does not allow.
 Conditions keep their ``lastTransitionTime`` while their status holds.
 """
 
