@@ -96,6 +96,28 @@ EDGES = [
         (Phase.ROTATION_PENDING, (CreateVersion("Scheduled"),)),
         id="manual-with-generated-source-generates",
     ),
+    # K17: a user-supplied value is never replaced by a generated one, whatever the strategy
+    pytest.param(
+        Intent(user_supplied=True),
+        RULES,
+        Observed(current=v(1, 91 * DAY, "s1"), source_fingerprint="s1"),
+        (Phase.ROTATION_PENDING, ()),
+        id="user-supplied-under-generate-waits-when-due",
+    ),
+    pytest.param(
+        Intent(user_supplied=True, rotate_requested_at=T0 - timedelta(minutes=1)),
+        RULES,
+        Observed(current=v(1, DAY, "s1"), source_fingerprint="s1"),
+        (Phase.ROTATION_PENDING, ()),
+        id="user-supplied-requested-rotation-waits-for-a-new-value",
+    ),
+    pytest.param(
+        Intent(user_supplied=True, rotate_requested_at=T0 - timedelta(minutes=1)),
+        RULES,
+        Observed(current=v(1, DAY, "s1"), source_fingerprint="s2"),
+        (Phase.ROTATION_PENDING, (CreateVersion("SourceChanged"),)),
+        id="user-supplied-requested-rotation-takes-the-new-value",
+    ),
     pytest.param(
         Intent(rotate_requested_at=T0 - timedelta(minutes=1)),
         RULES,
@@ -242,6 +264,18 @@ def test_idle_keys_need_no_timer_without_a_period() -> None:
 def test_revoked_recheck_is_the_erasure_time() -> None:
     d = decide(Intent(revoked=True), RULES, Observed(current=v(1), revoked_at=T0 - DAY), T0)
     assert d.recheck_after == 29 * DAY
+
+
+def test_a_waiting_user_supplied_key_says_why() -> None:
+    intent = Intent(user_supplied=True, rotate_requested_at=T0 - timedelta(minutes=1))
+    decision = decide(intent, RULES, Observed(current=v(1, DAY, "s1"), source_fingerprint="s1"), T0)
+    (condition,) = decision.conditions
+    assert (condition.type, condition.status, condition.reason) == (
+        "RotationDue",
+        "True",
+        "AwaitingNewValue",
+    )
+    assert "user-supplied" in condition.message
 
 
 def test_manual_secret_ref_is_polled_while_due() -> None:

@@ -227,24 +227,20 @@ def _projecting(
         waits.append(requested - now)  # a request from the future is honoured when it arrives
     conditions: list[Condition] = []
     rotation: CreateVersion | None = None
+    # A user-supplied value (sealed, imported) rotates only when its source does: a
+    # requested or scheduled rotation waits for a new source value, whatever the
+    # strategy. Generating one instead would replace the user's real credential with a
+    # random string and stop following its source (finding K17).
     if _source_changed(intent, observed, current):
         rotation = CreateVersion(RotationCause.SOURCE_CHANGED)
     elif requested is not None and current.created_at < requested <= now:
+        if intent.user_supplied:
+            return _await_source(intent, actions, waits, requested, due_at)
         rotation = CreateVersion(RotationCause.REQUESTED)
     elif due_at is not None and now >= due_at:
-        if rules.strategy is RotationStrategy.GENERATE or not intent.user_supplied:
-            rotation = CreateVersion(RotationCause.SCHEDULED)
-        else:
-            conditions.append(_awaiting_new_value(due_at))
-            if intent.source_polled:
-                waits.append(MANUAL_POLL)
-            return Decision(
-                Phase.ROTATION_PENDING,
-                tuple(actions),
-                tuple(conditions),
-                min(waits, default=None),
-                due_at,
-            )
+        if intent.user_supplied:
+            return _await_source(intent, actions, waits, due_at, due_at)
+        rotation = CreateVersion(RotationCause.SCHEDULED)
     if rotation is not None:
         return Decision(
             Phase.ROTATION_PENDING,
@@ -277,11 +273,28 @@ def _source_changed(intent: Intent, observed: Observed, current: VersionFacts) -
     )
 
 
-def _awaiting_new_value(due_at: datetime) -> Condition:
-    return Condition(
+def _await_source(
+    intent: Intent,
+    actions: list[Action],
+    waits: list[timedelta],
+    due_at: datetime,
+    next_rotation: datetime | None,
+) -> Decision:
+    """RotationPending until the user-supplied source changes; a source Secret is
+    polled, a sealed value arrives with a new generation."""
+    if intent.source_polled:
+        waits.append(MANUAL_POLL)
+    condition = Condition(
         ROTATION_DUE,
         "True",
         Reason.AWAITING_NEW_VALUE,
-        f"rotation was due at {rfc3339(due_at)}; the Manual strategy "
+        f"rotation was due at {rfc3339(due_at)}; the value is user-supplied, so keykeeper "
         "waits for a new source value (a new sealed value, or a changed source Secret)",
+    )
+    return Decision(
+        Phase.ROTATION_PENDING,
+        tuple(actions),
+        (condition,),
+        min(waits, default=None),
+        next_rotation,
     )
