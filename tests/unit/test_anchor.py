@@ -127,3 +127,65 @@ def test_a_hostile_detail_cannot_forge_a_shipped_line(tmp_path: Path) -> None:
     log.append("Imported", detail='x"}\n{"audit":{"seq":99,"action":"Erased"}}\n')
     (line,) = out.getvalue().splitlines()
     assert json.loads(line)["audit"]["action"] == "Imported"
+
+
+def _edit_anchor(kube: FakeKube, annotations: dict[str, str] | None = None) -> None:
+    """Someone else writes the anchor Secret (its resourceVersion moves)."""
+    from keykeeper.audit.anchor import ANCHOR_SECRET
+    from keykeeper.kube.paths import secret_path
+
+    path = secret_path(NS, ANCHOR_SECRET)
+    body = json.loads(json.dumps(kube.objects[path]))
+    body["metadata"]["labels"]["edited"] = "yes"
+    body["metadata"]["annotations"].update(annotations or {})
+    asyncio.run(kube.replace(path, body))
+
+
+def test_one_conflicting_write_does_not_stop_anchoring(tmp_path: Path) -> None:
+    """Finding K11: a 409 on the anchor left its resourceVersion stale, so every later
+    anchor failed and the cluster's head stopped moving (a truncation after it then
+    passed verify). The anchor is re-read and written again."""
+    from keykeeper.audit.anchor import read
+
+    kube = FakeKube()
+    audit = AuditLog(tmp_path / "audit.jsonl", KEY, fsync=False)
+    audit.append("Created", name="k")
+    anchorer = Anchorer(kube, NS, audit, KEY, writer="a")
+    asyncio.run(anchorer.check_at_start())
+    asyncio.run(anchorer.anchor())
+    _edit_anchor(kube)
+    audit.append("Projected", name="k")
+    asyncio.run(anchorer.anchor())
+    found = asyncio.run(read(kube, NS))  # type: ignore[arg-type]
+    assert found is not None and found.seq == audit.head()[0] and not anchorer.superseded
+
+
+def test_an_authentic_anchor_ahead_by_another_replica_stops_this_one(tmp_path: Path) -> None:
+    import pytest
+
+    from keykeeper.audit.chain import Anchor
+    from keykeeper.errors import Conflict
+
+    kube = FakeKube()
+    audit = AuditLog(tmp_path / "audit.jsonl", KEY, fsync=False)
+    audit.append("Created", name="k")
+    anchorer = Anchorer(kube, NS, audit, KEY, writer="a")
+    asyncio.run(anchorer.check_at_start())
+    asyncio.run(anchorer.anchor())
+    ahead = Anchor.of(KEY, 50, "f" * 64, writer="b")  # the new leader's head
+    _edit_anchor(
+        kube,
+        {
+            "keykeeper.dev/audit-seq": "50",
+            "keykeeper.dev/audit-mac": ahead.mac,
+            "keykeeper.dev/audit-seal": ahead.seal,
+            "keykeeper.dev/audit-writer": "b",
+        },
+    )
+    audit.append("Projected", name="k")
+    kube.requests.clear()
+    with pytest.raises(Conflict):
+        asyncio.run(anchorer.anchor())
+    assert anchorer.superseded
+    asyncio.run(anchorer.anchor())
+    assert [r[0] for r in kube.writes()] == ["PUT"], "one refused write, then nothing"

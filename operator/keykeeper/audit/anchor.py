@@ -58,6 +58,8 @@ class Anchorer:
         self._writer = writer
         self._anchored: tuple[int, str] | None = None
         self._resource_version: str | None = None
+        # another replica's authentic anchor is ahead of this one's head: it leads now
+        self.superseded = False
 
     async def check_at_start(self) -> None:
         """Compare the log with the last anchor; record a gap if the log lost records."""
@@ -92,10 +94,14 @@ class Anchorer:
         log.warning("audit log %s: %s", self._audit.path, problem)
         self._audit.append(Reason.AUDIT_GAP, detail=problem)
 
-    async def anchor(self) -> None:
-        """Write the head if it moved since the last anchor."""
+    async def anchor(self, *, retried: bool = False) -> None:
+        """Write the head if it moved since the last anchor. A conflict (someone wrote the
+        Secret since it was read) re-reads it: an authentic anchor ahead of this head by
+        another writer means another replica leads, and this one stops anchoring; anything
+        else is retried once with the fresh resourceVersion, so one foreign write never
+        stops anchoring for good (a stale anchor would let a truncation pass verify)."""
         head = self._audit.head()
-        if head == self._anchored or head[0] == 0:
+        if head == self._anchored or head[0] == 0 or self.superseded:
             return
         sealed = Anchor.of(self._key, *head, writer=self._writer)
         body: Body = {
@@ -123,12 +129,40 @@ class Anchorer:
                 return await self.anchor()
         else:
             body["metadata"]["resourceVersion"] = self._resource_version
-            written = await self._kube.replace(secret_path(self._namespace, ANCHOR_SECRET), body)
+            try:
+                written = await self._kube.replace(
+                    secret_path(self._namespace, ANCHOR_SECRET), body
+                )
+            except Conflict:
+                if retried or await self._superseded_by_another(head[0]):
+                    raise
+                return await self.anchor(retried=True)
         self._resource_version = written["metadata"]["resourceVersion"]
         self._anchored = head
 
+    async def _superseded_by_another(self, seq: int) -> bool:
+        """After a conflict: the anchor as it is now, and whether another replica leads."""
+        found = await self._kube.get_secret(self._namespace, ANCHOR_SECRET)
+        self._resource_version = (found or {}).get("metadata", {}).get("resourceVersion")
+        there = parse(found)
+        if (
+            there is not None
+            and there.authentic(self._key)
+            and there.writer != self._writer
+            and there.seq >= seq
+        ):
+            self.superseded = True
+            log.warning(
+                "the audit anchor is %s's (seq %d, ahead of this replica's %d): another replica "
+                "leads, so this one stops anchoring",
+                there.writer,
+                there.seq,
+                seq,
+            )
+        return self.superseded
+
     async def run(self, interval: float = INTERVAL) -> None:
-        while True:
+        while not self.superseded:
             await asyncio.sleep(interval)
             try:
                 await self.anchor()
