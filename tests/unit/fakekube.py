@@ -157,9 +157,10 @@ class FakeKube(Kube):
         if uid is not None and uid != current["metadata"]["uid"]:
             raise Conflict(f"DELETE {path}: 409 precondition failed: uid")
         if current["metadata"].get("finalizers"):
+            # as the apiserver: the object stays, marked, and the answer is the object
             current["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-        else:
-            del self.objects[path]
+            return copy.deepcopy(current)
+        del self.objects[path]
         return {"kind": "Status", "status": "Success"}
 
     # -- for tests -----------------------------------------------------------------------

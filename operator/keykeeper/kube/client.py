@@ -228,13 +228,20 @@ class Kube:
 
     async def delete(self, path: str, *, uid: str | None = None) -> bool:
         """Delete; True if it was there. With ``uid``, only that exact object."""
+        return await self.delete_held(path, uid=uid) is not False
+
+    async def delete_held(self, path: str, *, uid: str | None = None) -> Body | bool | None:
+        """Delete; False if it was not there, the object if a finalizer still holds it
+        (``deletionTimestamp`` set, the object kept), else None (it is gone)."""
         body = {"preconditions": {"uid": uid}} if uid else None
         self._fence("DELETE", path)
         try:
-            await self.call("DELETE", path, body)
+            answer = await self.call("DELETE", path, body)
         except NotFound:
             return False
-        return True
+        meta = answer.get("metadata") or {}
+        held = answer.get("kind") != "Status" and meta.get("finalizers")
+        return answer if held and meta.get("deletionTimestamp") else None
 
 
 def _translate(status: int, data: bytes, method: str, path: str) -> KeykeeperError:

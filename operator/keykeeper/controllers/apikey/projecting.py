@@ -92,15 +92,19 @@ class Projector:
         for secret in held:
             where = f"{secret.namespace}/{secret.name}"
             await run.journal.intend(Reason.PROJECTION_WITHDRAWN, where)
+            path = secret_path(secret.namespace, secret.name)
             try:
-                gone = await self.kube.delete(
-                    secret_path(secret.namespace, secret.name), uid=secret.uid
-                )
+                gone = await self.kube.delete_held(path, uid=secret.uid)
+                if isinstance(gone, dict) and gone.get("data"):
+                    # a finalizer (the recipient's) keeps the object: its value goes now,
+                    # so a Secret withdrawn is never readable until someone lets it go
+                    # (an update at the resourceVersion the DELETE answered with)
+                    await self.kube.replace(path, {**gone, "data": {}})
             except KeykeeperError as exc:
                 log.warning("%s/%s: withdrawing %s failed: %s", *run.ref, where, exc)
                 run.again(TARGET_RETRY)
                 continue
-            if gone:
+            if gone is not False:
                 run.journal.tell(EventType.NORMAL, Reason.PROJECTION_WITHDRAWN, f"withdrew {where}")
             self.world.drop_secret((secret.namespace, secret.name))
 
