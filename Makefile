@@ -5,7 +5,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help fmt lock dev test unit integration e2e e2e-tools chart lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean
+.PHONY: help fmt lock sbom audit dev test unit integration e2e e2e-tools chart lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean
 
 # The main job on the embedded default: a local control plane, the operator installed
 # by its Helm chart (two replicas, local provider), examples/ applied, the projected
@@ -83,6 +83,12 @@ lint: $(STAMP) ## ruff, ruff format, mypy --strict, import-linter, the pre-commi
 fmt: $(STAMP) ## format and fix what ruff can (then make lint)
 	$(BIN)/ruff check --fix operator tests bench devtools e2e
 	$(BIN)/ruff format operator tests bench devtools e2e
+
+sbom: $(STAMP) ## the image's CycloneDX SBOM (dist/sbom.cdx.json), from its build stage
+	$(BIN)/python -m devtools.supplychain sbom
+
+audit: $(STAMP) ## the image's locked set against a vulnerability database (says so if none)
+	$(BIN)/python -m devtools.supplychain audit
 
 help: ## this list
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \

@@ -13,7 +13,8 @@
   driven by the unmodified SDK clients;
 * ``peers`` — the peer controllers the fan-out bench compares with (Sealed Secrets,
   External Secrets), built from their Go modules;
-* ``fuzzing`` — the generator and invariants of the fuzz of hostile specs.
+* ``fuzzing`` — the generator and invariants of the fuzz of hostile specs;
+* ``supplychain`` — the image's CycloneDX SBOM and the audit of its locked set.
 
 Nothing here imports ``tests`` (an import-linter contract); the tests import this.
 A layout test checks that this list names every module and package here.

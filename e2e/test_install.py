@@ -156,6 +156,32 @@ def test_every_provider_sdk_imports_in_the_image(image_root: Path) -> None:
         assert not (python.parent / tool).exists(), f"{tool} is in the image"
 
 
+def test_the_sbom_names_every_distribution_in_the_image(image_root: Path, tmp_path: Path) -> None:
+    """The CycloneDX SBOM (``make sbom``) of the image's venv lists every distribution
+    installed there, at its version: what a scanner is given is what the image holds."""
+    import subprocess
+
+    from devtools import supplychain
+
+    out = supplychain.sbom(tmp_path / "sbom.cdx.json")
+    bom = json.loads(out.read_text())
+    assert bom["bomFormat"] == "CycloneDX"
+    listed = {(c["name"].lower().replace("_", "-"), c["version"]) for c in bom["components"]}
+    python = image_root / "opt" / "keykeeper" / "bin" / "python"
+    code = (
+        "import importlib.metadata as m; "
+        "print('\\n'.join(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions()))"
+    )
+    installed = subprocess.run(
+        [str(python), "-I", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    wanted = {
+        (n.lower().replace("_", "-"), v) for n, _, v in (line.partition("==") for line in installed)
+    }
+    assert wanted - listed == set(), "every installed distribution is in the SBOM"
+    assert ("keykeeper", "0.1.0") in listed and any(n == "boto3" for n, _ in listed)
+
+
 def test_rendered_manifests_pass_a_server_side_dry_run_and_pod_security(
     plane: ControlPlane, helm: Helm, tmp_path: Path
 ) -> None:
