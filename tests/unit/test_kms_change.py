@@ -63,7 +63,7 @@ def test_a_new_kms_key_rewraps_every_version_and_changes_no_value(h: Harness) ->
     h.reconcile("home", "k")
     after = stored(h)
     assert {v.kms_key_id for v in after.versions} == {"kek-B"}
-    assert (after.kms or {})["keyRef"] == "kek-B"
+    assert after.kms is not None and after.kms.key_ref == "kek-B"
     assert value(h, "a") == before, "re-wrapping changes no value and writes no Secret"
     assert h.world.keys_under_previous_kms("p") == 0
     reasons = [e[1] for e in h.kube.requests if e[0] == "POST" and "events" in e[1]]

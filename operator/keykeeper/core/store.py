@@ -21,7 +21,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
+
 from keykeeper.api import labels, timestamps
+from keykeeper.api.models import Kms
 from keykeeper.api.provider_options import ProviderId
 from keykeeper.core import lifecycle
 from keykeeper.types import Body
@@ -104,19 +107,19 @@ class Store:
     integrity_failed_at: str | None = None
     keks_pending: tuple[str, ...] = ()  # per-key KEKs to destroy, kept until destroyed
     secret_uid: str | None = None  # the store Secret's own uid (delete preconditions)
-    kms: dict[str, Any] | None = None  # the spec.kms the versions were made under
+    kms: Kms | None = None  # the spec.kms the versions were made under
 
-    def kek_differs(self, kms: dict[str, Any]) -> bool:
+    def kek_differs(self, kms: Kms) -> bool:
         """Whether live envelopes were made under another KMS key than ``kms`` names
         (provider and keyRef; credentials and tuning options do not matter)."""
         if self.kms is None or not self.envelopes:
             return False
-        return (self.kms.get("provider"), self.kms.get("keyRef", "")) != (
-            kms.get("provider"),
-            kms.get("keyRef", ""),
+        return (self.kms.provider, self.kms.key_ref) != (
+            kms.provider,
+            kms.key_ref,
         )
 
-    def rewrapped(self, sealed: dict[int, tuple[bytes, str, str]], kms: dict[str, Any]) -> Store:
+    def rewrapped(self, sealed: dict[int, tuple[bytes, str, str]], kms: Kms) -> Store:
         """Every live envelope replaced by one under ``kms`` (version -> (envelope, KEK id,
         provider)); values, fingerprints and states are unchanged."""
         versions = tuple(
@@ -198,7 +201,7 @@ def parse(body: Body) -> Store:
     }
     annotations = meta.get("annotations") or {}
     uid = annotations.get(labels.APIKEY_UID, meta.get("name", "")[3:])
-    kms = json.loads(annotations[KMS]) if KMS in annotations else None
+    kms = _kms(annotations.get(KMS))
     return Store(
         uid,
         versions,
@@ -209,8 +212,18 @@ def parse(body: Body) -> Store:
         integrity_failed_at=annotations.get(INTEGRITY_FAILED_AT),
         keks_pending=tuple(json.loads(annotations.get(KEKS_PENDING, "[]"))),
         secret_uid=meta.get("uid"),
-        kms=kms if isinstance(kms, dict) else None,
+        kms=kms,
     )
+
+
+def _kms(text: str | None) -> Kms | None:
+    """The recorded spec.kms, parsed once with the store (None if absent or unreadable)."""
+    if text is None:
+        return None
+    try:
+        return Kms.model_validate(json.loads(text))
+    except (ValueError, ValidationError):
+        return None
 
 
 def render(store: Store, namespace: str, key_namespace: str, key_name: str) -> Body:
@@ -238,7 +251,8 @@ def render(store: Store, namespace: str, key_namespace: str, key_name: str) -> B
     if store.keks_pending:
         metadata["annotations"][KEKS_PENDING] = json.dumps(list(store.keks_pending))
     if store.kms is not None:
-        metadata["annotations"][KMS] = json.dumps(store.kms, sort_keys=True)
+        recorded = store.kms.model_dump(by_alias=True, mode="json")
+        metadata["annotations"][KMS] = json.dumps(recorded, sort_keys=True)
     if store.resource_version:
         metadata["resourceVersion"] = store.resource_version
     return {

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from keykeeper.api import labels
-from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Kms, Phase
+from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Phase
 from keykeeper.api.reasons import Reason
 from keykeeper.audit.events import EventSink
 from keykeeper.audit.log import AuditLog
@@ -188,7 +188,7 @@ class Reconciler:
         life = decide(stored, source_fp)
         providers = LazyProvider(lambda: self.providers.provider_for(policy.kms, self.namespace))
         try:
-            if life.phase is not Phase.REVOKED and stored.kek_differs(_kms_json(policy)):
+            if life.phase is not Phase.REVOKED and stored.kek_differs(policy.kms):
                 stored = await self.keeper.rewrap(
                     run.ref,
                     stored,
@@ -219,7 +219,7 @@ class Reconciler:
             await self._project(run, spec, policy, life.phase, stored, providers)
         if run.rotated:  # a new version is served: roll the workloads that asked for it
             await self.restarter.restart(run, run.rotated)
-        self._note_kms(run.ref, spec.policy, stored.kek_differs(_kms_json(policy)))
+        self._note_kms(run.ref, spec.policy, stored.kek_differs(policy.kms))
         if life.recheck_after is not None:
             run.again(max(life.recheck_after.total_seconds(), 0.05))
         stored = await self.finalizer.finish_erasure(run, stored)  # pending KEKs, retried
@@ -273,15 +273,11 @@ class Reconciler:
     ) -> LazyProvider:
         """The provider that opens the stored envelopes: the policy's, or, until they are
         re-wrapped, the one the store records they were made under."""
-        if not stored.kek_differs(_kms_json(policy)):  # also: no KMS recorded
+        if stored.kms is None or not stored.kek_differs(policy.kms):  # also: none recorded
             return providers
-        made_under = Kms.model_validate(stored.kms)
+        made_under = stored.kms
         return LazyProvider(lambda: self.providers.provider_for(made_under, self.namespace))
 
     def _note_kms(self, ref: KeyRef, policy: str, stale: bool) -> None:
         if self.world.note_kms(ref, policy, stale) and self.policy_changed is not None:
             self.policy_changed(policy)  # its status counts the keys still to re-wrap
-
-
-def _kms_json(policy: KeyPolicySpec) -> dict[str, object]:
-    return policy.kms.model_dump(by_alias=True, mode="json")

@@ -132,7 +132,7 @@ class VersionKeeper:
             sealed.provider,
             source_fingerprint=source_fp,
         )
-        stored = replace(stored, kms=policy.kms.model_dump(by_alias=True, mode="json"))
+        stored = replace(stored, kms=policy.kms)
         await journal.intend(Reason.ENCRYPTED, f"under {sealed.kms_key_id}", version)
         if stored.current is None:
             stored = await self._first(
@@ -232,14 +232,13 @@ class VersionKeeper:
             made = await self.keyring.seal(value, binding, new)
             sealed[number] = (made.envelope, made.kms_key_id, made.provider)
         keks = sorted({kek for _, kek, _ in sealed.values()})
+        before = stored.kms.provider if stored.kms else None
         detail = (
             f"versions {', '.join(map(str, sorted(sealed)))} re-wrapped from "
-            f"{(stored.kms or {}).get('provider')} to {new.provider_id} key {', '.join(keks)}"
+            f"{before} to {new.provider_id} key {', '.join(keks)}"
         )
         await journal.intend(Reason.REWRAPPED, detail)
-        stored = await self.write(
-            ref, stored.rewrapped(sealed, kms.model_dump(by_alias=True, mode="json"))
-        )
+        stored = await self.write(ref, stored.rewrapped(sealed, kms))
         journal.tell(EventType.NORMAL, Reason.REWRAPPED, detail)
         return stored
 
@@ -265,7 +264,7 @@ class VersionKeeper:
         ``ProviderError`` while the provider cannot confirm; the list shrinks only on success."""
         if not stored.keks_pending or stored.kms is None:
             return stored
-        provider = await self.providers.provider_for(Kms.model_validate(stored.kms), self.namespace)
+        provider = await self.providers.provider_for(stored.kms, self.namespace)
         done: list[str] = []
         for kek in stored.keks_pending:
             if Capability.KEK_DESTRUCTION in provider.capabilities:  # declared, not inferred
