@@ -50,7 +50,6 @@ class Parts:
     reconciler: Reconciler
     queue: WorkQueue[KeyRef]
     policy_queue: WorkQueue[str]
-    world: World
     facts: KeyFactsBook
 
     def snapshot(self, leading: bool, elector: Elector | None, ready: bool) -> metrics.Snapshot:
@@ -117,7 +116,6 @@ def assemble(
         reconciler,
         queue,
         policy_queue,
-        world,
         facts,
     )
 
