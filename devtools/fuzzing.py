@@ -36,6 +36,8 @@ from keykeeper.core.authz import NamespaceInfo
 from keykeeper.crypto.sealed import SealingPublicKey, seal
 from keykeeper.errors import KeykeeperError, SpecError
 
+NOW = int(time.time())  # when these tests seal
+
 HOSTILE_NAMES = ["../x", "..", "a/b", "%2e%2e", "UP", "x" * 300, "", "vi\u0441tim", "a..b", "x\x00"]
 DURATIONS = [
     "90d",
@@ -111,7 +113,7 @@ class Fuzz:
             targets["allowOwnNamespace"] = False
         return keypolicy(unique("fzp"), sources=self._selection(), targets=targets, **spec)
 
-    def _source(self, namespace: str, name: str) -> dict[str, Any]:
+    def _source(self, namespace: str, name: str, policy: str) -> dict[str, Any]:
         rng = self.rng
         kind = rng.random()
         if kind < 0.5:
@@ -120,7 +122,8 @@ class Fuzz:
         if kind < 0.75 and self.sealing_key is not None:
             self.values.append(value)
             target = name if rng.random() < 0.7 else "someone-else"
-            sealed = seal(self.sealing_key, namespace, target, value)
+            bound = policy if rng.random() < 0.8 and "/" not in policy else "another-policy"
+            sealed = seal(self.sealing_key, namespace, target, value, policy=bound, sealed_at=NOW)
             if rng.random() < 0.1:
                 sealed = sealed[:-8] + "AAAAAAAA"  # tampered
             return {"sealed": sealed}
@@ -155,7 +158,7 @@ class Fuzz:
             name,
             policy,
             projections=projections,
-            source=self._source(namespace, name),
+            source=self._source(namespace, name, policy),
             suspended=rng.random() < 0.1,
             revoked=rng.random() < 0.05,
         )

@@ -9,6 +9,7 @@ admit the key's namespace must not be used at all (4).
 from __future__ import annotations
 
 import base64
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,6 +30,8 @@ from devtools.softhsm import Token
 from keykeeper.crypto.sealed import seal
 from tests.adversarial.tenant import Tenant, now, operator_requests, tenant
 from tests.cluster import Leaks
+
+NOW = int(time.time())  # when these tests seal
 
 pytestmark = pytest.mark.cluster
 ROTATE = "keykeeper.dev/rotate-requested-at"
@@ -112,13 +115,15 @@ def test_a_poisoned_sealed_value_does_not_freeze_projections(
     home = attacker.namespace
     value = b"sk_live_" + unique("sealed").encode() * 2
     leaks.add(value)
-    sealed = seal(wait_for(lambda: public_key(control_plane)), home, "k", value)
+    sealed = seal(
+        wait_for(lambda: public_key(control_plane)), home, "k", value, policy=policy, sealed_at=NOW
+    )
     attacker.kk.create(
         apikey(home, "k", policy, projections=[{"namespace": target}], source={"sealed": sealed})
     )
     assert projected(kk, target, "k") == value
     # the tenant swaps in a value that cannot be opened (well-formed enough for the CRD)
-    junk = "kk-sealed-v1:" + base64.urlsafe_b64encode(b"\x01" * 1300).decode().rstrip("=")
+    junk = "kk-sealed-v2:" + base64.urlsafe_b64encode(b"\x01" * 1300).decode().rstrip("=")
     attacker.kk.patch_key(home, "k", {"spec": {"source": {"sealed": junk}}})
     wait_for(
         lambda: condition(kk.key(home, "k"), "Ready").get("reason") == "InvalidValue",

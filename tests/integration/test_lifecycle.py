@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +13,8 @@ from devtools.operator import Operator, wait_for
 
 from keykeeper.crypto.sealed import SealingPublicKey, seal
 from tests.integration.conftest import Leaks
+
+NOW = int(time.time())  # when these tests seal
 
 pytestmark = pytest.mark.cluster
 
@@ -103,7 +106,7 @@ def test_manual_rotation_waits_for_a_new_sealed_value(
             "k",
             policy,
             projections=[{"namespace": home}],
-            source={"sealed": seal(key, home, "k", one)},
+            source={"sealed": seal(key, home, "k", one, policy=policy, sealed_at=NOW)},
         )
     )
     assert wait_for(lambda: data(kk, home, "k").get("api-key"), what="v1") == one
@@ -114,7 +117,11 @@ def test_manual_rotation_waits_for_a_new_sealed_value(
         what="RotationDue event",
     )
     assert data(kk, home, "k")["api-key"] == one  # still projected while it waits
-    kk.patch_key(home, "k", {"spec": {"source": {"sealed": seal(key, home, "k", two)}}})
+    kk.patch_key(
+        home,
+        "k",
+        {"spec": {"source": {"sealed": seal(key, home, "k", two, policy=policy, sealed_at=NOW)}}},
+    )
     rotated = wait_for(
         lambda: data(kk, home, "k").get("api-key") == two and data(kk, home, "k"), what="v2"
     )

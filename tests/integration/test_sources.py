@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from devtools.controlplane import ControlPlane
@@ -13,6 +14,8 @@ from kubernetes.client.rest import ApiException
 
 from keykeeper.crypto.sealed import seal
 from tests.integration.conftest import Leaks
+
+NOW = int(time.time())  # when these tests seal
 
 pytestmark = pytest.mark.cluster
 
@@ -157,7 +160,7 @@ def test_sealed_values_open_only_where_they_were_sealed_for(
             "right",
             policy,
             projections=[{"namespace": home}],
-            source={"sealed": seal(key, home, "right", value)},
+            source={"sealed": seal(key, home, "right", value, policy=policy, sealed_at=NOW)},
         )
     )
     kk.create(
@@ -166,7 +169,7 @@ def test_sealed_values_open_only_where_they_were_sealed_for(
             "wrong",
             policy,
             projections=[{"namespace": home}],
-            source={"sealed": seal(key, home, "right", value)},
+            source={"sealed": seal(key, home, "right", value, policy=policy, sealed_at=NOW)},
         )
     )
     assert projected(kk, home, "right") == value

@@ -62,9 +62,11 @@ def test_seal_prints_a_manifest_whose_value_opens_only_for_its_name(
     }
     assert body["spec"]["projections"] == [{"namespace": "team-b"}]
     sealed = body["spec"]["source"]["sealed"]
-    assert open_sealed(sealed, "team-a", "stripe", KEYS) == b"sk_live_123", "newline stripped"
+    assert open_sealed(sealed, "team-a", "stripe", "p", KEYS).value == b"sk_live_123", "stripped"
     with pytest.raises(Exception, match="does not open"):
-        open_sealed(sealed, "team-a", "other", KEYS)
+        open_sealed(sealed, "team-a", "other", "p", KEYS)
+    with pytest.raises(Exception, match="sealed for policy p, not q"):
+        open_sealed(sealed, "team-a", "stripe", "q", KEYS)
     assert "sk_live_123" not in out + err
 
 
@@ -74,27 +76,33 @@ def test_raw_and_json_outputs(
     value = tmp_path / "value"
     value.write_bytes(b"v\n")  # a file is sealed exactly as it is
     base = ["seal", "-n", "ns", "--name", "k", "--cert", str(cert), "--from-file", str(value)]
-    code, out, _ = run([*base, "--raw"], capsys)
-    assert code == 0 and out.startswith("kk-sealed-v1:")
-    assert open_sealed(out.strip(), "ns", "k", KEYS) == b"v\n"
+    code, out, _ = run([*base, "--raw", "--policy", "p"], capsys)
+    assert code == 0 and out.startswith("kk-sealed-v2:")
+    assert open_sealed(out.strip(), "ns", "k", "p", KEYS).value == b"v\n"
     code, out, _ = run([*base, "--policy", "p", "-o", "json"], capsys)
     assert code == 0 and json.loads(out)["spec"]["policy"] == "p"
 
 
 def test_a_value_on_the_command_line_warns(cert: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["seal", "-n", "ns", "--name", "k", "--cert", str(cert), "--raw", "--value", "x"]
-    code, _, err = run(argv, capsys)
+    code, _, err = run([*argv, "--policy", "p"], capsys)
     assert code == 0 and "shell history" in err
 
 
 @pytest.mark.parametrize(
     ("extra", "stdin", "message"),
     [
-        (["--raw", "--expect-fingerprint", "sha256:" + "0" * 64], b"v", "not the expected"),
-        (["--raw"], b"", "empty"),
+        (
+            ["--raw", "-P", "p", "--expect-fingerprint", "sha256:" + "0" * 64],
+            b"v",
+            "not the expected",
+        ),
+        (["--raw", "-P", "p"], b"", "empty"),
         ([], b"v", "--policy is needed"),
-        (["--raw", "--name", "../evil"], b"v", "not an object name"),
-        (["--raw", "--project", "Bad_NS"], b"v", "not a namespace name"),
+        (["--raw"], b"v", "--policy is needed"),
+        (["--raw", "-P", "../p"], b"v", "not an object name"),
+        (["--raw", "-P", "p", "--name", "../evil"], b"v", "not an object name"),
+        (["--raw", "-P", "p", "--project", "Bad_NS"], b"v", "not a namespace name"),
     ],
 )
 def test_refusals_are_one_line_and_exit_1(
@@ -107,7 +115,7 @@ def test_refusals_are_one_line_and_exit_1(
 
 
 def test_the_pinned_fingerprint_passes(cert: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["seal", "-n", "ns", "--name", "k", "--cert", str(cert), "--raw"]
+    argv = ["seal", "-n", "ns", "--name", "k", "--cert", str(cert), "--raw", "-P", "p"]
     code, _, err = run([*argv, "--expect-fingerprint", PAIR.public.fingerprint], capsys, b"v")
     assert code == 0, err
 
@@ -129,6 +137,6 @@ def test_a_malformed_cert_file_is_one_clear_line(
     bad = tmp_path / "bad.pem"
     bad.write_text("hello")
     code, _, err = run(
-        ["seal", "-n", "ns", "--name", "k", "--raw", "--cert", str(bad)], capsys, b"v"
+        ["seal", "-n", "ns", "--name", "k", "--raw", "-P", "p", "--cert", str(bad)], capsys, b"v"
     )
     assert code == 1 and "not a keykeeper sealing public key" in err

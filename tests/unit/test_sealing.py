@@ -4,17 +4,20 @@ the ConfigMap put back when changed, and a renewal asked for on the ConfigMap.""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from keykeeper.crypto.kdf import MasterKey
-from keykeeper.crypto.sealed import SealingPublicKey, open_sealed, seal
+from keykeeper.crypto.sealed import SealingPublicKey, open_sealed, seal, seal_v1
 from keykeeper.errors import InvalidValue
 from keykeeper.keys.sealing import RENEW_REQUESTED, SEALING_PUBLIC, SEALING_SECRET, SealingKeys
 from keykeeper.kube.paths import configmap_path, secret_path
 from keykeeper.providers.local import LocalProvider
 from tests.unit.fakekube import FakeKube
+
+NOW = int(time.time())  # when these tests seal
 
 NS = "keykeeper-system"
 
@@ -26,9 +29,15 @@ class Setup:
         self.local = LocalProvider(MasterKey.generate())
         self.keys = self.make(cutoff)
 
-    def make(self, cutoff: timedelta | None) -> SealingKeys:
+    def make(self, cutoff: timedelta | None, v1_until: datetime | None = None) -> SealingKeys:
         return SealingKeys(
-            self.kube, NS, self.local, timedelta(days=30), cutoff, clock=lambda: self.now
+            self.kube,
+            NS,
+            self.local,
+            timedelta(days=30),
+            cutoff,
+            clock=lambda: self.now,
+            v1_until=v1_until,
         )
 
     def run(self, step: object) -> None:
@@ -46,16 +55,16 @@ def test_renewal_keeps_older_keys_opening_and_publishes_the_newest() -> None:
     s = Setup()
     s.run(s.keys.load())
     first = s.keys.current
-    sealed = [seal(s.public(), "ns", "k", b"v1")]
+    sealed = [seal(s.public(), "ns", "k", b"v1", policy="p", sealed_at=NOW)]
     s.run(s.keys.check())
     assert s.keys.current == first, "not due yet: nothing renewed"
     for _ in range(2):
         s.now += timedelta(days=31)
         s.run(s.keys.check())
-        sealed.append(seal(s.public(), "ns", "k", b"later"))
+        sealed.append(seal(s.public(), "ns", "k", b"later", policy="p", sealed_at=NOW))
     assert len(s.keys.pairs) == 3 and s.keys.current != first
     for text in sealed:
-        assert open_sealed(text, "ns", "k", s.keys.usable()) in (b"v1", b"later")
+        assert open_sealed(text, "ns", "k", "p", s.keys.usable()).value in (b"v1", b"later")
     data = s.published()
     assert data["keyId"] == s.keys.current
     assert len(data["validFingerprints"].splitlines()) == 3
@@ -67,15 +76,15 @@ def test_renewal_keeps_older_keys_opening_and_publishes_the_newest() -> None:
 def test_the_cutoff_refuses_values_sealed_to_keys_retired_long_ago() -> None:
     s = Setup(cutoff=timedelta(days=10))
     s.run(s.keys.load())
-    old = seal(s.public(), "ns", "k", b"old")
+    old = seal(s.public(), "ns", "k", b"old", policy="p", sealed_at=NOW)
     old_id = s.keys.current
     s.now += timedelta(days=31)
     s.run(s.keys.check())  # renewed: the first key is retired now
-    assert open_sealed(old, "ns", "k", s.keys.usable()) == b"old", "within the cutoff"
+    assert open_sealed(old, "ns", "k", "p", s.keys.usable()).value == b"old", "within the cutoff"
     s.now += timedelta(days=11)
     assert s.keys.refusal(old_id) is not None
     with pytest.raises(InvalidValue):
-        open_sealed(old, "ns", "k", s.keys.usable())
+        open_sealed(old, "ns", "k", "p", s.keys.usable())
     assert "re-seal" in str(s.keys.refusal(old_id))
     s.now += timedelta(days=31)
     s.run(s.keys.check())  # the next renewal drops the private key for good
@@ -108,3 +117,27 @@ def test_a_renewal_asked_for_on_the_configmap_happens_once() -> None:
     assert second != first
     s.run(s.keys.check())
     assert s.keys.current == second, "the same request renews once"
+
+
+def test_v1_values_open_only_inside_the_window_and_under_a_policy_that_allows_them() -> None:
+    s = Setup()
+    s.keys = s.make(None, v1_until=s.now + timedelta(days=30))
+    s.run(s.keys.load())
+    old = seal_v1(s.public(), "ns", "k", b"old")
+    assert s.keys.open(old, "ns", "k", "p").value == b"old", "inside the window"
+    with pytest.raises(InvalidValue, match="not bound to a policy"):
+        s.keys.open(old, "ns", "k", "p", refuse_unbound=True)
+    s.now += timedelta(days=31)
+    with pytest.raises(InvalidValue, match="not bound to a policy"):
+        s.keys.open(old, "ns", "k", "p")
+
+
+def test_a_seal_dated_in_the_future_is_refused() -> None:
+    s = Setup()
+    s.run(s.keys.load())
+    now = int(s.now.timestamp())
+    near = seal(s.public(), "ns", "k", b"v", policy="p", sealed_at=now + 600)
+    assert s.keys.open(near, "ns", "k", "p").value == b"v", "a clock a little ahead is fine"
+    far = seal(s.public(), "ns", "k", b"v", policy="p", sealed_at=now + 86400)
+    with pytest.raises(InvalidValue, match="dated in the future"):
+        s.keys.open(far, "ns", "k", "p")

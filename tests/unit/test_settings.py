@@ -21,6 +21,7 @@ from keykeeper.runtime.settings import Settings
         pytest.param({"KEYKEEPER_FIPS": "yes"}, "not a boolean", id="flag"),
         pytest.param({"KEYKEEPER_SEALING_RENEWAL": "soon"}, "duration", id="duration"),
         pytest.param({"KEYKEEPER_SEALING_CHECK": "-1"}, "must be positive", id="interval"),
+        pytest.param({"KEYKEEPER_SEALED_V1_UNTIL": "next june"}, "not a date", id="v1-until"),
     ],
 )
 def test_a_bad_setting_is_refused_with_its_reason(env: dict[str, str], problem: str) -> None:
@@ -33,6 +34,8 @@ def test_defaults_and_good_values_pass() -> None:
     assert (
         Settings.from_env({"KEYKEEPER_WORKERS": "8", "KEYKEEPER_LOG_FORMAT": "plain"}).workers == 8
     )
+    until = Settings.from_env({"KEYKEEPER_SEALED_V1_UNTIL": "2027-06-30"}).sealed_v1_until
+    assert until is not None and until.isoformat() == "2027-06-30T00:00:00+00:00"
 
 
 def test_keykeeper_run_refuses_a_bad_setting_before_it_connects() -> None:

@@ -154,6 +154,8 @@ class ValueConstraints(_Model):
     min_length: int = Field(default=0, ge=0)
     max_length: int = Field(default=4096, ge=1, le=65536)
     pattern: Annotated[str, AfterValidator(_regex)] | None = None
+    # unbound kk-sealed-v1 values refused even inside the cluster's migration window
+    refuse_unbound_seals: bool = False
 
 
 class Alphabet(StrEnum):

@@ -4,8 +4,10 @@
 ``keykeeper-system/keykeeper-sealing-public``, readable by any authenticated user),
 checks that its key id and fingerprint are the key's own, prints it as a PEM-style
 block on stdout and its fingerprint on stderr. ``seal`` encrypts one value to that
-key (from the cluster, or fully offline from ``--cert FILE``), bound to one namespace
-and name, and prints a complete ApiKey manifest or the bare sealed string. With
+key (from the cluster, or fully offline from ``--cert FILE``), bound to one namespace,
+name and KeyPolicy (``--policy``, needed for the bare string too: a value sealed for
+one policy opens under no other), and prints a complete ApiKey manifest or the bare
+sealed string. With
 ``--expect-fingerprint`` a key other than the pinned one is refused before anything
 is sealed.
 
@@ -23,6 +25,7 @@ import getpass
 import json
 import sys
 import textwrap
+import time
 from typing import Any
 
 from keykeeper.api import names
@@ -128,11 +131,19 @@ def seal_command(args: argparse.Namespace, fetch: Any) -> str:
             names.namespace(target)
     except InvalidName as exc:
         raise CommandError(str(exc)) from None
-    if not args.raw and not args.policy:
-        raise CommandError("--policy is needed for a manifest (or --raw for the bare value)")
+    if not args.policy:
+        raise CommandError("--policy is needed: a sealed value opens under that policy only")
+    try:
+        names.object_name(args.policy)
+    except InvalidName as exc:
+        raise CommandError(str(exc)) from None
     key = from_pem(args.cert.read_text()) if args.cert else fetch()
     key = pinned(key, args.expect_fingerprint)
-    return render(args, seal(key, args.namespace, args.name, read_value(args)))
+    value = read_value(args)
+    sealed = seal(
+        key, args.namespace, args.name, value, policy=args.policy, sealed_at=int(time.time())
+    )
+    return render(args, sealed)
 
 
 def add_arguments(commands: Any) -> None:
@@ -148,7 +159,7 @@ def add_arguments(commands: Any) -> None:
     sealer = commands.add_parser("seal", help="seal a value for one ApiKey (safe in git)")
     sealer.add_argument("-n", "--namespace", required=True, help="the ApiKey's namespace")
     sealer.add_argument("--name", required=True, help="the ApiKey's name")
-    sealer.add_argument("--policy", help="the KeyPolicy the manifest names")
+    sealer.add_argument("-P", "--policy", help="the KeyPolicy the value is sealed for (required)")
     sealer.add_argument("--project", action="append", metavar="NS", help="a target namespace")
     sealer.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
     sealer.add_argument("--raw", action="store_true", help="print the sealed string only")

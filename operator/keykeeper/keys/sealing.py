@@ -29,7 +29,7 @@ from typing import Any
 from keykeeper.api import labels, timestamps
 from keykeeper.api.timestamps import rfc3339, rfc3339_micro
 from keykeeper.crypto.envelope import Binding, open_envelope, seal_envelope
-from keykeeper.crypto.sealed import SealingKeyPair, key_id_of, open_sealed
+from keykeeper.crypto.sealed import Opened, SealingKeyPair, key_id_of, open_sealed
 from keykeeper.errors import Conflict, InvalidValue
 from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import configmap_path, secret_path
@@ -44,6 +44,7 @@ SEALING_KIND = "keykeeper.dev/v1alpha1/SealingKey"
 CURRENT = "keykeeper.dev/current-key-id"
 HISTORY = "keykeeper.dev/sealing-keys"
 RENEW_REQUESTED = "keykeeper.dev/renew-requested-at"
+FUTURE_SKEW = 3600  # seconds a sealing machine's clock may run ahead
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,11 @@ class SealingKeys:
         renewal: timedelta | None,
         cutoff: timedelta | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        v1_until: datetime | None = None,
     ) -> None:
         self.kube, self.namespace, self.local = kube, namespace, local
         self.renewal, self.cutoff, self.clock = renewal, cutoff, clock
+        self.v1_until = v1_until
         self.pairs: dict[str, SealingKeyPair] = {}
         self.dates: dict[str, KeyDates] = {}
         self.current = ""
@@ -75,13 +78,28 @@ class SealingKeys:
         """The keys a sealed value may be opened with now (the cutoff applied)."""
         return {k: p for k, p in self.pairs.items() if not self._cut_off(k)}
 
-    def open(self, text: str, namespace: str, name: str) -> bytes:
-        """A sealed value for ``namespace/name``, opened with a key that may open it now;
-        a key past the cutoff is refused with what to do about it."""
+    def open(
+        self, text: str, namespace: str, name: str, policy: str, *, refuse_unbound: bool = False
+    ) -> Opened:
+        """A sealed value for ``namespace/name`` under ``policy``, opened with a key that
+        may open it now; a key past the cutoff is refused with what to do about it.
+
+        An unbound v1 value opens only inside the cluster's migration window
+        (``KEYKEEPER_SEALED_V1_UNTIL``) and only if the policy does not refuse it; a
+        value sealed more than an hour in the future is refused (its sealed-at time is
+        a high-water mark later seals must pass)."""
         refused = self.refusal(key_id_of(text))
         if refused is not None:
             raise refused
-        return open_sealed(text, namespace, name, self.usable())
+        now = self.clock()
+        window = self.v1_until is not None and now < self.v1_until and not refuse_unbound
+        opened = open_sealed(text, namespace, name, policy, self.usable(), accept_v1=window)
+        if opened.sealed_at is not None and opened.sealed_at > now.timestamp() + FUTURE_SKEW:
+            raise InvalidValue(
+                "the value's seal is dated in the future; check the sealing machine's clock "
+                "and seal it again"
+            )
+        return opened
 
     def refusal(self, key_id: str) -> InvalidValue | None:
         if key_id in self.pairs and self._cut_off(key_id):

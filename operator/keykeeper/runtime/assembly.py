@@ -87,7 +87,12 @@ def assemble(
         observer=metrics.KmsMetrics(),
     )
     sealing = SealingKeys(
-        kube, settings.namespace, keyring.local, settings.sealing_renewal, settings.sealing_cutoff
+        kube,
+        settings.namespace,
+        keyring.local,
+        settings.sealing_renewal,
+        settings.sealing_cutoff,
+        v1_until=settings.sealed_v1_until,
     )
     audit = AuditLog(
         settings.audit_log, keyring.audit_key, mirror=sys.stdout if settings.audit_stdout else None

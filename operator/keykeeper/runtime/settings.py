@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from keykeeper.api.durations import parse_duration
@@ -29,6 +29,8 @@ class Settings:
     sealing_renewal: timedelta | None = timedelta(days=30)  # None: never
     sealing_cutoff: timedelta | None = None  # None: retired sealing keys keep opening
     sealing_check: float = 60.0  # seconds between checks of the sealing keys and ConfigMap
+    # until when unbound kk-sealed-v1 values still open (a migration window); None: never
+    sealed_v1_until: datetime | None = None
 
     def __post_init__(self) -> None:
         """Bad settings stop the start with what is wrong, never a silent default."""
@@ -61,6 +63,7 @@ class Settings:
             sealing_renewal=_duration(env.get("KEYKEEPER_SEALING_RENEWAL", "30d")),
             sealing_cutoff=_duration(env.get("KEYKEEPER_SEALING_CUTOFF", "0")),
             sealing_check=float(env.get("KEYKEEPER_SEALING_CHECK", str(default.sealing_check))),
+            sealed_v1_until=_until(env.get("KEYKEEPER_SEALED_V1_UNTIL", "")),
         )
 
 
@@ -78,6 +81,17 @@ def _flag(text: str) -> bool:
     if value not in ("true", "false", "1", "0", ""):
         raise ValueError(f"not a boolean: {text!r} (true or false)")
     return value in ("true", "1")
+
+
+def _until(text: str) -> datetime | None:
+    """An end date (2027-06-30) or RFC 3339 time; empty: no window at all."""
+    if not text.strip():
+        return None
+    try:
+        found = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a date: {text!r} (for example 2027-06-30)") from None
+    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
 def _duration(text: str) -> timedelta | None:

@@ -3,7 +3,8 @@
 A ``secretRef`` import reads a Secret in the key's own namespace only if that Secret
 consents (annotation ``keykeeper.dev/importable-by`` naming the ApiKey) and is of type
 Opaque; the exact object read (its uid) is what ``deleteAfterImport`` may delete. A
-sealed value is opened with the cluster's sealing keys for this namespace/name only.
+sealed value is opened with the cluster's sealing keys for this namespace/name under
+the policy it names, and only that policy (it was sealed for it).
 Every value is checked against the policy's constraints before it is stored.
 """
 
@@ -86,7 +87,12 @@ class Sources:
         if not from_source:
             return generate(policy.generator, source.generate), None, None
         if source.sealed is not None:
-            value = self.sealing.open(source.sealed, *ref)
+            value = self.sealing.open(
+                source.sealed,
+                *ref,
+                spec.policy,
+                refuse_unbound=policy.value.refuse_unbound_seals,
+            ).value
             check_value(value, policy.value)
             return value, self.keyring.fingerprint(b"sealed:" + source.sealed.encode()), None
         imported = await self._import(ref, spec, missing_ok=False)
