@@ -26,6 +26,7 @@ work, so kopf never retries a reconcile itself::
     └── SpecError                     a custom resource is semantically invalid
         ├── InvalidName               a name from a spec is not a Kubernetes object name
         ├── InvalidValue              a supplied value breaks the policy or cannot be opened
+        │   └── RevokedValue          a supplied value is one that was revoked
         └── ImportNotPermitted        the secretRef Secret does not consent to the import
 
 Messages never carry a key value, a data key or a passphrase: they name the
@@ -89,6 +90,12 @@ class InvalidValue(SpecError):
     """A user-supplied value (sealed or imported) breaks the policy or cannot be read."""
 
     reason = "InvalidValue"
+
+
+class RevokedValue(InvalidValue):
+    """A user-supplied value is one that was revoked (``keys.revocations``)."""
+
+    reason = "RevokedValue"
 
 
 class InvalidName(SpecError):

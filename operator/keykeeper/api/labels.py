@@ -16,3 +16,6 @@ IMPORTABLE_BY = "keykeeper.dev/importable-by"
 ROTATE_REQUESTED_AT = "keykeeper.dev/rotate-requested-at"
 FINALIZER = "keykeeper.dev/cleanup"
 MANAGED_SELECTOR = f"{MANAGED_BY}={KEYKEEPER}"
+# on an ApiKey: "true" lets it take back a value it had before (a deliberate rollback)
+REUSE_ALLOWED = "keykeeper.dev/allow-value-reuse"
+ROLE_REVOCATIONS = "revocations"

@@ -37,6 +37,7 @@ class Reason(StrEnum):
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
     INVALID_SPEC = "InvalidSpec"
     INVALID_VALUE = "InvalidValue"
+    REVOKED_VALUE = "RevokedValue"
     SOURCE_NOT_FOUND = "SourceNotFound"
     POLICY_NOT_FOUND = "PolicyNotFound"
     SOURCE_DELETED = "SourceDeleted"

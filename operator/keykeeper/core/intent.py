@@ -34,6 +34,11 @@ def intent_of(body: Body, spec: ApiKeySpec) -> lifecycle.Intent:
     )
 
 
+def reuse_allowed(body: Body) -> bool:
+    """The key's author allows it to take back a value it had before (a rollback)."""
+    return (body["metadata"].get("annotations") or {}).get(labels.REUSE_ALLOWED) == "true"
+
+
 def rules_of(policy: KeyPolicySpec) -> lifecycle.Rules:
     return lifecycle.Rules(
         period=policy.rotation.period_delta,

@@ -57,6 +57,8 @@ class Version:
     state: VersionState = VersionState.CURRENT
     expires_at: str | None = None
     source_fingerprint: str | None = None  # of the sealed/imported input it came from
+    tombstone: str | None = None  # keys.revocations: kept out of status
+    sealed_at: int | None = None  # the seal's date, when it came from a v2 sealed value
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -69,8 +71,13 @@ class Version:
         }
         if self.expires_at:
             out["expiresAt"] = self.expires_at
-        if self.source_fingerprint:
-            out["sourceFingerprint"] = self.source_fingerprint
+        for name, value in (
+            ("sourceFingerprint", self.source_fingerprint),
+            ("tombstone", self.tombstone),
+            ("sealedAt", self.sealed_at),
+        ):
+            if value:
+                out[name] = value
         return out
 
     @classmethod
@@ -84,13 +91,16 @@ class Version:
             state=VersionState(data.get("state", VersionState.CURRENT)),
             expires_at=data.get("expiresAt"),
             source_fingerprint=data.get("sourceFingerprint"),
+            tombstone=data.get("tombstone"),
+            sealed_at=data.get("sealedAt"),
         )
 
     def status(self) -> dict[str, Any]:
         """The version as status.versions shows it (no provider internals)."""
         out = self.to_json()
         out.pop("provider")
-        out.pop("sourceFingerprint", None)
+        for internal in ("sourceFingerprint", "tombstone", "sealedAt"):
+            out.pop(internal, None)
         return out
 
 

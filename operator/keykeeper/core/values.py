@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Iterable
 
+from keykeeper.api.labels import REUSE_ALLOWED
 from keykeeper.api.models import Alphabet, GenerateSource, Generator, ValueConstraints
 from keykeeper.api.patterns import compile_pattern
+from keykeeper.core.store import Version, VersionState
 from keykeeper.errors import InvalidValue
 
 ALPHABETS = {
@@ -73,3 +76,24 @@ def check(value: bytes, constraints: ValueConstraints) -> None:
             raise InvalidValue(
                 f"the value does not match the policy's pattern {constraints.pattern!r}"
             )
+
+
+def rollback(
+    history: Iterable[Version], tombstone: str, sealed_at: int | None
+) -> InvalidValue | None:
+    """Why a user-supplied value may not become the key's next version: one the key had
+    before and replaced (a rollback), or a seal older than the newest one it was given.
+    The current value again is no rollback (a re-seal of it, say)."""
+    kept = list(history)
+    if any(v.tombstone == tombstone for v in kept if v.state is not VersionState.CURRENT):
+        return InvalidValue(
+            "the key had this value before and replaced it; a rollback is refused "
+            f"(to allow it, annotate the ApiKey {REUSE_ALLOWED}=true)"
+        )
+    newest = max((v.sealed_at for v in kept if v.sealed_at is not None), default=None)
+    if sealed_at is not None and newest is not None and sealed_at < newest:
+        return InvalidValue(
+            "the value is sealed earlier than the one the key was last given, so it is "
+            "older; seal the value again"
+        )
+    return None

@@ -5,7 +5,7 @@ HKDF-SHA256 splits it into independent subkeys, one per purpose, so a key used t
 wrap DEKs is never also used to MAC the audit log or to fingerprint values::
 
     subkey(purpose) = HKDF(ikm=master, salt=b"", info=b"keykeeper.dev/local/" + purpose, 32)
-    purposes: b"wrap", b"audit-mac", b"fingerprint", b"key-id", b"ownership"
+    purposes: b"wrap", b"audit-mac", b"fingerprint", b"key-id", b"ownership", b"tombstone"
 
 The key id (which names the master key in envelopes and audit records) is the hex of
 the first 8 bytes of ``subkey(b"key-id")``: stable, and revealing nothing usable.
@@ -50,6 +50,7 @@ class Purpose(StrEnum):
     FINGERPRINT = "fingerprint"
     KEY_ID = "key-id"
     OWNERSHIP = "ownership"
+    TOMBSTONE = "tombstone"
 
 
 class MasterKey:

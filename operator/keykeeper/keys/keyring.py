@@ -31,9 +31,15 @@ class Keyring:
         self._fingerprint_key = master.subkey(Purpose.FINGERPRINT)
         self.audit_key = master.subkey(Purpose.AUDIT_MAC)
         self._ownership_key = master.subkey(Purpose.OWNERSHIP)
+        self._tombstone_key = master.subkey(Purpose.TOMBSTONE)
 
     def fingerprint(self, value: bytes) -> str:
         return fingerprint(self._fingerprint_key, value)
+
+    def tombstone(self, value: bytes) -> str:
+        """What a revoked value leaves behind (``keys.revocations``): the same for the same
+        value under any key, under its own subkey; never shown in status or Events."""
+        return fingerprint(self._tombstone_key, value)
 
     def prove(
         self, key_uid: str, key_namespace: str, key_name: str, namespace: str, name: str

@@ -27,7 +27,8 @@ class Settings:
     workers: int = 16  # keys reconciled at once: each mostly waits on the API or a KMS
     instance: str = "keykeeper"
     sealing_renewal: timedelta | None = timedelta(days=30)  # None: never
-    sealing_cutoff: timedelta | None = None  # None: retired sealing keys keep opening
+    # retired sealing keys stop opening this long after retirement (None: never)
+    sealing_cutoff: timedelta | None = timedelta(days=365)
     sealing_check: float = 60.0  # seconds between checks of the sealing keys and ConfigMap
     # until when unbound kk-sealed-v1 values still open (a migration window); None: never
     sealed_v1_until: datetime | None = None
@@ -61,7 +62,7 @@ class Settings:
             workers=_integer("KEYKEEPER_WORKERS", env.get("KEYKEEPER_WORKERS"), default.workers),
             instance=env.get("POD_NAME", env.get("HOSTNAME", default.instance)),
             sealing_renewal=_duration(env.get("KEYKEEPER_SEALING_RENEWAL", "30d")),
-            sealing_cutoff=_duration(env.get("KEYKEEPER_SEALING_CUTOFF", "0")),
+            sealing_cutoff=_duration(env.get("KEYKEEPER_SEALING_CUTOFF", "365d")),
             sealing_check=float(env.get("KEYKEEPER_SEALING_CHECK", str(default.sealing_check))),
             sealed_v1_until=_until(env.get("KEYKEEPER_SEALED_V1_UNTIL", "")),
         )

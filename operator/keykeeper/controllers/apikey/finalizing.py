@@ -57,6 +57,11 @@ class Finalizer:
         await self.projector.withdraw(run, held)
         stored = await self.keeper.read(run.uid)
         if stored.resource_version is not None:
+            if (body.get("spec") or {}).get("revoked") is True and stored.revoked_at is None:
+                # revoked and deleted at once: its values are dead all the same
+                await self.keeper.sources.revocations.record(
+                    v.tombstone for v in stored.versions if v.tombstone
+                )
             if stored.erased_at is None:
                 stored = await self.keeper.erase(ref, stored, run.journal)
             stored = await self.keeper.destroy_pending(ref, stored, run.journal)

@@ -41,6 +41,7 @@ from keykeeper.controllers.apikey.projecting import (
 )
 from keykeeper.controllers.apikey.reporting import Reporter
 from keykeeper.controllers.apikey.restarts import Restarter
+from keykeeper.controllers.apikey.rewrapping import rewrap
 from keykeeper.controllers.apikey.run import SOURCE_RETRY, Run, provider_backoff, ready
 from keykeeper.controllers.apikey.sources import SourceMissing, Sources
 from keykeeper.controllers.apikey.versions import VersionKeeper
@@ -49,6 +50,7 @@ from keykeeper.core.intent import intent_of, rules_of
 from keykeeper.core.store import facts
 from keykeeper.errors import IntegrityError, ProviderError, SpecError
 from keykeeper.keys.keyring import Keyring
+from keykeeper.keys.revocations import Revocations
 from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.client import Conflict, Kube
 from keykeeper.kube.paths import apikey_path, check_identity
@@ -74,7 +76,7 @@ class Reconciler:
     ) -> None:
         self.kube, self.world, self.keyring, self.providers = kube, world, keyring, providers
         self.namespace, self.clock, self.audit = namespace, clock, audit
-        sources = Sources(kube, keyring, sealing)
+        sources = Sources(kube, keyring, sealing, Revocations(kube, namespace, clock))
         self.keeper = VersionKeeper(kube, keyring, providers, sources, namespace, clock)
         self.projector = Projector(kube, world, keyring)
         self.finalizer = Finalizer(kube, world, self.keeper, self.projector, audit, namespace)
@@ -189,7 +191,8 @@ class Reconciler:
         providers = LazyProvider(lambda: self.providers.provider_for(policy.kms, self.namespace))
         try:
             if life.phase is not Phase.REVOKED and stored.kek_differs(policy.kms):
-                stored = await self.keeper.rewrap(
+                stored = await rewrap(
+                    self.keeper,
                     run.ref,
                     stored,
                     policy.kms,
@@ -201,7 +204,7 @@ class Reconciler:
                 if not life.actions:
                     break
                 stored = await self.keeper.apply(
-                    run.ref, spec, policy, providers.get, stored, life.actions, run.journal
+                    run, spec, policy, providers.get, stored, life.actions
                 )
                 life = decide(stored, source_fp)
         except SourceMissing as exc:

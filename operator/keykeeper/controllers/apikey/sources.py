@@ -5,26 +5,30 @@ consents (annotation ``keykeeper.dev/importable-by`` naming the ApiKey) and is o
 Opaque; the exact object read (its uid) is what ``deleteAfterImport`` may delete. A
 sealed value is opened with the cluster's sealing keys for this namespace/name under
 the policy it names, and only that policy (it was sealed for it).
-Every value is checked against the policy's constraints before it is stored.
+Every value is checked against the policy's constraints before it is stored, and
+against the tombstones of revoked values and the key's own history (no rollback).
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from keykeeper.api import labels
 from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, RotationStrategy, SecretType
 from keykeeper.api.reasons import RotationCause
+from keykeeper.core.store import Version
 from keykeeper.core.values import check as check_value
-from keykeeper.core.values import generate
+from keykeeper.core.values import generate, rollback
 from keykeeper.errors import ImportNotPermitted, SourceMissing
 from keykeeper.keys.keyring import Keyring
+from keykeeper.keys.revocations import Revocations
 from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.client import Kube
 from keykeeper.types import Body, KeyRef
 
-__all__ = ["ImportNotPermitted", "Imported", "SourceMissing", "Sources", "consent"]
+__all__ = ["ImportNotPermitted", "Imported", "SourceMissing", "Sources", "Supplied", "consent"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,26 @@ def consent(body: Body, key_name: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Supplied:
+    """A value for a new version: where it came from (None: generated), the object it
+    was imported from, and the date of its seal (v2 sealed values only)."""
+
+    value: bytes
+    source_fingerprint: str | None = None
+    imported: Imported | None = None
+    sealed_at: int | None = None
+
+    def __repr__(self) -> str:  # the value never reaches a log through repr()
+        return f"Supplied(source_fingerprint={self.source_fingerprint!r})"
+
+
 @dataclass
 class Sources:
     kube: Kube
     keyring: Keyring
     sealing: SealingKeys
+    revocations: Revocations
 
     async def fingerprint(self, ref: KeyRef, spec: ApiKeySpec) -> str | None:
         """A fingerprint of the user-supplied source as it is now (None: none, or gone)."""
@@ -75,8 +94,31 @@ class Sources:
         return None
 
     async def value_for(
+        self,
+        ref: KeyRef,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        reason: str,
+        history: Iterable[Version] = (),
+        *,
+        allow_reuse: bool = False,
+    ) -> Supplied:
+        """The value of the next version. A user-supplied one is refused when it was
+        revoked (in any key), and when it would roll the key back (a value it replaced,
+        or an older seal) unless the key allows reuse; a recovery re-reads the same
+        source and is no rollback."""
+        supplied = await self._supplied(ref, spec, policy, reason)
+        if supplied.source_fingerprint is not None:
+            tombstone = self.keyring.tombstone(supplied.value)
+            await self.revocations.check(tombstone)
+            back = rollback(history, tombstone, supplied.sealed_at)
+            if back is not None and not allow_reuse and reason != RotationCause.RECOVERY:
+                raise back
+        return supplied
+
+    async def _supplied(
         self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec, reason: str
-    ) -> tuple[bytes, str | None, Imported | None]:
+    ) -> Supplied:
         source = spec.source
         # user-supplied values are read again for a first version, a changed source, a
         # recovery, and any Manual rotation; everything else is generated
@@ -85,20 +127,22 @@ class Sources:
             or policy.rotation.strategy is RotationStrategy.MANUAL
         )
         if not from_source:
-            return generate(policy.generator, source.generate), None, None
+            return Supplied(generate(policy.generator, source.generate))
         if source.sealed is not None:
-            value = self.sealing.open(
+            opened = self.sealing.open(
                 source.sealed,
                 *ref,
                 spec.policy,
                 refuse_unbound=policy.value.refuse_unbound_seals,
-            ).value
-            check_value(value, policy.value)
-            return value, self.keyring.fingerprint(b"sealed:" + source.sealed.encode()), None
+            )
+            check_value(opened.value, policy.value)
+            fingerprint = self.keyring.fingerprint(b"sealed:" + source.sealed.encode())
+            return Supplied(opened.value, fingerprint, sealed_at=opened.sealed_at)
         imported = await self._import(ref, spec, missing_ok=False)
         assert imported is not None
         check_value(imported.value, policy.value)
-        return imported.value, self.keyring.fingerprint(b"secretRef:" + imported.value), imported
+        fingerprint = self.keyring.fingerprint(b"secretRef:" + imported.value)
+        return Supplied(imported.value, fingerprint, imported)
 
     async def _import(self, ref: KeyRef, spec: ApiKeySpec, *, missing_ok: bool) -> Imported | None:
         """The value of the consenting source Secret in the key's own namespace."""

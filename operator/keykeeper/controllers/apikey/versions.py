@@ -13,13 +13,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Kms
+from keykeeper.api.models import ApiKeySpec, KeyPolicySpec
 from keykeeper.api.provider_options import Capability, ProviderId
 from keykeeper.api.reasons import EventType, Reason, RotationCause
 from keykeeper.api.timestamps import rfc3339, rfc3339_milli
 from keykeeper.audit.journal import Journal
+from keykeeper.controllers.apikey.run import Run
 from keykeeper.controllers.apikey.sources import Imported, Sources
 from keykeeper.core import lifecycle, store
+from keykeeper.core.intent import reuse_allowed
 from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import IntegrityError
 from keykeeper.keys.keyring import Keyring
@@ -66,19 +68,26 @@ class VersionKeeper:
 
     async def apply(
         self,
-        ref: KeyRef,
+        run: Run,
         spec: ApiKeySpec,
         policy: KeyPolicySpec,
         provider: Callable[[], Awaitable[KeyProvider]],
         stored: store.Store,
         actions: Iterable[lifecycle.Action],
-        journal: Journal,
     ) -> store.Store:
         """Apply ``actions`` in order; only making a version asks for the provider."""
+        ref, journal, allow_reuse = run.ref, run.journal, reuse_allowed(run.body)
         for action in actions:
             if isinstance(action, lifecycle.CreateVersion):
                 stored = await self.create_version(
-                    ref, spec, policy, await provider(), stored, action.reason, journal
+                    ref,
+                    spec,
+                    policy,
+                    await provider(),
+                    stored,
+                    action.reason,
+                    journal,
+                    allow_reuse=allow_reuse,
                 )
             elif isinstance(action, lifecycle.RetirePrevious):
                 await journal.intend(
@@ -96,6 +105,10 @@ class VersionKeeper:
                 await journal.intend(Reason.REVOKED, "projections withdrawn", stored.current)
                 stored = await self.write(
                     ref, _replace(stored, revoked_at=rfc3339_milli(self.clock()))
+                )
+                # every value the key ever held, so none is served again (keys.revocations)
+                await self.sources.revocations.record(
+                    v.tombstone for v in stored.versions if v.tombstone
                 )
                 erase_at = self.clock() + policy.retention.revoked_delta
                 journal.tell(
@@ -116,9 +129,14 @@ class VersionKeeper:
         stored: store.Store,
         reason: str,
         journal: Journal,
+        *,
+        allow_reuse: bool = False,
     ) -> store.Store:
         """Make, encrypt and store a new version (before any projection uses it)."""
-        value, source_fp, imported = await self.sources.value_for(ref, spec, policy, reason)
+        supplied = await self.sources.value_for(
+            ref, spec, policy, reason, stored.versions, allow_reuse=allow_reuse
+        )
+        value, imported = supplied.value, supplied.imported
         number = stored.next_version
         sealed = await self.keyring.seal(
             value, Binding(ref[0], ref[1], stored.uid, number), provider
@@ -130,7 +148,9 @@ class VersionKeeper:
             self.keyring.fingerprint(value),
             sealed.kms_key_id,
             sealed.provider,
-            source_fingerprint=source_fp,
+            source_fingerprint=supplied.source_fingerprint,
+            tombstone=self.keyring.tombstone(value),
+            sealed_at=supplied.sealed_at,
         )
         stored = replace(stored, kms=policy.kms)
         await journal.intend(Reason.ENCRYPTED, f"under {sealed.kms_key_id}", version)
@@ -211,35 +231,6 @@ class VersionKeeper:
             f"rotated to version {version.version} ({reason}, "
             f"fingerprint {version.fingerprint}){kept}",
         )
-        return stored
-
-    async def rewrap(
-        self,
-        ref: KeyRef,
-        stored: store.Store,
-        kms: Kms,
-        old: KeyProvider,
-        new: KeyProvider,
-        journal: Journal,
-    ) -> store.Store:
-        """Re-seal every live version under the policy's KMS key (same version, same value,
-        a fresh data key), after the policy named another one. One store write: a crash
-        leaves every envelope under the old key or every one under the new."""
-        sealed: dict[int, tuple[bytes, str, str]] = {}
-        for number, envelope in sorted(stored.envelopes.items()):
-            binding = Binding(ref[0], ref[1], stored.uid, number)
-            value = await self.keyring.open(envelope, binding, old)
-            made = await self.keyring.seal(value, binding, new)
-            sealed[number] = (made.envelope, made.kms_key_id, made.provider)
-        keks = sorted({kek for _, kek, _ in sealed.values()})
-        before = stored.kms.provider if stored.kms else None
-        detail = (
-            f"versions {', '.join(map(str, sorted(sealed)))} re-wrapped from "
-            f"{before} to {new.provider_id} key {', '.join(keks)}"
-        )
-        await journal.intend(Reason.REWRAPPED, detail)
-        stored = await self.write(ref, stored.rewrapped(sealed, kms))
-        journal.tell(EventType.NORMAL, Reason.REWRAPPED, detail)
         return stored
 
     async def erase(self, ref: KeyRef, stored: store.Store, journal: Journal) -> store.Store:
