@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 
 class GroupSync:
@@ -22,6 +23,9 @@ class GroupSync:
         self.syncs = 0  # syncs made (for the benchmarks)
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        # a thread of its own: a slow KMS filling the shared pool never delays a sync,
+        # and with it every action (a withdrawal too) waiting for its record
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keykeeper-audit")
 
     async def durable(self, seq: int) -> None:
         """Return once record ``seq`` is on disk; raise what the sync raised."""
@@ -37,7 +41,7 @@ class GroupSync:
         while self._waiters:
             target = self._written()
             try:
-                await asyncio.to_thread(self._sync)
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._sync)
             except Exception as exc:
                 served = [w for w in self._waiters if w[0] <= target]
                 self._waiters = [w for w in self._waiters if w[0] > target]

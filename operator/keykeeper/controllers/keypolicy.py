@@ -3,7 +3,6 @@ and how many of them still wait to be re-wrapped after its KMS key changed."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -15,6 +14,7 @@ from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import keypolicy_path
 from keykeeper.kube.world import World
 from keykeeper.providers.cache import ProviderCache
+from keykeeper.providers.threads import offload
 
 
 async def reconcile_policy(
@@ -34,8 +34,8 @@ async def reconcile_policy(
     else:
         try:
             provider = await providers.provider_for(view.spec.kms, namespace)
-            await asyncio.to_thread(provider.check)
-            kek = await asyncio.to_thread(provider.current_kek_id)  # a KMS call for some
+            await offload(provider.executor, provider.check)
+            kek = await offload(provider.executor, provider.current_kek_id)  # a KMS call for some
             ready = Condition(
                 conditions.READY,
                 "True",

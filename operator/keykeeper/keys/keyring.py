@@ -8,7 +8,6 @@ key. Nothing here talks to the API; the providers come from ``providers.cache``.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, parse, seal_envelope
@@ -16,6 +15,7 @@ from keykeeper.crypto.kdf import MasterKey, Purpose, fingerprint, ownership_proo
 from keykeeper.errors import KeyDisabled
 from keykeeper.providers import KeyProvider
 from keykeeper.providers.local import LocalProvider
+from keykeeper.providers.threads import offload
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,7 @@ class Keyring:
         )
 
     async def seal(self, value: bytes, binding: Binding, provider: KeyProvider) -> Sealed:
-        if provider.in_process:
-            envelope = seal_envelope(value, binding, provider)
-        else:
-            envelope = await asyncio.to_thread(seal_envelope, value, binding, provider)
+        envelope = await offload(provider.executor, seal_envelope, value, binding, provider)
         return Sealed(envelope, parse(envelope).wrapped.kek_id, provider.provider_id)
 
     async def open(self, envelope: bytes, binding: Binding, provider: KeyProvider) -> bytes:
@@ -67,6 +64,4 @@ class Keyring:
                 f"names {provider.provider_id}"
             )
 
-        if provider.in_process:
-            return open_envelope(envelope, binding, resolve)
-        return await asyncio.to_thread(open_envelope, envelope, binding, resolve)
+        return await offload(provider.executor, open_envelope, envelope, binding, resolve)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
@@ -54,6 +55,12 @@ class KeyProvider(ABC):
     in_process: ClassVar[bool] = False
 
     @property
+    def executor(self) -> ThreadPoolExecutor | None:
+        """Where its blocking calls run (``providers.threads``): None for in-process work;
+        a remote provider without its own (unguarded, in tests) uses a private pool."""
+        return None if self.in_process else _UNGUARDED
+
+    @property
     def capabilities(self) -> frozenset[Capability]:
         """What this provider, as configured, can do (declared, never inferred)."""
         return frozenset()
@@ -80,6 +87,9 @@ class KeyProvider(ABC):
 
     def close(self) -> None:
         """Release connections and sessions."""
+
+
+_UNGUARDED = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keykeeper-unguarded")
 
 
 def encode_context(kek_id: str, context: Mapping[str, str]) -> bytes:

@@ -13,6 +13,9 @@ short circuit breaker, and a cache of unwrapped data keys.
   cooldown that doubles from 1 s to 5 s; the first probe that succeeds closes the
   breaker and calls ``on_recovery``, so the keys that failed are retried at once
   instead of waiting out their own backoff.
+* **Threads.** Its calls run on threads of its own, at most 4 at once and 4 waiting;
+  more are refused at once as ``ProviderUnavailable`` (``providers.threads``), so a
+  slow provider holds neither the shared pool nor more than a few reconcile workers.
 * **Data-key cache.** An unwrapped data key is kept, bounded (LRU), keyed by the KEK id,
   the wrapped bytes and the context, so a version is unwrapped at most once while it
   stays cached; a wrap seeds it (a version just made is projected without a Decrypt).
@@ -36,6 +39,7 @@ from keykeeper.api.provider_options import Capability
 from keykeeper.crypto.envelope import WrappedKey
 from keykeeper.errors import KeykeeperError, ProviderUnavailable
 from keykeeper.providers.base import KeyProvider, encode_context
+from keykeeper.providers.threads import BoundedExecutor
 
 T = TypeVar("T")
 log = logging.getLogger("keykeeper.providers.guard")
@@ -120,6 +124,12 @@ class Guarded(KeyProvider):
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
+        self._executor = BoundedExecutor(str(self.provider_id))
+
+    @property
+    def executor(self) -> BoundedExecutor:
+        """Its own threads, bounded (``providers.threads``): a slow KMS holds only these."""
+        return self._executor
 
     @property
     def capabilities(self) -> frozenset[Capability]:
@@ -161,6 +171,7 @@ class Guarded(KeyProvider):
 
     def close(self) -> None:
         self.forget()
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self.inner.close()
 
     def _remember(self, key: bytes, dek: bytes) -> None:

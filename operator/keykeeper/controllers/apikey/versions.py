@@ -8,7 +8,6 @@ journals what it does: the audit record before the write, the Event after it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -29,6 +28,7 @@ from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import secret_path
 from keykeeper.providers import KeyProvider
 from keykeeper.providers.cache import ProviderCache
+from keykeeper.providers.threads import offload
 from keykeeper.types import KeyRef
 
 
@@ -260,7 +260,7 @@ class VersionKeeper:
         for kek in stored.keks_pending:
             if Capability.KEK_DESTRUCTION in provider.capabilities:  # declared, not inferred
                 await journal.intend(Reason.ERASED, f"destroying KEK {kek}")
-                await asyncio.to_thread(provider.destroy_kek, kek)
+                await offload(provider.executor, provider.destroy_kek, kek)
             done.append(kek)
         left = tuple(k for k in stored.keks_pending if k not in done)
         return await self.write(ref, replace(stored, keks_pending=left))
