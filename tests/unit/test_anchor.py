@@ -172,7 +172,7 @@ def test_an_authentic_anchor_ahead_by_another_replica_stops_this_one(tmp_path: P
     anchorer = Anchorer(kube, NS, audit, KEY, writer="a")
     asyncio.run(anchorer.check_at_start())
     asyncio.run(anchorer.anchor())
-    ahead = Anchor.of(KEY, 50, "f" * 64, writer="b")  # the new leader's head
+    ahead = Anchor.of(KEY, 50, "f" * 64, writer="b", at="2026-12-02T10:00:00Z")  # new leader's
     _edit_anchor(
         kube,
         {
@@ -180,6 +180,7 @@ def test_an_authentic_anchor_ahead_by_another_replica_stops_this_one(tmp_path: P
             "keykeeper.dev/audit-mac": ahead.mac,
             "keykeeper.dev/audit-seal": ahead.seal,
             "keykeeper.dev/audit-writer": "b",
+            "keykeeper.dev/audit-anchored-at": ahead.at,
         },
     )
     audit.append("Projected", name="k")
@@ -189,3 +190,34 @@ def test_an_authentic_anchor_ahead_by_another_replica_stops_this_one(tmp_path: P
     assert anchorer.superseded
     asyncio.run(anchorer.anchor())
     assert [r[0] for r in kube.writes()] == ["PUT"], "one refused write, then nothing"
+
+
+def test_the_anchor_is_dated_and_its_age_and_lag_are_known(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from keykeeper.audit.anchor import ANCHOR_SECRET, describe, parse
+    from keykeeper.kube.paths import secret_path
+
+    kube = FakeKube()
+    audit = AuditLog(tmp_path / "audit.jsonl", KEY, fsync=False)
+    audit.append("Created", name="k")
+    anchorer = Anchorer(kube, NS, audit, KEY, writer="pod-a")
+    assert anchorer.age() == 0.0 and anchorer.unanchored() == 1
+    asyncio.run(anchorer.anchor())
+    assert anchorer.unanchored() == 0 and anchorer.age() < 1.0
+    found = parse(kube.objects[secret_path(NS, ANCHOR_SECRET)])
+    assert found is not None and found.authentic(KEY) and found.at
+    later = datetime.fromisoformat(found.at.replace("Z", "+00:00")).astimezone(UTC)
+    line = describe(found, later.replace(microsecond=0) + (later - later.replace(microsecond=0)))
+    assert f"record {found.seq}, written by pod-a at {found.at} (0 s ago)" in line
+    audit.append("Projected", name="k")
+    assert anchorer.unanchored() == 1
+
+
+def test_a_forged_anchor_date_breaks_its_seal(tmp_path: Path) -> None:
+    from keykeeper.audit.chain import Anchor
+
+    real = Anchor.of(KEY, 3, "a" * 64, writer="w", at="2026-12-02T10:00:00Z")
+    assert real.authentic(KEY)
+    forged = Anchor(real.seq, real.mac, real.seal, real.writer, "2030-01-01T00:00:00Z")
+    assert not forged.authentic(KEY)

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import UTC, datetime
 
-from keykeeper.api import labels
+from keykeeper.api import labels, timestamps
 from keykeeper.api.reasons import Reason
+from keykeeper.api.timestamps import rfc3339
 from keykeeper.audit.chain import Anchor, find
 from keykeeper.audit.log import AuditLog
 from keykeeper.kube.client import Conflict, Kube
@@ -31,6 +34,7 @@ log = logging.getLogger("keykeeper.anchor")
 
 ANCHOR_SECRET = "keykeeper-audit-anchor"  # noqa: S105 - a Secret name
 INTERVAL = 10.0
+ANCHORED_AT = "keykeeper.dev/audit-anchored-at"
 
 
 def parse(body: Body | None) -> Anchor | None:
@@ -41,9 +45,22 @@ def parse(body: Body | None) -> Anchor | None:
             str(annotations["keykeeper.dev/audit-mac"]),
             str(annotations["keykeeper.dev/audit-seal"]),
             str(annotations.get("keykeeper.dev/audit-writer", "")),
+            str(annotations.get(ANCHORED_AT, "")),
         )
     except (KeyError, ValueError):
         return None
+
+
+def describe(anchor: Anchor, now: datetime | None = None) -> str:
+    """One line for ``audit verify``: which record, which writer, how old."""
+    writer = anchor.writer or "a single replica"
+    if not anchor.at:
+        return f"anchor: record {anchor.seq}, written by {writer} (no date: before 0.5)"
+    try:
+        age = ((now or datetime.now(UTC)) - timestamps.parse(anchor.at)).total_seconds()
+    except ValueError:
+        return f"anchor: record {anchor.seq}, written by {writer} (unreadable date)"
+    return f"anchor: record {anchor.seq}, written by {writer} at {anchor.at} ({age:.0f} s ago)"
 
 
 async def read(kube: Kube, namespace: str) -> Anchor | None:
@@ -57,6 +74,7 @@ class Anchorer:
         self._kube, self._namespace, self._audit, self._key = kube, namespace, audit, key
         self._writer = writer
         self._anchored: tuple[int, str] | None = None
+        self._in_step_at: float | None = None  # monotonic: when the anchor last covered the head
         self._resource_version: str | None = None
         # another replica's authentic anchor is ahead of this one's head: it leads now
         self.superseded = False
@@ -101,9 +119,13 @@ class Anchorer:
         else is retried once with the fresh resourceVersion, so one foreign write never
         stops anchoring for good (a stale anchor would let a truncation pass verify)."""
         head = self._audit.head()
-        if head == self._anchored or head[0] == 0 or self.superseded:
+        if head == self._anchored or head[0] == 0:
+            self._in_step_at = time.monotonic()  # nothing new: the anchor covers the head
             return
-        sealed = Anchor.of(self._key, *head, writer=self._writer)
+        if self.superseded:
+            return
+        at = rfc3339(datetime.now(UTC))
+        sealed = Anchor.of(self._key, *head, writer=self._writer, at=at)
         body: Body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -117,6 +139,7 @@ class Anchorer:
                     "keykeeper.dev/audit-mac": sealed.mac,
                     "keykeeper.dev/audit-seal": sealed.seal,
                     "keykeeper.dev/audit-writer": sealed.writer,
+                    ANCHORED_AT: sealed.at,
                 },
             },
         }
@@ -139,6 +162,16 @@ class Anchorer:
                 return await self.anchor(retried=True)
         self._resource_version = written["metadata"]["resourceVersion"]
         self._anchored = head
+        self._in_step_at = time.monotonic()
+
+    def age(self) -> float:
+        """Seconds since the anchor last covered the log's head (0 before the first try):
+        it grows while anchoring fails, and an alert on it catches a stalled anchor."""
+        return 0.0 if self._in_step_at is None else time.monotonic() - self._in_step_at
+
+    def unanchored(self) -> int:
+        """Records written since the last anchor (a truncation of these would pass verify)."""
+        return self._audit.head()[0] - (self._anchored[0] if self._anchored else 0)
 
     async def _superseded_by_another(self, seq: int) -> bool:
         """After a conflict: the anchor as it is now, and whether another replica leads."""

@@ -43,19 +43,23 @@ class Anchor:
     mac: str
     seal: str = ""
     writer: str = ""  # the replica whose file holds record ``seq`` ("" before HA)
+    at: str = ""  # when it was written (RFC 3339; "" before 0.5)
 
     @classmethod
-    def of(cls, key: bytes, seq: int, mac: str, writer: str = "") -> Anchor:
-        return cls(seq, mac, _anchor_seal(key, seq, mac, writer), writer)
+    def of(cls, key: bytes, seq: int, mac: str, writer: str = "", at: str = "") -> Anchor:
+        return cls(seq, mac, _anchor_seal(key, seq, mac, writer, at), writer, at)
 
     def authentic(self, key: bytes) -> bool:
-        return hmac.compare_digest(self.seal, _anchor_seal(key, self.seq, self.mac, self.writer))
+        expected = _anchor_seal(key, self.seq, self.mac, self.writer, self.at)
+        return hmac.compare_digest(self.seal, expected)
 
 
-def _anchor_seal(key: bytes, seq: int, mac: str, writer: str = "") -> str:
+def _anchor_seal(key: bytes, seq: int, mac: str, writer: str = "", at: str = "") -> str:
     anchored: dict[str, Any] = {"seq": seq, "mac": mac}
     if writer:
         anchored["writer"] = writer
+    if at:
+        anchored["at"] = at
     body = canonical({"anchor": anchored})
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 

@@ -225,6 +225,8 @@ def _verify(args: argparse.Namespace, cluster: UserCluster) -> int:
         found = anchor.parse(cluster.secret(args.namespace, anchor.ANCHOR_SECRET))
         if found is None:
             print("note: no anchor in the cluster; checking the chain only", file=sys.stderr)
+    if found is not None:
+        print(anchor.describe(found), file=sys.stderr)
     with args.log.open("rb") as handle:
         verdict = verify(handle, key, found)
     print(verdict)

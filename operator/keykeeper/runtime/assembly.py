@@ -65,6 +65,8 @@ class Parts:
             ready=ready,
             events_dropped=self.sink.dropped,
             api_throttled=self.reconciler.kube.throttled,
+            anchor_age=self.anchorer.age() if leading else 0.0,
+            unanchored=self.anchorer.unanchored() if leading else 0,
         )
 
 

@@ -97,6 +97,8 @@ class Snapshot:
     ready: bool = False
     events_dropped: int = 0  # by the Event sink's per-object rate limit
     api_throttled: int = 0  # 429s the API client waited out
+    anchor_age: float = 0.0  # seconds since the audit anchor last covered the log's head
+    unanchored: int = 0  # audit records written since the last anchor
 
 
 class _World(Collector):
@@ -151,11 +153,26 @@ class _World(Collector):
             "still has them).",
             value=now.events_dropped,
         )
+        yield from _audit(now)
         yield CounterMetricFamily(
             "keykeeper_api_throttled",
             "Answers 429 (API priority and fairness) from the apiserver that were waited out.",
             value=now.api_throttled,
         )
+
+
+def _audit(now: Snapshot) -> Iterator[Metric]:
+    yield _gauge(
+        "keykeeper_audit_anchor_age_seconds",
+        "Seconds since the audit anchor in the cluster last covered the log's head "
+        "(grows while anchoring fails).",
+        now.anchor_age,
+    )
+    yield _gauge(
+        "keykeeper_audit_unanchored_records",
+        "Audit records written since the last anchor.",
+        now.unanchored,
+    )
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
