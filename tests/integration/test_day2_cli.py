@@ -58,6 +58,9 @@ def test_status_plan_and_the_lifecycle_commands(
     )
     code, out, _ = kk_cli("plan", "-f", str(manifest))
     assert code == 0 and "allowed" in out and kk.key(home, "draft") is None
+    # where keykeeper runs is never a source, whatever that namespace is called (K19)
+    code, out, _ = kk_cli("plan", "-f", str(manifest), "--operator-namespace", home)
+    assert code == 0 and "does not admit keys from namespace" in out
 
     assert kk_cli("rotate", "k", "-n", home)[0] == 0
     wait_for(lambda: ((kk.key(home, "k") or {}).get("status") or {}).get("currentVersion") == 2,

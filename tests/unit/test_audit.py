@@ -138,6 +138,22 @@ def test_a_torn_tail_is_quarantined_and_the_chain_goes_on(log: Path) -> None:
     assert quarantined[0].read_bytes().startswith(b'{"seq": 6')
 
 
+def test_a_recovered_log_and_its_quarantine_are_private(log: Path) -> None:
+    """K19: the recovered log and the quarantined tail are rewritten files; they keep
+    the log's own mode (0600), whatever the umask."""
+    import os
+
+    with log.open("ab") as handle:
+        handle.write(b'{"seq": 6, "ts": "2026-')
+    before = os.umask(0o022)
+    try:
+        AuditLog(log, KEY)
+    finally:
+        os.umask(before)
+    for path in [log, *log.parent.glob("audit.jsonl.quarantined-*")]:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+
+
 def test_an_altered_tail_is_not_trusted(log: Path) -> None:
     altered = lines(log)
     altered[-1] = edit(altered[-1])
@@ -191,3 +207,29 @@ def test_audit_verify_works_in_passphrase_mode(tmp_path: Path, capsys) -> None: 
     audit.path.write_text("")  # emptied
     assert main(argv) == 1
     assert "3 newest records are missing" in capsys.readouterr().out
+
+
+def test_an_auditor_verifies_with_the_audit_key_alone(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """K19: ``audit key`` hands out the audit key; ``verify --audit-key-file`` needs no
+    master key (which would open every value)."""
+    import base64
+
+    from keykeeper.cli.commands import main
+    from keykeeper.crypto.kdf import MasterKey, Purpose
+
+    master = MasterKey.generate()
+    (tmp_path / "master").write_text(base64.b64encode(master.export()).decode())
+    assert main(["audit", "key", "--master-key-file", str(tmp_path / "master")]) == 0
+    exported = capsys.readouterr().out.strip()
+    assert base64.b64decode(exported) == master.subkey(Purpose.AUDIT_MAC)
+    assert base64.b64encode(master.export()).decode() not in exported
+    audit = AuditLog(tmp_path / "audit.jsonl", master.subkey(Purpose.AUDIT_MAC))
+    for n in range(3):
+        audit.append("Projected", detail=str(n))
+    (tmp_path / "audit.key").write_text(exported)
+    argv = ["audit", "verify", str(audit.path), "--audit-key-file", str(tmp_path / "audit.key")]
+    assert main([*argv, "--no-anchor"]) == 0
+    assert "OK: 3 records" in capsys.readouterr().out
+    (tmp_path / "audit.key").write_text(base64.b64encode(b"short").decode())
+    assert main([*argv, "--no-anchor"]) == 1
+    assert "no 32-byte key" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 import pytest
 
 from keykeeper.crypto.envelope import Binding, WrappedKey, open_envelope, seal_envelope
-from keykeeper.errors import KeyDisabled, ProviderUnavailable
+from keykeeper.errors import KeyDisabled, ProviderError, ProviderUnavailable
 from keykeeper.providers.base import KeyProvider
 from keykeeper.providers.guard import Guarded, TokenBucket
 
@@ -221,3 +221,54 @@ def test_provider_backoff_doubles_with_jitter_up_to_a_cap(
 
     assert provider_backoff(failures, rand=lambda: 0.0) == pytest.approx(low)
     assert provider_backoff(failures, rand=lambda: 1.0) == pytest.approx(high)
+
+
+class Malicious(Peer):
+    """A KMS (or a man in the middle) answering with what no real one would."""
+
+    def __init__(self, kek_id: str = "kek/1", blob: bytes | None = None, dek: bytes | None = None):
+        super().__init__()
+        self.kek_id, self.blob, self.dek = kek_id, blob, dek
+
+    def current_kek_id(self) -> str:
+        return self.kek_id
+
+    def wrap(self, dek: bytes, context: Mapping[str, str]) -> WrappedKey:
+        return WrappedKey(self.kek_id, self.blob if self.blob is not None else dek)
+
+    def unwrap(self, wrapped: WrappedKey, context: Mapping[str, str]) -> bytes:
+        return self.dek if self.dek is not None else wrapped.blob
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        pytest.param(Malicious(kek_id="kek\n\x1b[31mforged log line"), id="control-characters"),
+        pytest.param(Malicious(kek_id="k" * 5000), id="a-huge-key-id"),
+        pytest.param(Malicious(kek_id=""), id="an-empty-key-id"),
+        pytest.param(Malicious(blob=b"x" * (2 * 1024 * 1024)), id="a-huge-wrapped-key"),
+        pytest.param(Malicious(blob=b""), id="an-empty-wrapped-key"),
+    ],
+)
+def test_a_malformed_answer_to_a_wrap_is_refused_and_never_echoed(peer: Malicious) -> None:
+    guarded = guard(peer, Clock())
+    binding = Binding("ns", "k", "u1", 1)
+    with pytest.raises(ProviderError, match="malformed") as refused:
+        seal_envelope(b"value", binding, guarded)
+    assert "forged" not in str(refused.value) and len(str(refused.value)) < 300
+    assert not isinstance(refused.value, ProviderUnavailable), "not a transient failure"
+
+
+def test_a_malformed_key_id_is_refused_on_its_own_too() -> None:
+    with pytest.raises(ProviderError, match="malformed"):
+        guard(Malicious(kek_id="a\nb"), Clock()).current_kek_id()
+
+
+@pytest.mark.parametrize("dek", [b"", b"short", b"x" * 33, b"x" * 4096])
+def test_an_unwrapped_key_of_the_wrong_size_is_refused(dek: bytes) -> None:
+    honest = guard(Peer(), Clock())
+    binding = Binding("ns", "k", "u1", 1)
+    envelope = seal_envelope(b"value", binding, honest)
+    lying = guard(Malicious(dek=dek), Clock())
+    with pytest.raises(ProviderError, match="malformed"):
+        open_envelope(envelope, binding, lambda _: lying)

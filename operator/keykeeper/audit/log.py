@@ -32,6 +32,7 @@ a log shipper: the same bytes, verifiable with the same key."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
@@ -118,9 +119,9 @@ class AuditLog:
         quarantine = self.path.with_name(
             f"{self.path.name}.quarantined-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
         )
-        quarantine.write_bytes(rest)
+        _write_private(quarantine, rest)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(good)
+        _write_private(tmp, good)
         os.replace(tmp, self.path)
         log.warning(
             "audit log %s: %d bytes after the last verifiable record moved to %s",
@@ -188,3 +189,13 @@ class AuditLog:
         """Continue the cluster's chain after another replica's anchored head."""
         seq = max(self.head()[0], anchor.seq) + 1
         return self.append(Reason.AUDIT_HANDOFF, detail=detail, seq=seq)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file only its owner may read (0600, as the log itself)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a leftover .tmp of a crash: its mode is not trusted
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the one error path of every command: one line on stderr, exit 1
         return _dispatch(args)
     except (CommandError, OSError) as exc:
-        name = "audit verify" if args.command == "audit" else args.command
+        name = f"audit {args.audit_command}" if args.command == "audit" else args.command
         print(f"keykeeper {name}: {exc}", file=sys.stderr)
         return 1
 
@@ -146,17 +146,11 @@ def _add_audit(commands: Any) -> None:
     verify.add_argument("log", type=Path)
     source = verify.add_mutually_exclusive_group()
     source.add_argument(
-        "--master-key-file",
+        "--audit-key-file",
         type=Path,
-        help="a file holding the base64 master key (default: read it from the cluster)",
+        help="a file holding the base64 audit key (keykeeper audit key): no master key needed",
     )
-    source.add_argument(
-        "--passphrase-file",
-        type=Path,
-        help="the operator runs in passphrase mode: derive the key from this passphrase "
-        "(the KDF parameters are read from the cluster, or given with --kdf)",
-    )
-    verify.add_argument("--kdf", help="the KDF string (argon2id$... or pbkdf2-sha256$...)")
+    _key_source(source, verify)
     anchor = verify.add_mutually_exclusive_group()
     anchor.add_argument(
         "--anchor-file",
@@ -168,10 +162,32 @@ def _add_audit(commands: Any) -> None:
         action="store_true",
         help="check the chain only (a truncated or emptied log then goes unnoticed)",
     )
-    verify.add_argument("--namespace", default="keykeeper-system")
-    verify.add_argument("--kubeconfig", help="the kubeconfig to use (as kubectl's)")
-    verify.add_argument("--context", help="the kubeconfig context to use")
-    verify.add_argument("--secret", default="keykeeper-master-key")
+    exporter = audit_commands.add_parser(
+        "key",
+        help="print the audit key (base64): it verifies, and could forge, the log and its "
+        "anchor, but opens no value; hand it to auditors instead of the master key",
+    )
+    _key_source(exporter.add_mutually_exclusive_group(), exporter)
+    for command in (verify, exporter):
+        command.add_argument("--namespace", default="keykeeper-system")
+        command.add_argument("--kubeconfig", help="the kubeconfig to use (as kubectl's)")
+        command.add_argument("--context", help="the kubeconfig context to use")
+        command.add_argument("--secret", default="keykeeper-master-key")
+
+
+def _key_source(group: Any, command: argparse.ArgumentParser) -> None:
+    group.add_argument(
+        "--master-key-file",
+        type=Path,
+        help="a file holding the base64 master key (default: read it from the cluster)",
+    )
+    group.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="the operator runs in passphrase mode: derive the key from this passphrase "
+        "(the KDF parameters are read from the cluster, or given with --kdf)",
+    )
+    command.add_argument("--kdf", help="the KDF string (argon2id$... or pbkdf2-sha256$...)")
 
 
 def _completion(parser: argparse.ArgumentParser) -> str:
@@ -201,13 +217,16 @@ def _audit_verify(args: argparse.Namespace) -> int:
         raise CommandError(f"{type(exc).__name__}: {exc}") from None
 
 
-def _verify(args: argparse.Namespace, cluster: UserCluster) -> int:
-    import json
-
-    from keykeeper.audit import anchor
-    from keykeeper.audit.chain import verify
+def _audit_key(args: argparse.Namespace, cluster: UserCluster) -> bytes:
+    """The audit MAC key: given alone, or derived from the master key (a file, a
+    passphrase, or the cluster's Secret)."""
     from keykeeper.crypto.kdf import MasterKey, PassphraseKdf, Purpose, derive_master_key
 
+    if getattr(args, "audit_key_file", None):
+        key = base64.b64decode(args.audit_key_file.read_text().strip(), validate=True)
+        if len(key) != 32:
+            raise CommandError("the audit key file holds no 32-byte key (base64)")
+        return key
     if args.master_key_file:
         master = MasterKey(base64.b64decode(args.master_key_file.read_text().strip()))
     elif args.passphrase_file:
@@ -217,7 +236,19 @@ def _verify(args: argparse.Namespace, cluster: UserCluster) -> int:
         )
     else:
         master = MasterKey(cluster.secret_data(args.namespace, args.secret)["master-key"])
-    key = master.subkey(Purpose.AUDIT_MAC)
+    return master.subkey(Purpose.AUDIT_MAC)
+
+
+def _verify(args: argparse.Namespace, cluster: UserCluster) -> int:
+    import json
+
+    from keykeeper.audit import anchor
+    from keykeeper.audit.chain import verify
+
+    key = _audit_key(args, cluster)
+    if args.audit_command == "key":
+        print(base64.b64encode(key).decode())
+        return 0
     found = None
     if args.anchor_file:
         found = anchor.parse(json.loads(args.anchor_file.read_text()))

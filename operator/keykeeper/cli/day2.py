@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, cluster: UserCluster) -> str:
     if args.command == "status":
         return status(cluster, None if args.all_namespaces else namespace, args.name, args.output)
     if args.command == "plan":
-        return plan(cluster, namespace, args.name, args.filename)
+        return plan(cluster, namespace, args.name, args.filename, args.operator_namespace)
     if not args.name:
         raise CommandError(f"{args.command} needs the ApiKey's name")
     cluster.apikey(namespace, args.name)  # not found: one line, nothing written
@@ -102,8 +102,15 @@ def _detail(cluster: UserCluster, key: dict[str, Any]) -> str:
     return "\n".join([*lines, _table(rows).rstrip("\n"), "Recent Events:", *tail]) + "\n"
 
 
-def plan(cluster: UserCluster, namespace: str, name: str | None, filename: Path | None) -> str:
-    """Each requested target and whether the live policy and namespaces allow it, and why."""
+def plan(
+    cluster: UserCluster,
+    namespace: str,
+    name: str | None,
+    filename: Path | None,
+    operator_namespace: str = "keykeeper-system",
+) -> str:
+    """Each requested target and whether the live policy and namespaces allow it, and why
+    (the operator's own namespace is never a source or a target, wherever it runs)."""
     if filename is not None:
         import yaml
 
@@ -139,7 +146,7 @@ def plan(cluster: UserCluster, namespace: str, name: str | None, filename: Path 
         for ns in cluster.call("list namespaces", cluster.core.list_namespace).items
     }
     own = namespaces.get(namespace, authz.NamespaceInfo(namespace))
-    context = authz.KeyContext(own, Phase.ACTIVE, frozenset({"keykeeper-system"}))
+    context = authz.KeyContext(own, Phase.ACTIVE, frozenset({operator_namespace}))
     rows = [("TARGET", "SECRET", "DECISION", "REASON")]
     if not authz.admits_source(context, policy):
         return f"KeyPolicy {spec.policy} does not admit keys from namespace {namespace}\n"
@@ -186,5 +193,10 @@ def add_arguments(commands: Any) -> None:
             sub.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
         if action == "plan":
             sub.add_argument("-f", "--filename", type=Path, help="an ApiKey manifest")
+            sub.add_argument(
+                "--operator-namespace",
+                default="keykeeper-system",
+                help="where keykeeper runs (never a source or a target)",
+            )
         if action == "revoke":
             sub.add_argument("--yes", action="store_true", help="do not ask")

@@ -16,6 +16,10 @@ short circuit breaker, and a cache of unwrapped data keys.
 * **Threads.** Its calls run on threads of its own, at most 4 at once and 4 waiting;
   more are refused at once as ``ProviderUnavailable`` (``providers.threads``), so a
   slow provider holds neither the shared pool nor more than a few reconcile workers.
+* **Answers checked.** A KEK id must be printable ASCII of 1 to 512 characters, a
+  wrapped key 1 byte to the envelope's bound, an unwrapped data key 32 bytes; anything
+  else is a ``ProviderError`` that echoes none of it (a malicious or broken KMS cannot
+  forge log lines or bloat a store).
 * **Data-key cache.** An unwrapped data key is kept, bounded (LRU), keyed by the KEK id,
   the wrapped bytes and the context, so a version is unwrapped at most once while it
   stays cached; a wrap seeds it (a version just made is projected without a Decrypt).
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -36,8 +41,8 @@ from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
 
 from keykeeper.api.provider_options import Capability
-from keykeeper.crypto.envelope import WrappedKey
-from keykeeper.errors import KeykeeperError, ProviderUnavailable
+from keykeeper.crypto.envelope import DEK_BYTES, MAX_WRAPPED, WrappedKey
+from keykeeper.errors import KeykeeperError, ProviderError, ProviderUnavailable
 from keykeeper.providers.base import KeyProvider, encode_context
 from keykeeper.providers.threads import BoundedExecutor
 
@@ -45,6 +50,8 @@ T = TypeVar("T")
 log = logging.getLogger("keykeeper.providers.guard")
 
 DEK_CACHE = 10_000  # entries; a DEK and its key are under 200 bytes
+MAX_KEK_ID_SHOWN = 512
+_KEK_ID = re.compile(rf"[\x21-\x7e](?:[\x20-\x7e]{{0,{MAX_KEK_ID_SHOWN - 2}}}[\x21-\x7e])?")
 
 
 class CallObserver(Protocol):
@@ -136,10 +143,16 @@ class Guarded(KeyProvider):
         return self.inner.capabilities
 
     def current_kek_id(self) -> str:
-        return self._call("current_kek_id", self.inner.current_kek_id)
+        return _checked_kek_id(self._call("current_kek_id", self.inner.current_kek_id))
 
     def wrap(self, dek: bytes, context: Mapping[str, str]) -> WrappedKey:
         wrapped = self._call("wrap", lambda: self.inner.wrap(dek, context))
+        _checked_kek_id(wrapped.kek_id)
+        if not 1 <= len(wrapped.blob) <= MAX_WRAPPED:
+            raise ProviderError(
+                f"the {self.provider_id} provider returned a malformed wrapped key "
+                f"({len(wrapped.blob)} bytes)"
+            )
         self._remember(_cache_key(wrapped, context), dek)
         return wrapped
 
@@ -152,6 +165,11 @@ class Guarded(KeyProvider):
                 self.calls["unwrap-cached"] += 1
                 return bytes(cached)
         dek = self._call("unwrap", lambda: self.inner.unwrap(wrapped, context))
+        if len(dek) != DEK_BYTES:
+            raise ProviderError(
+                f"the {self.provider_id} provider returned a malformed data key "
+                f"({len(dek)} bytes, not {DEK_BYTES})"
+            )
         self._remember(key, dek)
         return dek
 
@@ -248,6 +266,17 @@ class Guarded(KeyProvider):
             cooldown = min((self._down[1] if self._down else 0) * 2, self._max_cooldown)
             self._down = (why, max(cooldown, self._cooldown))
         self._schedule(self._down[1], self._probe)
+
+
+def _checked_kek_id(kek_id: str) -> str:
+    """A KEK id as a provider returned it, only if it is one: it reaches status, Events,
+    logs and the envelope, so control characters, or a huge or empty id, are refused."""
+    if _KEK_ID.fullmatch(kek_id) is None:
+        raise ProviderError(
+            f"the provider returned a malformed KEK id ({len(kek_id)} characters; "
+            f"printable ASCII, 1 to {MAX_KEK_ID_SHOWN}, expected)"
+        )
+    return kek_id
 
 
 def _timer(delay: float, action: Callable[[], None]) -> None:
