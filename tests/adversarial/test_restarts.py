@@ -6,6 +6,7 @@ the namespaces a rotation was written into (apiserver audit log)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +14,7 @@ from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, apikey, keypolicy, unique
 from devtools.operator import Operator, wait_for
 
-from tests.adversarial.tenant import now, operator_requests, tenant
+from tests.adversarial.tenant import Tenant, now, operator_requests, tenant
 from tests.integration.conftest import Leaks
 from tests.integration.test_rollout_restart import deployment, stamp
 
@@ -26,11 +27,10 @@ def test_a_tenant_cannot_restart_workloads_beyond_its_policy(
     allowed, victim = kk.namespace("allowed"), kk.namespace("victim")
     policy = unique("restarts")
     kk.create(keypolicy(policy, targets={"names": [allowed]}))
-    for ns in (allowed, victim):  # both opted in, both name the key's Secret
-        control_plane.kubectl(
-            "-n", ns, "apply", "-f", "-", input=json.dumps(deployment("web", "k", True))
-        )
     with tenant(control_plane, kk) as attacker:
+        for ns in (allowed, victim):  # both opted in, both name the key and its Secret
+            body = deployment("web", f"{attacker.namespace}/k:k", True)
+            control_plane.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(body))
         since = now()
         projections = [{"namespace": allowed}, {"namespace": victim}]
         attacker.kk.create(apikey(attacker.namespace, "k", policy, projections=projections))
@@ -55,3 +55,62 @@ def test_a_tenant_cannot_restart_workloads_beyond_its_policy(
         wrote = {r.namespace for r in requests if r.resource == "secrets" and r.verb == "update"}
         assert allowed in touched and victim not in touched
         assert touched <= wrote, f"the operator reached workloads in {touched - wrote}"
+
+
+def test_a_workload_restarts_only_for_the_key_it_names(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, leaks: Leaks
+) -> None:
+    """K13: the opt-in named only a Secret, so any source tenant whose policy reaches the
+    namespace could project that name (or squat it once its owner's key was gone) and roll
+    the workload at will, and its own Events named the workload. The opt-in now names the
+    source key (``<namespace>/<apikey>:<secret>``); restarts are told on the workload, in
+    its namespace, and only counted on the ApiKey."""
+    apps = kk.namespace("apps")
+    policy = unique("restarts")
+    kk.create(keypolicy(policy, targets={"names": [apps]}))
+    with tenant(control_plane, kk, "owner") as owner, tenant(control_plane, kk) as attacker:
+        opt_in = f"{owner.namespace}/k:db-key"
+        control_plane.kubectl(
+            "-n", apps, "apply", "-f", "-", input=json.dumps(deployment("web", opt_in, True))
+        )
+        # the owner's key does not exist yet: the attacker projects the very Secret name
+        projections = [{"namespace": apps, "secretName": "db-key"}]
+        attacker.kk.create(apikey(attacker.namespace, "k", policy, projections=projections))
+        leaks.add(wait_for(lambda: kk.value(apps, "db-key"), what="the squatted name projected"))
+        for version in (2, 3):
+            rotate_now(attacker, "k")
+            wait_for(
+                lambda v=version: (
+                    kk.value(apps, "db-key")  # type: ignore[misc]
+                    and version_of(kk, attacker.namespace) == v
+                ),
+                what=f"the attacker's key at version {version}",
+            )
+            leaks.add(kk.value(apps, "db-key"))  # type: ignore[arg-type]
+        time.sleep(1)  # a restart would have been patched by now
+        assert stamp(control_plane, apps, "web") is None, "restarted for a key it did not name"
+        # the owner's own key, once the name is free, does restart it
+        attacker.kk.delete_key(attacker.namespace, "k")
+        wait_for(lambda: kk.secret(apps, "db-key") is None, what="the squat withdrawn")
+        owner.kk.create(apikey(owner.namespace, "k", policy, projections=projections))
+        leaks.add(wait_for(lambda: kk.value(apps, "db-key"), what="the owner's value"))
+        rotate_now(owner, "k")
+        wait_for(lambda: stamp(control_plane, apps, "web") == "db-key=2", what="owner restart")
+        leaks.add(kk.value(apps, "db-key"))  # type: ignore[arg-type]
+        told = kk.wait_for_events(apps, "web", "RolloutRestarted")
+        assert told, "the restart is told on the workload, in its namespace"
+        on_key = [e.message for e in kk.events(owner.namespace, "k")]
+        assert not any("web" in m for m in on_key), "the source's Events do not name it"
+
+
+def version_of(kk: Cluster, namespace: str) -> int | None:
+    return ((kk.key(namespace, "k") or {}).get("status") or {}).get("currentVersion")
+
+
+def rotate_now(who: Tenant, name: str) -> None:
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    who.kk.patch_key(
+        who.namespace,
+        name,
+        {"metadata": {"annotations": {"keykeeper.dev/rotate-requested-at": at}}},
+    )

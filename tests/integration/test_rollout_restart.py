@@ -64,7 +64,8 @@ def test_an_opted_in_deployment_restarts_once_per_rotation(
     ]
     kk.create(apikey(home, "k", policy, projections=targets))
     leaks.add(wait_for(lambda: kk.value(apps, "a-key"), what="projected"))
-    for body in (deployment("web", "a-key,b-key", True), deployment("other", "a-key", False)):
+    names = f"{home}/k:a-key, {home}/k:b-key"
+    for body in (deployment("web", names, True), deployment("other", f"{home}/k:a-key", False)):
         control_plane.kubectl("-n", apps, "apply", "-f", "-", input=json.dumps(body))
     before = get(control_plane, apps, "web")["metadata"]["generation"]
 
@@ -73,7 +74,10 @@ def test_an_opted_in_deployment_restarts_once_per_rotation(
         wait_for(lambda v=version: stamp(control_plane, apps, "web") == f"a-key={v},b-key={v}",
                  what=f"web restarted for version {version}")  # fmt: skip
         leaks.add(kk.value(apps, "a-key"))  # type: ignore[arg-type]
-    kk.wait_for_events(home, "k", "RolloutRestarted")
+    told = kk.wait_for_events(home, "k", "RolloutRestarted")
+    assert not any("web" in e.message for e in told), "the ApiKey's Events count, not name"
+    on_web = kk.wait_for_events(apps, "web", "RolloutRestarted")
+    assert any(f"ApiKey {home}/k rotated" in e.message for e in on_web)
     after = get(control_plane, apps, "web")["metadata"]["generation"]
     assert after - before == 2, "one rollout per rotation, though two targets rotated"
     assert stamp(control_plane, apps, "other") is None, "a workload that did not opt in"

@@ -81,7 +81,7 @@ class Reconciler:
         self.projector = Projector(kube, world, keyring)
         self.finalizer = Finalizer(kube, world, self.keeper, self.projector, audit, namespace)
         self.reporter = Reporter(kube, world, sink, clock)
-        self.restarter = Restarter(kube)
+        self.restarter = Restarter(kube, sink)
         self.gather = Gatherer(world, namespace)
         self.policy_changed: Callable[[str], None] | None = None
         self.provider_failures: dict[KeyRef, int] = {}  # consecutive, per key

@@ -1,19 +1,23 @@
 """Rollout restarts of the workloads that ask for them when a key rotates.
 
-A Deployment, StatefulSet or DaemonSet opts in on itself, so its owner consents:
+A Deployment, StatefulSet or DaemonSet opts in on itself, so its owner consents, and
+names the source key of each Secret, so no other key writing that name restarts it:
 
     metadata:
       labels:      {keykeeper.dev/restart-on-rotation: "true"}
-      annotations: {keykeeper.dev/restart-on-rotation: "stripe-api-key,other-secret"}
+      annotations: {keykeeper.dev/restart-on-rotation: "payments/stripe:stripe-api-key"}
 
-When a reconcile writes a new version into a projected Secret of that namespace (the
-previous value is still served beside it), each opted-in workload naming that Secret
-gets **one** patch of its pod template annotation ``keykeeper.dev/restarted-for``
-(``<secret>=<version>,...`` for every named Secret that rotated), which rolls it out as
-``kubectl rollout restart`` does. Several targets of one key rotating together restart
-a workload once; a workload already stamped for those versions is not touched again.
-Each restart is an Event on the ApiKey and an audit record. Workloads are found with
-one labelled LIST per kind and namespace, only when a rotation was written.
+(``<ApiKey namespace>/<ApiKey name>:<Secret name>``, comma-separated; a bare Secret
+name, the pre-0.5 form, restarts nothing.) When a reconcile writes a new version into a
+projected Secret of that namespace (the previous value is still served beside it), each
+opted-in workload naming that key and Secret gets **one** patch of its pod template
+annotation ``keykeeper.dev/restarted-for`` (``<secret>=<version>,...``), which rolls it
+out as ``kubectl rollout restart`` does. Several targets of one key rotating together
+restart a workload once; a workload already stamped for those versions is not touched
+again. Each restart is an Event on the workload, in its namespace, and an audit record;
+the ApiKey's Event only counts them (a source tenant learns no workload names).
+Workloads are found with one labelled LIST per kind and namespace, only when a rotation
+was written.
 """
 
 from __future__ import annotations
@@ -23,26 +27,38 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from keykeeper.api.reasons import EventType, Reason
+from keykeeper.audit.events import EventSink
 from keykeeper.controllers.apikey.run import Run
 from keykeeper.errors import KeykeeperError
 from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import workloads_path
-from keykeeper.types import Body
+from keykeeper.types import Body, KeyRef
 
 log = logging.getLogger("keykeeper.restarts")
 
 OPT_IN = "keykeeper.dev/restart-on-rotation"  # the label that selects, the annotation that names
 RESTARTED_FOR = "keykeeper.dev/restarted-for"  # on the pod template
-KINDS = ("deployments", "statefulsets", "daemonsets")
+KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
 
 Rotated = tuple[str, str, int]  # (namespace, Secret name, version now projected)
 
 
-def stamp_for(workload: Body, rotated: dict[str, int]) -> str | None:
-    """The template annotation this workload should carry, or None if it names none of
-    the rotated Secrets or already carries it (pure)."""
+def named_by(workload: Body, source: KeyRef) -> set[str]:
+    """The Secrets ``workload`` asks to be restarted for when the ApiKey ``source``
+    rotates them (entries ``<namespace>/<apikey>:<secret>``; others name no key)."""
     meta = workload.get("metadata") or {}
-    named = {s.strip() for s in (meta.get("annotations") or {}).get(OPT_IN, "").split(",")}
+    names: set[str] = set()
+    for entry in (meta.get("annotations") or {}).get(OPT_IN, "").split(","):
+        key, _, secret = entry.strip().partition(":")
+        if secret and key == f"{source[0]}/{source[1]}":
+            names.add(secret)
+    return names
+
+
+def stamp_for(workload: Body, rotated: dict[str, int], source: KeyRef) -> str | None:
+    """The template annotation this workload should carry, or None if it names none of
+    the Secrets ``source`` rotated, or already carries it (pure)."""
+    named = named_by(workload, source)
     hit = {secret: version for secret, version in rotated.items() if secret in named}
     if not hit:
         return None
@@ -52,13 +68,14 @@ def stamp_for(workload: Body, rotated: dict[str, int]) -> str | None:
 
 
 class Restarter:
-    def __init__(self, kube: Kube) -> None:
-        self.kube = kube
+    def __init__(self, kube: Kube, sink: EventSink) -> None:
+        self.kube, self.sink = kube, sink
 
     async def restart(self, run: Run, rotated: Iterable[Rotated]) -> None:
         by_namespace: dict[str, dict[str, int]] = defaultdict(dict)
         for namespace, secret, version in rotated:
             by_namespace[namespace][secret] = version
+        done = failed = 0
         for namespace, secrets in sorted(by_namespace.items()):
             for kind in KINDS:
                 try:
@@ -69,21 +86,34 @@ class Restarter:
                     log.warning("%s/%s: listing %s in %s: %s", *run.ref, kind, namespace, exc)
                     continue
                 for workload in found:
-                    stamp = stamp_for(workload, secrets)
+                    stamp = stamp_for(workload, secrets, run.ref)
                     if stamp is not None:
-                        await self._patch(run, namespace, kind, workload, stamp)
+                        if await self._patch(run, namespace, kind, workload, stamp):
+                            done += 1
+                        else:
+                            failed += 1
+        if done or failed:  # counted on the ApiKey: the workloads are told in their own
+            run.journal.tell(
+                EventType.WARNING if failed else EventType.NORMAL,
+                Reason.ROLLOUT_RESTARTED,
+                f"restarted {done} opted-in workload(s)"
+                + (f"; {failed} could not be restarted" if failed else ""),
+            )
 
-    async def _patch(self, run: Run, namespace: str, kind: str, workload: Body, stamp: str) -> None:
+    async def _patch(self, run: Run, namespace: str, kind: str, workload: Body, stamp: str) -> bool:
         name = workload["metadata"]["name"]
         where = f"{kind}/{name} in {namespace}"
         await run.journal.intend(Reason.ROLLOUT_RESTARTED, f"{where} for {stamp}")
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR: stamp}}}}}
+        source = f"ApiKey {run.ref[0]}/{run.ref[1]}"
+        target = {"apiVersion": "apps/v1", "kind": KINDS[kind], "metadata": workload["metadata"]}
         try:
             await self.kube.patch(workloads_path(namespace, kind, name), patch)
         except KeykeeperError as exc:  # the rotation stands; the workload restarts by hand
             log.warning("%s/%s: restarting %s: %s", *run.ref, where, exc)
-            run.journal.tell(
-                EventType.WARNING, Reason.ROLLOUT_RESTARTED, f"could not restart {where}: {exc}"
-            )
-            return
-        run.journal.tell(EventType.NORMAL, Reason.ROLLOUT_RESTARTED, f"restarted {where} ({stamp})")
+            failure = f"{source} rotated {stamp}, but the restart failed: {exc}"
+            await self.sink.emit(target, EventType.WARNING, Reason.ROLLOUT_RESTARTED, failure)
+            return False
+        told = f"restarted: {source} rotated {stamp}"
+        await self.sink.emit(target, EventType.NORMAL, Reason.ROLLOUT_RESTARTED, told)
+        return True
