@@ -184,3 +184,13 @@ def test_a_denied_target_that_was_projected_is_reported_withdrawn() -> None:
     assert after.state is TargetState.WITHDRAWN
     (taken,) = mark_withdrawn([result("a", TargetState.DENIED, Reason.SECRET_NAME_TAKEN)], before)
     assert taken.state is TargetState.DENIED
+
+
+def test_a_withdrawn_secret_a_finalizer_keeps_is_withdrawing_until_gone() -> None:
+    before = [{"namespace": "a", "secretName": "k", "state": "Projected"}]
+    denied = [result("a", TargetState.DENIED, Reason.NOT_AUTHORIZED)]
+    (held,) = mark_withdrawn(denied, before, {("a", "k")})
+    assert held.state is TargetState.WITHDRAWING and held.version is None
+    assert counts([held])["denied"] == 1
+    (gone,) = mark_withdrawn(denied, [held.to_status()])
+    assert gone.state is TargetState.WITHDRAWN, "once gone, Withdrawn"

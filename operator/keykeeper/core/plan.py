@@ -47,6 +47,7 @@ class TargetState(StrEnum):
     PROJECTED = "Projected"
     DENIED = "Denied"
     WITHDRAWN = "Withdrawn"
+    WITHDRAWING = "Withdrawing"  # deleted and emptied, kept by someone else's finalizer
     FAILED = "Failed"
 
 

@@ -9,7 +9,7 @@ Conditions keep their ``lastTransitionTime`` while their status holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,21 +54,25 @@ class TargetResult:
 
 
 def mark_withdrawn(
-    results: Sequence[TargetResult], before: Sequence[Mapping[str, Any]]
+    results: Sequence[TargetResult],
+    before: Sequence[Mapping[str, Any]],
+    withdrawing: Collection[tuple[str, str]] = (),
 ) -> list[TargetResult]:
-    """A denied target that was Projected (or Withdrawn) before is reported Withdrawn."""
+    """A denied target that was Projected (or withdrawn) before is reported Withdrawn, or
+    Withdrawing while a finalizer keeps its (emptied) Secret from going."""
     earlier = {(p.get("namespace"), p.get("secretName")): p.get("state") for p in before}
+    was = (TargetState.PROJECTED, TargetState.WITHDRAWN, TargetState.WITHDRAWING)
     out = []
     for item in results:
         if (
             item.state is TargetState.DENIED
             and item.reason != Reason.SECRET_NAME_TAKEN
-            and earlier.get(item.slot) in (TargetState.PROJECTED, TargetState.WITHDRAWN)
+            and (earlier.get(item.slot) in was or item.slot in withdrawing)
         ):
             item = TargetResult(
                 item.namespace,
                 item.secret_name,
-                TargetState.WITHDRAWN,
+                TargetState.WITHDRAWING if item.slot in withdrawing else TargetState.WITHDRAWN,
                 item.reason,
                 item.message,
                 None,
@@ -85,7 +89,9 @@ def counts(results: Sequence[TargetResult]) -> dict[str, int]:
     return {
         "requested": len(results),
         "projected": count(TargetState.PROJECTED),
-        "denied": count(TargetState.DENIED) + count(TargetState.WITHDRAWN),
+        "denied": count(TargetState.DENIED)
+        + count(TargetState.WITHDRAWN)
+        + count(TargetState.WITHDRAWING),
         "failed": count(TargetState.FAILED),
     }
 

@@ -95,18 +95,24 @@ class Projector:
             path = secret_path(secret.namespace, secret.name)
             try:
                 gone = await self.kube.delete_held(path, uid=secret.uid)
-                if isinstance(gone, dict) and gone.get("data"):
+                if isinstance(gone, dict):
                     # a finalizer (the recipient's) keeps the object: its value goes now,
                     # so a Secret withdrawn is never readable until someone lets it go
-                    # (an update at the resourceVersion the DELETE answered with)
-                    await self.kube.replace(path, {**gone, "data": {}})
+                    # (an update at the resourceVersion the DELETE answered with); the
+                    # target is Withdrawing, and looked at again, until it is gone
+                    first = bool(gone.get("data"))
+                    if first:
+                        await self.kube.replace(path, {**gone, "data": {}})
+                    run.withdrawing.add((secret.namespace, secret.name))
+                    run.again(TARGET_RETRY)
             except KeykeeperError as exc:
                 log.warning("%s/%s: withdrawing %s failed: %s", *run.ref, where, exc)
                 run.again(TARGET_RETRY)
                 continue
-            if gone is not False:
+            if gone is None or (isinstance(gone, dict) and first):
                 run.journal.tell(EventType.NORMAL, Reason.PROJECTION_WITHDRAWN, f"withdrew {where}")
-            self.world.drop_secret((secret.namespace, secret.name))
+            if not isinstance(gone, dict):  # a held one stays known until its DELETED event
+                self.world.drop_secret((secret.namespace, secret.name))
 
     async def write(
         self, run: Run, desired: projection.Desired, stored: store.Store, values: Values

@@ -44,7 +44,7 @@ class Reporter:
         by_type = {c.type: c for c in (life.conditions if life else ())}
         if run.ready.status == "True" and conditions.READY in by_type:
             run.ready = by_type[conditions.READY]  # Suspended, Revoked, Erased, IntegrityFailure
-        run.results = mark_withdrawn(run.results, old.get("projections") or [])
+        run.results = mark_withdrawn(run.results, old.get("projections") or [], run.withdrawing)
         next_at = life.next_rotation_at if life else None
         status = compose(
             old,

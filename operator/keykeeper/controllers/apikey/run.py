@@ -51,6 +51,8 @@ class Run:
     new_key: bool = False
     # projected Secrets this run moved to a new version: (namespace, name, version)
     rotated: list[tuple[str, str, int]] = field(default_factory=list)
+    # withdrawn Secrets another finalizer keeps (deleted, emptied, not gone yet)
+    withdrawing: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self, audit: AuditLog | None) -> None:
         self.journal = Journal(audit, self.ref, self.uid)
