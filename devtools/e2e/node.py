@@ -275,8 +275,8 @@ class NodeAgent:
         }
         for item in spec_c.get("env", []):
             name = item["name"]
-            if "value" in item:
-                env[name] = _expand(item["value"], env)
+            if "valueFrom" not in item:  # the API drops an empty value: as a kubelet, ""
+                env[name] = _expand(item.get("value", ""), env)
                 continue
             source = item.get("valueFrom", {})
             if "fieldRef" in source:

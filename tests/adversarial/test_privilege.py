@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from devtools.kk import Cluster, api_client
-from devtools.operator import Operator
+from devtools.operator import Operator, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -95,3 +95,27 @@ def test_unused_verbs_are_not_granted(operator: Operator) -> None:
             {"message": "rewritten history"},
         )
         refused(client.CoreV1Api(api).list_config_map_for_all_namespaces)
+
+
+def test_the_operator_can_never_delete_its_keys_nor_replace_its_master_key(
+    as_operator: client.CoreV1Api, kk: Cluster
+) -> None:
+    """K10: with the operator's token, its master key could be deleted or replaced, and
+    its sealing keys and audit anchor deleted (checked with ``dryRun``, nothing lost)."""
+    ns = "keykeeper-system"
+    master = wait_for(lambda: kk.secret(ns, "keykeeper-master-key"), what="the master key")
+    wait_for(lambda: kk.secret(ns, "keykeeper-sealing-keys"), what="the sealing keys")
+    assert master.immutable, "the master key is created immutable"
+    for name in ("keykeeper-master-key", "keykeeper-sealing-keys", "keykeeper-audit-anchor"):
+        if kk.secret(ns, name) is None:
+            continue  # the anchor appears after the first records
+        body = refused(as_operator.delete_namespaced_secret, name, ns, dry_run="All").body
+        assert "may never delete its master key" in body, name
+    master.metadata.annotations = {**(master.metadata.annotations or {}), "x": "y"}
+    body = refused(
+        as_operator.replace_namespaced_secret, "keykeeper-master-key", ns, master, dry_run="All"
+    ).body
+    assert "nor change its master key" in body
+    # what keykeeper needs of the others still works
+    sealing = kk.core.read_namespaced_secret("keykeeper-sealing-keys", ns)
+    as_operator.replace_namespaced_secret("keykeeper-sealing-keys", ns, sealing, dry_run="All")

@@ -110,3 +110,76 @@ def test_the_operator_may_change_nothing_else_of_a_workload(
     assert get(control_plane, apps, "web")["spec"]["template"]["spec"]["containers"][0][
         "image"
     ] == ("registry.example/app:1")
+
+
+def workload(kind: str, name: str) -> dict[str, Any]:
+    """An opted-in workload of ``kind`` (Deployment, StatefulSet or DaemonSet)."""
+    body = deployment(name, f"home/k:{name}", True)
+    body["kind"] = kind
+    if kind == "DaemonSet":
+        body["spec"].pop("replicas")
+    if kind == "StatefulSet":
+        body["spec"]["serviceName"] = name
+    return body
+
+
+# K10: every field of a workload that changes how (or whether) it rolls out, who owns it
+# and what keeps it, patched with the operator's identity: each is refused
+MUTATIONS = {
+    "Deployment": [
+        {"spec": {"paused": True}},
+        {"spec": {"strategy": {"type": "Recreate", "rollingUpdate": None}}},
+        {"spec": {"minReadySeconds": 30}},
+        {"spec": {"progressDeadlineSeconds": 60}},
+        {"spec": {"revisionHistoryLimit": 0}},
+    ],
+    "StatefulSet": [
+        {"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": None}}},
+        {"spec": {"minReadySeconds": 30}},
+        {"spec": {"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}}},
+        {"spec": {"revisionHistoryLimit": 0}},
+    ],
+    "DaemonSet": [
+        {"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": None}}},
+        {"spec": {"minReadySeconds": 30}},
+        {"spec": {"revisionHistoryLimit": 0}},
+    ],
+}
+EVERY_KIND = [
+    {"metadata": {"finalizers": ["example.com/hold"]}},
+    {
+        "metadata": {
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": "gc-bait",
+                    "uid": "00000000-0000-0000-0000-000000000001",
+                }
+            ]
+        }
+    },
+]
+
+
+@pytest.mark.parametrize("kind", sorted(MUTATIONS))
+def test_the_operator_may_not_change_how_a_workload_rolls_out(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, kind: str
+) -> None:
+    apps = kk.namespace("apps")
+    control_plane.kubectl("-n", apps, "apply", "-f", "-", input=json.dumps(workload(kind, "web")))
+    resource = kind.lower()
+    stamp_patch = {"spec": {"template": {"metadata": {"annotations": {STAMP: "web=9"}}}}}
+    allowed = control_plane.kubectl(
+        "-n", apps, "patch", resource, "web", "--type", "merge", "--dry-run=server",
+        "-p", json.dumps(stamp_patch), identity=operator.identity,
+    )  # fmt: skip
+    assert "patched" in allowed, "the restart stamp itself still goes through"
+    for patch in [*MUTATIONS[kind], *EVERY_KIND]:
+        refused = control_plane.kubectl(
+            "-n", apps, "patch", resource, "web", "--type", "merge", "--dry-run=server",
+            "-p", json.dumps(patch), identity=operator.identity, check=False,
+        )  # fmt: skip
+        assert "keykeeper-workload-restarts" in refused and "denied" in refused.lower(), (
+            f"{kind} {patch}: {refused}"
+        )

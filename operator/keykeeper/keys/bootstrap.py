@@ -68,6 +68,7 @@ async def _create(kube: Kube, namespace: str, name: str, data: dict[str, bytes])
             "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "master-key"},
         },
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+        "immutable": True,  # nobody, keykeeper included, replaces it in place
     }
     try:
         await kube.create(secret_path(namespace), body)
