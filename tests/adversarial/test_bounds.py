@@ -12,22 +12,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, actions, apikey, condition, keypolicy, unique
 from devtools.operator import Operator, wait_for
 
-from tests.adversarial.tenant import Tenant, tenant
+from tests.adversarial.tenant import Tenant
 from tests.cluster import Leaks
 
 pytestmark = pytest.mark.cluster
 
 MANY = 120
-
-
-@pytest.fixture
-def attacker(control_plane: ControlPlane, kk: Cluster, operator: Operator) -> Tenant:
-    with tenant(control_plane, kk) as found:
-        return found
 
 
 def status(kk: Cluster, namespace: str, name: str) -> dict:  # type: ignore[type-arg]

@@ -15,23 +15,16 @@ import json
 import urllib.request
 
 import pytest
-from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, apikey, keypolicy, unique
 from devtools.operator import Operator, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from keykeeper.api.models import Phase
-from tests.adversarial.tenant import Tenant, tenant
+from tests.adversarial.tenant import Tenant
 
 pytestmark = pytest.mark.cluster
 
 FORGERY = 'x"} 1\nkeykeeper_leader{pod="forged"} 1\n# TYPE keykeeper_keys gauge\n'
-
-
-@pytest.fixture
-def attacker(control_plane: ControlPlane, kk: Cluster, operator: Operator) -> Tenant:
-    with tenant(control_plane, kk) as found:
-        return found
 
 
 def scrape(operator: Operator) -> str:

@@ -24,7 +24,7 @@ from devtools.kk import (
     public_key,
     unique,
 )
-from devtools.operator import Operator, wait_for
+from devtools.operator import wait_for
 from devtools.softhsm import Token
 
 from keykeeper.crypto.sealed import seal
@@ -40,12 +40,6 @@ ROTATE = "keykeeper.dev/rotate-requested-at"
 def in_a_second() -> str:
     """A rotation request stamped after the version it rotates (stamps have 1 s precision)."""
     return (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@pytest.fixture
-def attacker(control_plane: ControlPlane, kk: Cluster, operator: Operator) -> Tenant:
-    with tenant(control_plane, kk) as found:
-        return found
 
 
 def projected(kk: Cluster, namespace: str, name: str, key: str = "api-key") -> bytes:

@@ -11,19 +11,12 @@ stored or projected.
 from __future__ import annotations
 
 import pytest
-from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, apikey, condition, keypolicy, unique
-from devtools.operator import Operator, wait_for
+from devtools.operator import wait_for
 
-from tests.adversarial.tenant import Tenant, tenant
+from tests.adversarial.tenant import Tenant
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def attacker(control_plane: ControlPlane, kk: Cluster, operator: Operator) -> Tenant:
-    with tenant(control_plane, kk) as found:
-        return found
 
 
 @pytest.mark.parametrize(

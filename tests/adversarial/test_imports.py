@@ -9,20 +9,13 @@ Opaque; messages never say how long a value is; the audit names the exact Secret
 from __future__ import annotations
 
 import pytest
-from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, apikey, condition, keypolicy, unique
 from devtools.operator import Operator, wait_for
 
-from tests.adversarial.tenant import Tenant, tenant
+from tests.adversarial.tenant import Tenant
 from tests.cluster import Leaks
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def attacker(control_plane: ControlPlane, kk: Cluster, operator: Operator) -> Tenant:
-    with tenant(control_plane, kk) as found:
-        return found
 
 
 def refused(kk: Cluster, namespace: str, name: str, reason: str) -> dict[str, str]:

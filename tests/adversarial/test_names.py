@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, apikey, condition, keypolicy, unique
-from devtools.operator import Operator, wait_for
+from devtools.operator import wait_for
 from kubernetes.client.rest import ApiException
 
-from tests.adversarial.tenant import Tenant, now, operator_requests, tenant
+from tests.adversarial.tenant import Tenant, now, operator_requests
 from tests.cluster import Leaks
 
 pytestmark = pytest.mark.cluster
@@ -38,12 +38,6 @@ HOSTILE_NAMES = [
 
 def source(name: str) -> dict[str, object]:
     return {"secretRef": {"name": name, "deleteAfterImport": True}}
-
-
-@pytest.fixture
-def attacker(control_plane: ControlPlane, kk: Cluster, operator: Operator) -> Tenant:
-    with tenant(control_plane, kk) as found:
-        return found
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)

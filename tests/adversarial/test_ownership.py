@@ -13,16 +13,10 @@ from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, apikey, keypolicy, projection_states, unique
 from devtools.operator import Operator, wait_for
 
-from tests.adversarial.tenant import Tenant, now, operator_requests, tenant
+from tests.adversarial.tenant import Tenant, now, operator_requests
 from tests.cluster import Leaks
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def attacker(control_plane: ControlPlane, kk: Cluster, operator: Operator) -> Tenant:
-    with tenant(control_plane, kk) as found:
-        return found
 
 
 def forged_labels(owner_ns: str, owner: str) -> dict[str, str]:

@@ -17,21 +17,15 @@ import time
 import pytest
 from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, apikey, condition, keypolicy, public_key, unique
-from devtools.operator import Operator, wait_for
+from devtools.operator import wait_for
 
 from keykeeper.crypto.sealed import seal
-from tests.adversarial.tenant import Tenant, tenant
+from tests.adversarial.tenant import Tenant
 from tests.cluster import Leaks
 
 NOW = int(time.time())  # when these tests seal
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def attacker(control_plane: ControlPlane, kk: Cluster, operator: Operator) -> Tenant:
-    with tenant(control_plane, kk) as found:
-        return found
 
 
 def test_a_sealed_value_does_not_open_under_another_policy(
