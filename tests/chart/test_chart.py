@@ -168,6 +168,21 @@ def test_two_replicas_a_budget_spread_probes_and_resources_by_default(render: Re
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
 
 
+def test_a_network_policy_lets_only_the_named_peers_reach_metrics(render: Render) -> None:
+    """K19: /metrics is unauthenticated; the chart can put a NetworkPolicy in front."""
+    assert by_kind(render(), "NetworkPolicy") == []
+    (closed,) = by_kind(render("networkPolicy.enabled=true"), "NetworkPolicy")
+    assert closed["spec"]["policyTypes"] == ["Ingress"] and closed["spec"]["ingress"] == []
+    peer = "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring"
+    (opened,) = by_kind(render("networkPolicy.enabled=true", peer), "NetworkPolicy")
+    (rule,) = opened["spec"]["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    (pod,) = [d for d in render() if d["kind"] == "Deployment"]
+    labels = pod["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in opened["spec"]["podSelector"]["matchLabels"].items())
+
+
 def test_the_image_is_pinned_by_digest_when_asked(render: Render) -> None:
     digest = "sha256:" + "a" * 64
     (container,) = deployment(render(f"image.digest={digest}"))["spec"]["template"]["spec"][
