@@ -33,9 +33,14 @@ from tests.unit.fakekube import FakeKube
 class Recorder:
     def __init__(self) -> None:
         self.added: list[Any] = []
+        self.enforced: list[Any] = []  # also in the enforcement lane
 
     def add(self, item: Any, delay: float = 0.0) -> None:
         self.added.append(item)
+
+    def enforce(self, item: Any) -> None:
+        self.added.append(item)
+        self.enforced.append(item)
 
 
 class Harness:
@@ -58,6 +63,7 @@ class Harness:
 
     def send(self, handler: Any, type_: str, body: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         self.keys.added.clear()
+        self.keys.enforced.clear()
         self.policies.added.clear()
         asyncio.run(handler(event={"type": type_, "object": body}, memo=self.memo))
         return list(self.keys.added), list(self.policies.added)
@@ -108,6 +114,24 @@ def test_a_new_generation_queues_the_key_but_not_its_policy(h: Harness) -> None:
     h.send(handlers.apikey_event, "ADDED", apikey())
     h.runtime.world.echoes.saw_key(("team", "k"), apikey())
     assert h.send(handlers.apikey_event, "MODIFIED", apikey(generation=2)) == ([("team", "k")], [])
+
+
+def test_only_a_change_that_may_withdraw_takes_the_enforcement_lane(h: Harness) -> None:
+    h.send(handlers.apikey_event, "ADDED", apikey())
+    h.runtime.world.echoes.saw_key(("team", "k"), apikey())
+    requested = apikey(annotations={"keykeeper.dev/rotate-requested-at": "2026-12-03T00:00:00Z"})
+    h.send(handlers.apikey_event, "MODIFIED", requested)  # a rotation request: no withdrawal
+    assert (h.keys.added, h.keys.enforced) == ([("team", "k")], [])
+    h.send(handlers.apikey_event, "MODIFIED", apikey(generation=2))  # revoked, say
+    assert h.keys.enforced == [("team", "k")]
+    h.send(handlers.apikey_event, "MODIFIED", apikey(generation=2, deletionTimestamp="now"))
+    assert h.keys.enforced == [("team", "k")]
+    h.send(handlers.apikey_event, "DELETED", apikey())
+    assert h.keys.enforced == [("team", "k")]
+    h.send(handlers.keypolicy_event, "ADDED", policy(POLICY))
+    h.send(handlers.apikey_event, "ADDED", apikey())
+    h.send(handlers.keypolicy_event, "DELETED", policy(POLICY))
+    assert h.keys.enforced == [("team", "k")]
 
 
 def test_a_deleted_key_is_forgotten_and_queued_with_its_policy(h: Harness) -> None:

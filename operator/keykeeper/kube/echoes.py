@@ -75,6 +75,17 @@ class Echoes:
         """Whether an ApiKey event carries anything its last reconcile did not see."""
         return self.key_seen.get(ref) != key_signature(body)
 
+    def may_withdraw(self, ref: KeyRef, body: Body) -> bool:
+        """Whether the change could end a projection: a new spec (revoked, suspended,
+        fewer targets), a deletion, another object. A change of annotations alone (a
+        rotation request) cannot, so it does not take the enforcement lane."""
+        seen, now = self.key_seen.get(ref), key_signature(body)
+        return seen is None or (seen.uid, seen.generation, seen.deleting) != (
+            now.uid,
+            now.generation,
+            now.deleting,
+        )
+
     def forget_key(self, ref: KeyRef) -> None:
         self.key_seen.pop(ref, None)
 

@@ -112,7 +112,9 @@ def assemble(
 
     policy_queue: WorkQueue[str] = WorkQueue(policy, 1)
     reconciler.policy_changed = policy_queue.add
-    queue: WorkQueue[KeyRef] = WorkQueue(measured(reconciler, facts), settings.workers)
+    queue: WorkQueue[KeyRef] = WorkQueue(
+        measured(reconciler, facts), settings.workers, enforce=timed(reconciler)
+    )
     return Parts(
         keyring,
         providers,
@@ -149,6 +151,16 @@ def measured(
         return delay
 
     return reconcile
+
+
+def timed(reconciler: Reconciler) -> Callable[[KeyRef, float], Awaitable[None]]:
+    """The enforcement lane's pass, timed from the change being queued to its withdrawals."""
+
+    async def enforce(ref: KeyRef, queued_at: float) -> None:
+        if await reconciler.enforcer.enforce(ref):
+            metrics.WITHDRAWAL_SECONDS.observe(asyncio.get_running_loop().time() - queued_at)
+
+    return enforce
 
 
 async def preload(kube: Kube, world: World, parts: Parts) -> None:

@@ -68,12 +68,16 @@ async def apikey_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     known = ref in runtime.world.key_policy
     if event.get("type") == "DELETED":
         runtime.world.drop_key(ref)
+        runtime.parts.queue.enforce(ref)
     else:
         runtime.world.put_key(body)
         runtime.parts.facts.note_generation(ref, body, asyncio.get_running_loop().time())
         if not runtime.world.echoes.key_changed(ref, body):
             return  # nothing the last reconcile did not see (its own writes' echoes included)
-    runtime.parts.queue.add(ref)
+        if runtime.world.echoes.may_withdraw(ref, body):
+            runtime.parts.queue.enforce(ref)  # the enforcement lane, before any other work
+        else:
+            runtime.parts.queue.add(ref)  # a rotation request, say: no withdrawal in it
     if not known or event.get("type") == "DELETED":
         # a key came or went: its policy's governedKeys changed
         runtime.parts.policy_queue.add(str((body.get("spec") or {}).get("policy", "")))
@@ -93,7 +97,7 @@ async def keypolicy_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
         if old is not None and (old.spec, old.error) == (new.spec, new.error):
             return  # a status-only change: the keys are not affected
     for ref in runtime.world.keys_of_policy(name):
-        runtime.parts.queue.add(ref)
+        runtime.parts.queue.enforce(ref)  # a narrowed policy withdraws
 
 
 @kopf.on.event("v1", "namespaces")
@@ -108,7 +112,7 @@ async def namespace_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     )
     if before is not None:  # what authorization sees of it changed
         for ref in runtime.world.keys_affected_by_namespace(name, before):
-            runtime.parts.queue.add(ref)
+            runtime.parts.queue.enforce(ref)  # a relabelled namespace may be withdrawn from
 
 
 @kopf.on.event(

@@ -50,6 +50,13 @@ PROJECTION_LAG = Histogram(
     buckets=_SECONDS,
     registry=REGISTRY,
 )
+WITHDRAWAL_SECONDS = Histogram(
+    "keykeeper_withdrawal_seconds",
+    "From a change that may withdraw (revoked, suspended, deleted, de-authorized) being "
+    "seen to the Secrets it ends being withdrawn, by the enforcement lane.",
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
 KMS_CALLS = Counter(
     "keykeeper_kms_requests_total",
     "Calls to a key provider (KMS or HSM), by provider and operation.",

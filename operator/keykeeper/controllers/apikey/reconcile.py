@@ -1,13 +1,15 @@
 """Reconciling one ApiKey: the order of the steps, which is the fail-closed rule of
 DESIGN.md §2 made into code.
 
-1. **Admission.** No valid spec, no policy, or a policy that does not admit the key's
-   namespace: every projection is withdrawn and nothing else happens (no import, no
-   provider call, no store write).
-2. **Enforcement.** The phase comes from the store's facts (``lifecycle.decide`` is
-   pure and needs no provider), and every Secret the key holds that the plan does not
-   want is withdrawn *before* anything that could fail on a provider, a source or a
-   value. Revoked, suspended and unauthorized targets need no plaintext.
+1. **Admission** (``enforcing.py``). No valid spec, no policy, or a policy that does
+   not admit the key's namespace: every projection is withdrawn and nothing else
+   happens (no import, no provider call, no store write).
+2. **Enforcement** (``enforcing.py``; run alone, at once, by the work queue's
+   enforcement lane for a change that may withdraw). The phase comes from the store's
+   facts (``lifecycle.decide`` is pure and needs no provider), and every Secret the key
+   holds that the plan does not want is withdrawn *before* anything that could fail on
+   a provider, a source or a value. Revoked, suspended and unauthorized targets need
+   no plaintext.
 3. **Versions.** The lifecycle's actions (``versions.py``); only making a version
    calls the provider.
 4. **Projection.** Each authorized target is written on its own, all at once
@@ -27,9 +29,9 @@ from datetime import UTC, datetime
 
 from keykeeper.api import labels
 from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Phase
-from keykeeper.api.reasons import Reason
 from keykeeper.audit.events import EventSink
 from keykeeper.audit.log import AuditLog
+from keykeeper.controllers.apikey.enforcing import Enforcer
 from keykeeper.controllers.apikey.finalizing import Finalizer
 from keykeeper.controllers.apikey.gathering import Gatherer, desired
 from keykeeper.controllers.apikey.projecting import (
@@ -42,10 +44,10 @@ from keykeeper.controllers.apikey.projecting import (
 from keykeeper.controllers.apikey.reporting import Reporter
 from keykeeper.controllers.apikey.restarts import Restarter
 from keykeeper.controllers.apikey.rewrapping import rewrap
-from keykeeper.controllers.apikey.run import SOURCE_RETRY, Run, provider_backoff, ready
+from keykeeper.controllers.apikey.run import SOURCE_RETRY, Run, provider_backoff
 from keykeeper.controllers.apikey.sources import SourceMissing, Sources
 from keykeeper.controllers.apikey.versions import VersionKeeper
-from keykeeper.core import authz, lifecycle, plan, store
+from keykeeper.core import lifecycle, store
 from keykeeper.core.intent import intent_of, rules_of
 from keykeeper.core.store import facts
 from keykeeper.errors import IntegrityError, ProviderError, SpecError
@@ -57,8 +59,6 @@ from keykeeper.kube.paths import apikey_path, check_identity
 from keykeeper.kube.world import World
 from keykeeper.providers.cache import ProviderCache
 from keykeeper.types import Body, KeyRef
-
-Gathered = tuple[ApiKeySpec, KeyPolicySpec]
 
 
 class Reconciler:
@@ -83,6 +83,9 @@ class Reconciler:
         self.reporter = Reporter(kube, world, sink, clock)
         self.restarter = Restarter(kube, sink)
         self.gather = Gatherer(world, namespace)
+        self.enforcer = Enforcer(
+            world, self.gather, self.projector, self.keeper, self.reporter, audit, clock
+        )
         self.policy_changed: Callable[[str], None] | None = None
         self.provider_failures: dict[KeyRef, int] = {}  # consecutive, per key
 
@@ -101,7 +104,7 @@ class Reconciler:
         body, added = await self._with_finalizer(ref, body)
         run = Run(ref, body, audit=self.audit, new_key=added and not body.get("status"))
         stored, life = store.Store(run.uid), None
-        admitted = await self._admit(run)
+        admitted = await self.enforcer.admit(run)
         if admitted is not None:
             stored, life = await self._drive(run, *admitted)
         await self.reporter.report(run, stored, life)
@@ -145,33 +148,6 @@ class Reconciler:
                 raise
             return await self._with_finalizer(ref, check_identity(fresh, *ref), retried=True)
 
-    # -- 1. admission ----------------------------------------------------------------------------
-
-    async def _admit(self, run: Run) -> Gathered | None:
-        """The spec and policy, if the policy may be used by this key at all."""
-        try:
-            spec = self.world.spec_of(run.body)
-        except SpecError as exc:
-            run.fail(exc)
-            await self.projector.withdraw(run, self.gather.held(run.ref))
-            return None
-        view = self.world.policies.get(spec.policy)
-        policy = view.spec if view else None
-        if policy is None:
-            why = view.error if view else f"KeyPolicy {spec.policy} does not exist"
-            run.ready = ready("False", Reason.POLICY_NOT_FOUND, why)
-            await self._deny_all(run, spec, None)
-            return None
-        if not authz.admits_source(self.gather.context(run.ref, Phase.GENERATED), policy):
-            run.ready = ready(
-                "False",
-                Reason.SOURCE_NOT_ALLOWED,
-                f"KeyPolicy {spec.policy} does not admit keys from namespace {run.ref[0]}",
-            )
-            await self._deny_all(run, spec, policy)
-            return None
-        return spec, policy
-
     # -- 2.-4. enforcement, versions, projection -------------------------------------------------
 
     async def _drive(
@@ -185,7 +161,7 @@ class Reconciler:
 
         # enforcement first, on the store's facts alone: the source (an API read) only
         # decides SourceChanged rotations, which never change whether a phase projects
-        await self._enforce(run, spec, policy, decide(stored, None).phase, stored)
+        await self.enforcer.withdraw_unwanted(run, spec, policy, decide(stored, None).phase, stored)
         source_fp = await self.keeper.sources.fingerprint(run.ref, spec)
         life = decide(stored, source_fp)
         providers = LazyProvider(lambda: self.providers.provider_for(policy.kms, self.namespace))
@@ -218,7 +194,7 @@ class Reconciler:
                 run.ref, stored, str(exc), run.journal
             )
             life = decide(stored, source_fp)
-            await self._enforce(run, spec, policy, life.phase, stored)
+            await self.enforcer.withdraw_unwanted(run, spec, policy, life.phase, stored)
             await self._project(run, spec, policy, life.phase, stored, providers)
         if run.rotated:  # a new version is served: roll the workloads that asked for it
             await self.restarter.restart(run, run.rotated)
@@ -229,19 +205,6 @@ class Reconciler:
         if stored.keks_pending:
             run.provider_trouble()
         return stored, life
-
-    async def _enforce(
-        self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec, phase: Phase, stored: store.Store
-    ) -> None:
-        await self.projector.withdraw(
-            run, self.gather.targets(run, spec, policy, phase, stored).withdraw
-        )
-
-    async def _deny_all(self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec | None) -> None:
-        decisions = self.gather.decisions(run.ref, spec, policy, Phase.GENERATED)
-        planned = plan.make(decisions, self.gather.held(run.ref))
-        await self.projector.withdraw(run, planned.withdraw)
-        run.results = [denied(d) for d in planned.deny]
 
     async def _project(
         self,

@@ -64,6 +64,10 @@ class Reporter:
             self.world.wrote_status(run.ref, written)
         for entry in narrate(old, status, run.ready, run.results):
             await run.journal.narrate(entry)
+        await self.tell(run)
+
+    async def tell(self, run: Run) -> None:
+        """The Events of what the run did (its audit records were written before)."""
         for told in summarize(run.journal.told):
             log.info("%s/%s: %s", run.ref[0], run.ref[1], told.message)  # Reason: what | ...
             await self.sink.emit(_ref_body(run.body), told.type, told.reason, told.message)
