@@ -159,6 +159,27 @@ def test_rotation_on_request_and_a_shortened_period(
     kk.delete_key(home, "idle")
 
 
+def test_requested_rotations_wait_for_the_policys_min_interval(
+    operator: Operator, kk: Cluster, leaks: Leaks
+) -> None:
+    """Finding K2: re-requesting rotations every second makes one version per
+    rotation.minInterval, not one per request; the request waits, it is not dropped."""
+    home, policy, interval = kk.namespace("home"), unique("pol"), 5.0
+    rotation = {"period": "30d", "gracePeriod": "1h", "minInterval": f"{interval:.0f}s"}
+    kk.create(keypolicy(policy, rotation=rotation))
+    kk.create(apikey(home, "k", policy, projections=[{"namespace": home}]))
+    leaks.add(wait_for(lambda: data(kk, home, "k").get("api-key"), what="v1"))
+    first_seen = time.monotonic()  # version 1 was made before this
+    request = {"metadata": {"annotations": {"keykeeper.dev/rotate-requested-at": now()}}}
+    kk.patch_key(home, "k", request)
+    wait_for(lambda: status(kk, home, "k").get("currentVersion") == 2, what="v2", timeout=60)
+    waited = time.monotonic() - first_seen
+    leaks.add(data(kk, home, "k")["api-key"])
+    # made no sooner than minInterval after version 1 (less the time it took to see v1)
+    assert waited >= interval - 2, f"version 2 came {waited:.1f} s after version 1"
+    kk.delete_key(home, "k")
+
+
 def test_suspend_and_reinstate(operator: Operator, kk: Cluster, leaks: Leaks) -> None:
     home, other = kk.namespace("home"), kk.namespace("other")
     policy = unique("pol")

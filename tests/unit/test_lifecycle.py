@@ -292,6 +292,33 @@ def test_shortening_the_period_makes_an_active_key_due() -> None:
     assert decide(Intent(), shorter, observed, T0).actions == (CreateVersion("Scheduled"),)
 
 
+@pytest.mark.parametrize(
+    ("age", "rotates", "recheck"),
+    [
+        pytest.param(
+            timedelta(seconds=2),
+            False,
+            timedelta(minutes=10) - timedelta(seconds=2),
+            id="too-soon-waits",
+        ),
+        pytest.param(timedelta(minutes=10), True, None, id="after-the-interval-rotates"),
+    ],
+)
+def test_requested_rotations_stay_within_the_policys_budget(
+    age: timedelta, rotates: bool, recheck: timedelta | None
+) -> None:
+    """Finding K2: a tenant re-requesting rotations every second makes one version per
+    rotation.minInterval at most; the request waits for it, it is not dropped."""
+    intent = Intent(rotate_requested_at=T0 - timedelta(seconds=1))
+    budgeted = replace(RULES, min_interval=timedelta(minutes=10))
+    decision = decide(intent, budgeted, Observed(current=v(2, age)), T0)
+    assert (CreateVersion("Requested") in decision.actions) is rotates
+    if recheck is not None:
+        assert decision.recheck_after == recheck
+    unbudgeted = decide(intent, RULES, Observed(current=v(2, timedelta(seconds=2))), T0)
+    assert CreateVersion("Requested") in unbudgeted.actions  # no minInterval: no floor
+
+
 # -- the property: random histories never leave the diagram and never lose a version -----------
 
 

@@ -131,6 +131,7 @@ class RotationStrategy(StrEnum):
 class Rotation(_Model):
     period: Duration | None = None
     grace_period: Duration = "24h"
+    min_interval: Duration | None = None  # requested rotations: at most one per this long
     strategy: RotationStrategy = RotationStrategy.GENERATE
 
     @property
@@ -140,6 +141,10 @@ class Rotation(_Model):
     @property
     def grace_delta(self) -> timedelta:
         return parse_duration(self.grace_period)
+
+    @property
+    def min_interval_delta(self) -> timedelta:
+        return parse_duration(self.min_interval) if self.min_interval else timedelta(0)
 
 
 class Retention(_Model):

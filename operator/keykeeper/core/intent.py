@@ -43,6 +43,7 @@ def rules_of(policy: KeyPolicySpec) -> lifecycle.Rules:
     return lifecycle.Rules(
         period=policy.rotation.period_delta,
         grace=policy.rotation.grace_delta,
+        min_interval=policy.rotation.min_interval_delta,
         strategy=policy.rotation.strategy,
         revoked_for=policy.retention.revoked_delta,
     )

@@ -20,7 +20,8 @@ Rules a reader might not guess:
   RotationDue and waits for a new source value. A changed user-supplied source (a new
   sealed value, a changed secretRef value) always makes a new version: it is what
   the user asked for. So does ``keykeeper.dev/rotate-requested-at`` newer than the
-  current version (one in the future is honoured when it arrives).
+  current version (one in the future, or within ``rotation.minInterval`` of the current
+  version, is honoured when its time comes).
 * At most one Previous version exists; rotating during a grace period retires the
   older one at once.
 * An integrity failure suspends the key until a rotation is requested, which makes
@@ -88,6 +89,7 @@ class Rules:
 
     period: timedelta | None = None
     grace: timedelta = timedelta(hours=24)
+    min_interval: timedelta = timedelta(0)  # a requested rotation waits this long after the last
     strategy: RotationStrategy = RotationStrategy.GENERATE
     revoked_for: timedelta = timedelta(days=30)
 
@@ -199,10 +201,7 @@ def _revoked(rules: Rules, observed: Observed, now: datetime) -> Decision:
         Phase.REVOKED,
         conditions=(
             Condition(
-                READY,
-                "True",
-                Reason.REVOKED,
-                f"revoked; material is erased at {rfc3339(erase_at)}",
+                READY, "True", Reason.REVOKED, f"revoked; material erased at {rfc3339(erase_at)}"
             ),
         ),
         recheck_after=erase_at - now,
@@ -223,6 +222,8 @@ def _projecting(
 
     due_at = current.created_at + rules.period if rules.period else None
     requested = intent.rotate_requested_at
+    if requested is not None and requested > current.created_at:  # at most one per minInterval
+        requested = max(requested, current.created_at + rules.min_interval)
     if requested is not None and requested > current.created_at and requested > now:
         waits.append(requested - now)  # a request from the future is honoured when it arrives
     conditions: list[Condition] = []
@@ -291,10 +292,5 @@ def _await_source(
         f"rotation was due at {rfc3339(due_at)}; the value is user-supplied, so keykeeper "
         "waits for a new source value (a new sealed value, or a changed source Secret)",
     )
-    return Decision(
-        Phase.ROTATION_PENDING,
-        tuple(actions),
-        (condition,),
-        min(waits, default=None),
-        next_rotation,
-    )
+    waited = min(waits, default=None)
+    return Decision(Phase.ROTATION_PENDING, tuple(actions), (condition,), waited, next_rotation)
