@@ -119,3 +119,32 @@ def test_the_operator_can_never_delete_its_keys_nor_replace_its_master_key(
     # what keykeeper needs of the others still works
     sealing = kk.core.read_namespaced_secret("keykeeper-sealing-keys", ns)
     as_operator.replace_namespaced_secret("keykeeper-sealing-keys", ns, sealing, dry_run="All")
+
+
+@pytest.mark.parametrize(
+    ("secret_type", "data"),
+    [  # each with the data its type requires, so only the admission policy can refuse it
+        ("kubernetes.io/service-account-token", {}),  # the token controller mints into it
+        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": "e30="}),  # kubelet pulls with it
+        ("kubernetes.io/tls", {"tls.crt": "dg==", "tls.key": "dg=="}),
+        ("bootstrap.kubernetes.io/token", {"token-id": "YWJjZGVm"}),  # joins a node
+    ],
+)
+def test_the_operator_writes_only_the_secret_types_it_uses(
+    as_operator: client.CoreV1Api, kk: Cluster, secret_type: str, data: dict[str, str]
+) -> None:
+    """K10: labelled as keykeeper's, the operator's token could create a Secret of any
+    type: a service-account token Secret names any ServiceAccount of its namespace and
+    the token controller fills it with that account's token. Only Opaque and keykeeper's
+    own types are let through (checked with ``dryRun``)."""
+    ns = kk.namespace("workload")
+    planted = {
+        **secret("planted", OURS, **{"kubernetes.io/service-account.name": "default"}),
+        "type": secret_type,
+        "data": data,
+    }
+    body = refused(as_operator.create_namespaced_secret, ns, planted, dry_run="All").body
+    assert "Secret types" in body, body
+    for allowed in ("Opaque", "keykeeper.dev/envelopes"):  # what keykeeper does write
+        made = {**secret(f"ours-{allowed.lower().replace('/', '-')}", OURS), "type": allowed}
+        as_operator.create_namespaced_secret(ns, made, dry_run="All")

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from devtools.e2e.image import context_files, stages
 
+from keykeeper.api.models import SecretType
 from keykeeper.runtime import metrics
 from tests.chart.conftest import CHART, REPO, Render, run_helm
 
@@ -306,3 +307,13 @@ def test_every_dashboard_query_names_a_metric_the_operator_exports() -> None:
     assert sorted(named - exported) == []
     for query in queries:  # every query names at least one of them
         assert re.search(r"\bkeykeeper_[a-z_]+\b", query), query
+
+
+def test_the_operator_may_write_exactly_the_secret_types_it_uses() -> None:
+    """K10: the admission policy's allow-list is ``SecretType``, no more, no less."""
+    policy = next(yaml.safe_load_all((REPO / "deploy" / "admission-policy.yaml").read_text()))
+    (rule,) = [
+        v["expression"] for v in policy["spec"]["validations"] if "object.type" in v["expression"]
+    ]
+    allowed = set(re.findall(r"'([^']+)'", rule.split("object.type in", 1)[1]))
+    assert allowed == {t.value for t in SecretType}

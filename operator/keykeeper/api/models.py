@@ -28,9 +28,13 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 
 class SecretType(StrEnum):
-    """The types of Secret keykeeper writes (projected Secrets, its own Secrets)."""
+    """The types of Secret keykeeper writes (projected Secrets, its own Secrets): the
+    admission policy lets its token write these and no other (a test compares them)."""
 
     OPAQUE = "Opaque"
+    ENVELOPES = "keykeeper.dev/envelopes"  # a key's store
+    SEALING_KEYS = "keykeeper.dev/sealing-keys"
+    AUDIT_ANCHOR = "keykeeper.dev/audit-anchor"
 
 
 class Phase(StrEnum):

@@ -22,6 +22,7 @@ import time
 from datetime import UTC, datetime
 
 from keykeeper.api import labels, timestamps
+from keykeeper.api.models import SecretType
 from keykeeper.api.reasons import Reason
 from keykeeper.api.timestamps import rfc3339
 from keykeeper.audit.chain import Anchor, find
@@ -129,7 +130,7 @@ class Anchorer:
         body: Body = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "type": "keykeeper.dev/audit-anchor",
+            "type": SecretType.AUDIT_ANCHOR,
             "metadata": {
                 "name": ANCHOR_SECRET,
                 "namespace": self._namespace,

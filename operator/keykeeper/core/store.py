@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from keykeeper.api import labels, timestamps
-from keykeeper.api.models import Kms
+from keykeeper.api.models import Kms, SecretType
 from keykeeper.api.provider_options import ProviderId
 from keykeeper.core import lifecycle
 from keykeeper.types import Body
@@ -36,7 +36,7 @@ INTEGRITY_FAILED_AT = "keykeeper.dev/integrity-failed-at"
 KEKS_PENDING = "keykeeper.dev/keks-pending"
 KMS = "keykeeper.dev/kms"
 HISTORY = 10  # versions' metadata kept, destroyed ones included
-STORE_TYPE = "keykeeper.dev/envelopes"
+STORE_TYPE = SecretType.ENVELOPES
 
 
 class VersionState(StrEnum):

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keykeeper.api import labels, timestamps
+from keykeeper.api.models import SecretType
 from keykeeper.api.timestamps import rfc3339, rfc3339_micro
 from keykeeper.crypto.envelope import Binding, open_envelope, seal_envelope
 from keykeeper.crypto.sealed import Opened, SealingKeyPair, key_id_of, open_sealed
@@ -220,7 +221,7 @@ class SealingKeys:
             "labels": {labels.MANAGED_BY: labels.KEYKEEPER, labels.ROLE: "sealing-keys"},
             "annotations": {CURRENT: current, HISTORY: json.dumps(history, sort_keys=True)},
         }
-        body = {"apiVersion": "v1", "kind": "Secret", "type": "keykeeper.dev/sealing-keys",
+        body = {"apiVersion": "v1", "kind": "Secret", "type": SecretType.SEALING_KEYS,
                 "metadata": metadata, "data": data}  # fmt: skip
         if found is None:
             try:
