@@ -156,3 +156,30 @@ def test_a_catastrophic_pattern_cannot_stall_the_operator(
         what="InvalidValue, promptly",
     )
     leaks.add(wait_for(lambda: kk.value(home, "bystander"), what="other keys go on"))
+
+
+def _selector(expressions: int, values: int) -> dict:  # type: ignore[type-arg]
+    return {
+        "namespaceSelector": {
+            "matchExpressions": [
+                {"key": f"k{e}", "operator": "In", "values": [f"v{n}" for n in range(values)]}
+                for e in range(expressions)
+            ]
+        }
+    }
+
+
+def test_a_key_cannot_carry_selectors_built_to_blow_up_the_operator(attacker: Tenant) -> None:
+    """K3: 64 selector projections of 16 expressions x 64 values each were admitted
+    (about 1.5 MB of selector per key, six times that once parsed by the operator, for
+    every key, policy or not). Now a key has at most 8 selector projections and 256
+    selector values in all; what it may still carry stays small."""
+    home, policy = attacker.namespace, unique("pol")
+    many = apikey(home, "many", policy, projections=[_selector(1, 1) for _ in range(9)])
+    assert "at most 8 projections by namespaceSelector" in attacker.rejected(many)
+    wide = apikey(home, "wide", policy, projections=[_selector(16, 64) for _ in range(2)])
+    assert "at most 256 selector values" in attacker.rejected(wide)
+    largest = apikey(home, "largest", policy, projections=[_selector(16, 2) for _ in range(8)])
+    made = attacker.kk.create(largest)  # 8 x 16 x 2 = 256 values: admitted
+    assert len(json.dumps(made["spec"])) < 64 * 1024
+    attacker.kk.delete_key(home, "largest")

@@ -68,6 +68,30 @@ def test_the_models_refuse_what_the_crd_refuses(name: str) -> None:
         )
 
 
+def _selectors(count: int, values: int) -> list[dict[str, object]]:
+    expression = {"key": "k", "operator": "In", "values": [f"v{n}" for n in range(values)]}
+    return [{"namespaceSelector": {"matchExpressions": [expression]}}] * count
+
+
+@pytest.mark.parametrize(
+    ("projections", "refused"),
+    [
+        (_selectors(8, 32), None),
+        (_selectors(9, 1), "at most 8 projections by namespaceSelector"),
+        (_selectors(2, 129), "at most 256 selector values"),
+    ],
+)
+def test_the_models_bound_selectors_as_the_crd_does(
+    projections: list[dict[str, object]], refused: str | None
+) -> None:
+    spec = {"policy": "p", "source": {"generate": {}}, "projections": projections}
+    if refused is None:
+        parse_apikey_spec(spec)
+        return
+    with pytest.raises(SpecError, match=refused):
+        parse_apikey_spec(spec)
+
+
 def test_names_that_are_names_pass() -> None:
     assert (
         secret_path("team-a", "stripe.api-key")

@@ -234,12 +234,26 @@ class Projection(_Model):
         return self
 
 
+SELECTOR_PROJECTIONS = 8  # per key, as the CRD's CEL says (finding K3)
+SELECTOR_VALUES = 256  # matchExpressions[].values per key, in all
+
+
 class ApiKeySpec(_Model):
     policy: ObjectName
     source: Source
     projections: tuple[Projection, ...] = ()
     suspended: bool = False
     revoked: bool = False
+
+    @model_validator(mode="after")
+    def _bounded_selectors(self) -> ApiKeySpec:
+        """The CRD's bounds, for a key admitted before them."""
+        selectors = [p.namespace_selector for p in self.projections if p.namespace_selector]
+        if len(selectors) > SELECTOR_PROJECTIONS:
+            raise ValueError(f"at most {SELECTOR_PROJECTIONS} projections by namespaceSelector")
+        if sum(len(e.values) for s in selectors for e in s.match_expressions) > SELECTOR_VALUES:
+            raise ValueError(f"at most {SELECTOR_VALUES} selector values in all")
+        return self
 
 
 _M = TypeVar("_M", bound=BaseModel)
