@@ -264,3 +264,32 @@ def test_a_secret_whose_proof_is_stripped_requeues_its_key() -> None:
     assert world.put_secret({"metadata": stripped}, lambda v: "fp", prove) == ("home", "k")
     assert ("t", "k") not in world.projected
     assert world.put_secret({"metadata": stripped}, lambda v: "fp", prove) is None
+
+
+def test_a_namespace_coming_or_going_wakes_only_keys_that_select_it() -> None:
+    """K4: a namespace that did not exist (or no longer does) was matched as one with no
+    labels, so every key with a ``NotIn``, ``DoesNotExist`` or empty selector was
+    requeued, on the event loop, for each namespace created or deleted."""
+    from keykeeper.kube.world import World
+
+    world = World()
+    for name, selector in [
+        ("not-in", {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["x"]}]}),
+        ("unlabelled", {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}),
+        ("prod", {"matchLabels": {"tier": "prod"}}),
+    ]:
+        projections = [{"namespaceSelector": selector}]
+        world.put_key(
+            {
+                "metadata": {"namespace": "a", "name": name},
+                "spec": {"policy": "p", "source": {"generate": {}}, "projections": projections},
+            }
+        )
+    created = world.put_namespace({"metadata": {"name": "new", "labels": {"tier": "prod"}}})
+    assert created is not None
+    affected = {name for _, name in world.keys_affected_by_namespace("new", created)}
+    assert affected == {"prod", "not-in"}, "the new namespace's labels, not an empty set"
+    gone = world.drop_namespace("new")
+    assert gone is not None
+    affected = {name for _, name in world.keys_affected_by_namespace("new", gone)}
+    assert affected == {"prod", "not-in"}, "the deleted namespace's last labels only"

@@ -97,9 +97,11 @@ class World:
 
     def keys_affected_by_namespace(self, name: str, before: NamespaceInfo) -> set[KeyRef]:
         """Keys whose targets a change of ``name`` (from ``before``) can add or remove:
-        keys in it, keys naming it, and keys whose selectors match its old or new labels."""
+        keys in it, keys naming it, and keys whose selectors match its old or new labels.
+        Only labels it had as a possible target count: a namespace that did not exist,
+        or is terminating, has none, not an empty set that ``NotIn`` matches (K4)."""
         after = self.namespaces.get(name)
-        label_sets = [before.labels, after.labels if after else {}]
+        label_sets = [i.labels for i in (before, after) if i is not None and not i.terminating]
         affected = {
             ref
             for ref in self.key_policy
