@@ -191,6 +191,19 @@ def test_a_namespace_going_away_queues_the_keys_projecting_into_it(h: Harness) -
     )
     keys, _ = h.send(handlers.namespace_event, "DELETED", {"metadata": {"name": "api"}})
     assert keys == [("team", "k")]
+    assert h.keys.enforced == [("team", "k")], "its Secrets are withdrawn first"
+
+
+def test_a_new_namespace_can_only_add_targets_so_it_skips_the_enforcement_lane(
+    h: Harness,
+) -> None:
+    h.send(handlers.apikey_event, "ADDED", apikey())
+    created = {"metadata": {"name": "api", "labels": {"tier": "prod"}}}
+    assert h.send(handlers.namespace_event, "ADDED", created)[0] == [("team", "k")]
+    assert h.keys.enforced == []
+    relabelled = {"metadata": {"name": "api", "labels": {"tier": "dev"}}}
+    h.send(handlers.namespace_event, "MODIFIED", relabelled)
+    assert h.keys.enforced == [("team", "k")]
 
 
 def projected(h: Harness, value: bytes = b"v") -> dict[str, Any]:
@@ -235,3 +248,12 @@ def test_a_secret_whose_proof_was_stripped_queues_the_key_it_belonged_to(h: Harn
     stripped = projected(h)
     del stripped["metadata"]["annotations"][labels.OWNER_PROOF]
     assert h.send(handlers.projected_secret_event, "MODIFIED", stripped) == ([("team", "k")], [])
+
+
+def test_a_new_policy_only_grants_so_its_keys_skip_the_enforcement_lane(h: Harness) -> None:
+    h.send(handlers.apikey_event, "ADDED", apikey())
+    assert h.send(handlers.keypolicy_event, "ADDED", policy(POLICY))[0] == [("team", "k")]
+    assert h.keys.enforced == []
+    narrowed = {**POLICY, "targetNamespaces": {"names": ["other"]}}
+    h.send(handlers.keypolicy_event, "MODIFIED", policy(narrowed))
+    assert h.keys.enforced == [("team", "k")]

@@ -88,16 +88,19 @@ async def keypolicy_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
     body = _body(event)
     name = body["metadata"]["name"]
+    old = runtime.world.policies.get(name)
     if event.get("type") == "DELETED":
         runtime.world.drop_policy(name)
     else:
-        old = runtime.world.policies.get(name)
         new = runtime.world.put_policy(body)
         runtime.parts.policy_queue.add(name)
         if old is not None and (old.spec, old.error) == (new.spec, new.error):
             return  # a status-only change: the keys are not affected
     for ref in runtime.world.keys_of_policy(name):
-        runtime.parts.queue.enforce(ref)  # a narrowed policy withdraws
+        if old is None:
+            runtime.parts.queue.add(ref)  # a new policy only grants
+        else:  # changed or deleted: it may grant less
+            runtime.parts.queue.enforce(ref)
 
 
 @kopf.on.event("v1", "namespaces")
@@ -105,6 +108,7 @@ async def namespace_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
     body = _body(event)
     name = body["metadata"]["name"]
+    created = name not in runtime.world.namespaces  # withdraws nothing: only adds targets
     before = (
         runtime.world.drop_namespace(name)
         if event.get("type") == "DELETED"
@@ -112,7 +116,10 @@ async def namespace_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     )
     if before is not None:  # what authorization sees of it changed
         for ref in runtime.world.keys_affected_by_namespace(name, before):
-            runtime.parts.queue.enforce(ref)  # a relabelled namespace may be withdrawn from
+            if created:
+                runtime.parts.queue.add(ref)
+            else:  # relabelled, terminating or gone: it may be withdrawn from
+                runtime.parts.queue.enforce(ref)
 
 
 @kopf.on.event(
