@@ -146,6 +146,8 @@ class Kube:
             url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
         for attempt in range(THROTTLE_TRIES):
+            if attempt and method != "GET":
+                self._fence(method, path)  # the Lease may have been lost while waiting (K12)
             try:
                 async with self._client().request(
                     method, url, data=data, headers=headers
