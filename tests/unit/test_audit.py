@@ -9,6 +9,7 @@ import pytest
 
 from keykeeper.audit.chain import verify
 from keykeeper.audit.log import AuditLog
+from keykeeper.errors import AuditWriteError
 
 KEY = b"k" * 32
 
@@ -85,7 +86,6 @@ def test_another_key_cannot_verify(log: Path) -> None:
 
 from keykeeper.api.reasons import Reason  # noqa: E402
 from keykeeper.audit.chain import Anchor  # noqa: E402
-from keykeeper.errors import AuditWriteError  # noqa: E402
 
 
 def head_anchor(path: Path) -> Anchor:
@@ -233,3 +233,24 @@ def test_an_auditor_verifies_with_the_audit_key_alone(tmp_path: Path, capsys) ->
     (tmp_path / "audit.key").write_text(base64.b64encode(b"short").decode())
     assert main([*argv, "--no-anchor"]) == 1
     assert "no 32-byte key" in capsys.readouterr().err
+
+
+def test_withdrawals_taken_while_the_disk_is_full_are_named_once_it_is_not(log: Path) -> None:
+    """K9: a full audit volume stopped every withdrawal. A withdrawal goes ahead; the log
+    names it in an AuditGap record, in the chain, before the next record it takes."""
+    audit = AuditLog(log, KEY)
+    audit.path = Path("/dev/full")  # every write: ENOSPC
+    with pytest.raises(AuditWriteError):
+        audit.append("Projected", namespace="ns", name="k", detail="a/k")
+    for target in ("a/k", "b/k"):
+        audit.remember("ProjectionWithdrawn", namespace="ns", name="k", uid="u", detail=target)
+    audit.path = log  # the disk answers again
+    audit.append("Revoked", namespace="ns", name="k", uid="u", detail="projections withdrawn")
+    records = [json.loads(line) for line in lines(log)]
+    gap, revoked = records[-2:]
+    assert (gap["action"], revoked["action"]) == ("AuditGap", "Revoked")
+    assert "ProjectionWithdrawn ns/k (uid u) a/k" in gap["detail"]
+    assert "b/k" in gap["detail"]
+    assert verify(lines(log), KEY).ok
+    audit.append("Projected", namespace="ns", name="k", detail="c/k")
+    assert json.loads(lines(log)[-1])["action"] == "Projected", "the gap is told once"

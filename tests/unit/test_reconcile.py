@@ -19,7 +19,7 @@ from keykeeper.audit.events import EventSink
 from keykeeper.audit.log import AuditLog
 from keykeeper.controllers.apikey.reconcile import Reconciler
 from keykeeper.crypto.kdf import MasterKey
-from keykeeper.errors import ApiUnavailable, Conflict
+from keykeeper.errors import ApiUnavailable, AuditWriteError, Conflict
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.credentials import credentials_reader
@@ -344,3 +344,16 @@ def test_targets_written_at_once_open_the_envelope_once(
     assert len(opened) == 1
     values = {h.secret(ns, "k")["data"]["api-key"] for ns in ("home", "a", "b")}  # type: ignore[index]
     assert len(values) == 1
+
+
+def test_a_full_audit_volume_does_not_keep_a_revoked_key_projected(h: Harness) -> None:
+    """K9: tenants can fill the audit volume (many targets, many commands); every
+    withdrawal then failed on its record and the revoked value stayed served."""
+    h.apikey("home", "k", "p", "a", "b")
+    h.reconcile("home", "k")
+    assert h.secret("a", "k") is not None
+    h.audit.path = Path("/dev/full")  # every write: ENOSPC
+    h.patch_key("home", "k", {"spec": {"revoked": True}})
+    with pytest.raises(AuditWriteError):  # recording the revocation itself waits for the disk
+        h.reconcile("home", "k")
+    assert h.secret("a", "k") is None and h.secret("b", "k") is None

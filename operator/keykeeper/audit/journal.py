@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from keykeeper.audit.log import AuditLog
 from keykeeper.core import store
 from keykeeper.core.narration import Entry
+from keykeeper.errors import AuditWriteError
 from keykeeper.types import KeyRef
 
 
@@ -41,25 +42,40 @@ class Journal:
     uid: str
     told: list[Told] = field(default_factory=list)
 
-    async def intend(self, action: str, detail: str, version: store.Version | None = None) -> None:
+    async def intend(
+        self,
+        action: str,
+        detail: str,
+        version: store.Version | None = None,
+        *,
+        withdrawal: bool = False,
+    ) -> None:
         """The audit record of an action about to be taken, with the version's KEK and
         fingerprint when there is one, on disk when this returns (one sync serves the
         records of every reconcile waiting: ``groupsync``). Raises ``AuditWriteError``:
-        no record, no action."""
+        no record, no action; except a ``withdrawal``, which never waits for the disk
+        (a full audit volume must not keep a revoked value served: K9) and is named in
+        an ``AuditGap`` record once the log is written again."""
         if self.audit is None:
             return
-        record = self.audit.append(
-            action,
-            namespace=self.ref[0],
-            name=self.ref[1],
-            uid=self.uid,
-            version=version.version if version else None,
-            kms_key_id=version.kms_key_id if version else "",
-            fingerprint=version.fingerprint if version else "",
-            detail=detail,
-            sync=False,
-        )
-        await self.audit.durable.durable(int(record["seq"]))
+        try:
+            record = self.audit.append(
+                action,
+                namespace=self.ref[0],
+                name=self.ref[1],
+                uid=self.uid,
+                version=version.version if version else None,
+                kms_key_id=version.kms_key_id if version else "",
+                fingerprint=version.fingerprint if version else "",
+                detail=detail,
+                sync=False,
+            )
+            await self.audit.durable.durable(int(record["seq"]))
+        except AuditWriteError:
+            if not withdrawal:
+                raise
+            where = {"namespace": self.ref[0], "name": self.ref[1], "uid": self.uid}
+            self.audit.remember(action, **where, detail=detail)
 
     def tell(self, type_: str, reason: str, message: str) -> None:
         """An Event about what was done, posted after the status write."""

@@ -48,13 +48,16 @@ from keykeeper.errors import AuditWriteError
 
 log = logging.getLogger("keykeeper.audit")
 
+GAP_LIMIT = 1000  # withdrawals named in one AuditGap record; the rest are counted
+
 
 class AuditLog:
     """Appends chained records to a file; safe to call from several threads.
 
     Every record is written with one ``write`` whose byte count is checked and then
     ``fdatasync``-ed before ``append`` returns, and callers append *before* the action
-    a record announces: if the record cannot be written, the action is not taken.
+    a record announces: if the record cannot be written, the action is not taken, unless
+    it is a withdrawal (``remember``: named in an ``AuditGap`` record later).
     At start the tail's MAC is checked; a torn or altered tail is moved to a
     quarantine file beside the log and a ``AuditGap`` record says so, so the chain
     continues from the last record that verifies.
@@ -71,6 +74,8 @@ class AuditLog:
         self.durable = GroupSync(self._datasync, lambda: self._seq)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._seq, self._prev = 0, GENESIS
+        self._gaps: list[str] = []  # withdrawals taken without their record (remember)
+        self._gaps_dropped = 0
         quarantined = self._recover()
         if quarantined is not None:
             self.append(
@@ -148,42 +153,64 @@ class AuditLog:
     ) -> dict[str, Any]:
         """Append one record; with ``sync`` (the default) it is on disk on return, without
         it the caller awaits ``durable.durable(record["seq"])`` before acting. ``seq`` is
-        for ``continue_from`` only."""
+        for ``continue_from`` only. Withdrawals taken while the log could not be written
+        (``remember``) are named first, in one ``AuditGap`` record."""
+        fields = {"action": action, "namespace": namespace, "name": name, "uid": uid,
+                  "version": version, "kmsKeyId": kms_key_id, "fingerprint": fingerprint,
+                  "detail": detail}  # fmt: skip
         with self._lock:
-            record: dict[str, Any] = {
-                "seq": self._seq + 1 if seq is None else seq,
-                "ts": (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
-                "action": action,
-                "namespace": namespace,
-                "name": name,
-                "uid": uid,
-                "version": version,
-                "kmsKeyId": kms_key_id,
-                "fingerprint": fingerprint,
-                "detail": detail,
-                "prev": self._prev,
-            }
-            record["mac"] = mac_of(self._key, record)
-            line = canonical(record) + b"\n"
+            if self._gaps:
+                untold = f"; {self._gaps_dropped} more" if self._gaps_dropped else ""
+                gap = "taken while the log could not be written: " + "; ".join(self._gaps)
+                self._write({"action": Reason.AUDIT_GAP, "namespace": "", "name": "", "uid": "",
+                             "version": None, "kmsKeyId": "", "fingerprint": "",
+                             "detail": gap + untold}, now, sync=False, seq=None)  # fmt: skip
+                self._gaps, self._gaps_dropped = [], 0
+            return self._write(fields, now, sync=sync, seq=seq)
+
+    def remember(self, action: str, *, namespace: str, name: str, uid: str, detail: str) -> None:
+        """A withdrawal taken although its record could not be written (finding K9): told
+        in the operator's log now, and in an ``AuditGap`` record once the log takes
+        records again. Withdrawing never waits for the disk; exposing does."""
+        what = f"{action} {namespace}/{name} (uid {uid}) {detail}"
+        with self._lock:
+            if len(self._gaps) < GAP_LIMIT:
+                self._gaps.append(what)
+            else:
+                self._gaps_dropped += 1
+        log.error("audit log %s cannot be written: %s taken without its record", self.path, what)
+
+    def _write(
+        self, fields: dict[str, Any], now: datetime | None, *, sync: bool, seq: int | None
+    ) -> dict[str, Any]:
+        """One record, chained to the last (``_lock`` held)."""
+        record: dict[str, Any] = {
+            "seq": self._seq + 1 if seq is None else seq,
+            "ts": (now or datetime.now(UTC)).isoformat(timespec="milliseconds"),
+            **fields,
+            "prev": self._prev,
+        }
+        record["mac"] = mac_of(self._key, record)
+        line = canonical(record) + b"\n"
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                try:
-                    written = os.write(fd, line)  # one write: never interleaved with another
-                    if written != len(line):
-                        raise AuditWriteError(
-                            f"audit log {self.path}: wrote {written} of {len(line)} bytes"
-                        )
-                    if self._fsync and sync:
-                        os.fdatasync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                raise AuditWriteError(f"audit log {self.path}: {exc.strerror}") from None
-            self._seq, self._prev = record["seq"], record["mac"]
-            if self._mirror is not None:
-                self._mirror.write('{"audit":' + line[:-1].decode() + "}\n")
-                self._mirror.flush()
-            return record
+                written = os.write(fd, line)  # one write: never interleaved with another
+                if written != len(line):
+                    raise AuditWriteError(
+                        f"audit log {self.path}: wrote {written} of {len(line)} bytes"
+                    )
+                if self._fsync and sync:
+                    os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise AuditWriteError(f"audit log {self.path}: {exc.strerror}") from None
+        self._seq, self._prev = record["seq"], record["mac"]
+        if self._mirror is not None:
+            self._mirror.write('{"audit":' + line[:-1].decode() + "}\n")
+            self._mirror.flush()
+        return record
 
     def continue_from(self, anchor: Anchor, detail: str) -> dict[str, Any]:
         """Continue the cluster's chain after another replica's anchored head."""

@@ -91,7 +91,7 @@ class Projector:
         be deleted now is retried soon and never stops the others."""
         for secret in held:
             where = f"{secret.namespace}/{secret.name}"
-            await run.journal.intend(Reason.PROJECTION_WITHDRAWN, where)
+            await run.journal.intend(Reason.PROJECTION_WITHDRAWN, where, withdrawal=True)
             path = secret_path(secret.namespace, secret.name)
             try:
                 gone = await self.kube.delete_held(path, uid=secret.uid)
