@@ -74,8 +74,8 @@ class Journal:
         except AuditWriteError:
             if not withdrawal:
                 raise
-            where = {"namespace": self.ref[0], "name": self.ref[1], "uid": self.uid}
-            self.audit.remember(action, **where, detail=detail)
+            namespace, name = self.ref
+            self.audit.remember(action, namespace=namespace, name=name, uid=self.uid, detail=detail)
 
     def tell(self, type_: str, reason: str, message: str) -> None:
         """An Event about what was done, posted after the status write."""

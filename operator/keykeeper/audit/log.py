@@ -155,16 +155,12 @@ class AuditLog:
         it the caller awaits ``durable.durable(record["seq"])`` before acting. ``seq`` is
         for ``continue_from`` only. Withdrawals taken while the log could not be written
         (``remember``) are named first, in one ``AuditGap`` record."""
-        fields = {"action": action, "namespace": namespace, "name": name, "uid": uid,
-                  "version": version, "kmsKeyId": kms_key_id, "fingerprint": fingerprint,
-                  "detail": detail}  # fmt: skip
+        fields = _fields(action, namespace, name, uid, version, kms_key_id, fingerprint, detail)
         with self._lock:
             if self._gaps:
                 untold = f"; {self._gaps_dropped} more" if self._gaps_dropped else ""
                 gap = "taken while the log could not be written: " + "; ".join(self._gaps)
-                self._write({"action": Reason.AUDIT_GAP, "namespace": "", "name": "", "uid": "",
-                             "version": None, "kmsKeyId": "", "fingerprint": "",
-                             "detail": gap + untold}, now, sync=False, seq=None)  # fmt: skip
+                self._write(_fields(Reason.AUDIT_GAP, detail=gap + untold), now, sync=False)
                 self._gaps, self._gaps_dropped = [], 0
             return self._write(fields, now, sync=sync, seq=seq)
 
@@ -181,7 +177,7 @@ class AuditLog:
         log.error("audit log %s cannot be written: %s taken without its record", self.path, what)
 
     def _write(
-        self, fields: dict[str, Any], now: datetime | None, *, sync: bool, seq: int | None
+        self, fields: dict[str, Any], now: datetime | None, *, sync: bool, seq: int | None = None
     ) -> dict[str, Any]:
         """One record, chained to the last (``_lock`` held)."""
         record: dict[str, Any] = {
@@ -216,6 +212,22 @@ class AuditLog:
         """Continue the cluster's chain after another replica's anchored head."""
         seq = max(self.head()[0], anchor.seq) + 1
         return self.append(Reason.AUDIT_HANDOFF, detail=detail, seq=seq)
+
+
+def _fields(
+    action: str,
+    namespace: str = "",
+    name: str = "",
+    uid: str = "",
+    version: int | None = None,
+    kms_key_id: str = "",
+    fingerprint: str = "",
+    detail: str = "",
+) -> dict[str, Any]:
+    """A record's own fields, in the order every record has them."""
+    return {"action": action, "namespace": namespace, "name": name, "uid": uid,
+            "version": version, "kmsKeyId": kms_key_id, "fingerprint": fingerprint,
+            "detail": detail}  # fmt: skip
 
 
 def _write_private(path: Path, data: bytes) -> None:
