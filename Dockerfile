@@ -1,32 +1,36 @@
 # syntax=docker/dockerfile:1
-# keykeeper's image: the operator installed from its wheel into a venv, on a pinned slim
-# Python, run as a numeric non-root user. The build stage has pip and a compiler's
-# worth of tooling; the final stage gets the venv and nothing else.
+# keykeeper's image: the operator installed from its wheel into a venv, on Debian's own
+# Python, run as a numeric non-root user. The build stage has pip; the final stage gets
+# the venv and nothing else.
 #
 # Every provider's SDK is in the image (the aws, azure, gcp and pkcs11 extras), at the
 # versions and hashes uv.lock pins: image.requirements.txt is `make lock`'s export of
 # it, and pip installs nothing that file does not name and hash.
 #
-# The base is pinned by exact version tag. Pin it by digest too where you build
-# (python:3.11.7-slim-bookworm@sha256:...): no registry is reachable where this file
-# is tested, so no digest here was ever verified, and none is invented.
-ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+# The base is Debian bookworm (minbase) with python3, python3-venv and ca-certificates
+# from Debian's archive, security updates included: `make base-image` makes it from
+# packages with mmdebstrap (devtools/image/base.sh), so it is built here from the same
+# archive a registry's debian image is. BASE names it; where a registry serves a base
+# with those three packages, pass it by digest.
+ARG BASE=localhost/keykeeper-base:bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BASE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE image.requirements.txt ./
-COPY operator ./operator
-# the steps e2e runs too (devtools/e2e/image.py): wheel, then a venv with the locked
-# dependencies (hashes required) and the wheel, then no installer left in it
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/keykeeper \
+# the locked dependencies first (hashes required), in a layer of their own: a change
+# of keykeeper's code rebuilds only the layer below
+COPY image.requirements.txt ./
+RUN python3 -m venv /opt/keykeeper \
  && /opt/keykeeper/bin/pip install --no-cache-dir --require-hashes --no-deps \
-      -r image.requirements.txt \
+      -r image.requirements.txt
+# then keykeeper's wheel, built by that venv's pip, and no installer left in the venv
+COPY pyproject.toml README.md LICENSE ./
+COPY operator ./operator
+RUN /opt/keykeeper/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/keykeeper/bin/pip install --no-cache-dir --no-deps /wheels/keykeeper-*.whl \
- && /opt/keykeeper/bin/pip uninstall -y pip setuptools wheel
+ && /opt/keykeeper/bin/pip uninstall -y pip setuptools
 
-FROM ${PYTHON_IMAGE}
+FROM ${BASE}
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="keykeeper" \
       org.opencontainers.image.description="Kubernetes operator keeping API keys encrypted at rest and projecting them only where a policy allows" \

@@ -1,8 +1,8 @@
 """The image's supply chain: its SBOM, and an audit of its locked set.
 
-``python -m devtools.supplychain sbom`` runs the Dockerfile's build stage (cached by
-its inputs, as e2e does: ``devtools.e2e.image``) and writes a CycloneDX SBOM of the
-image's venv, every distribution in it with its version, to ``dist/sbom.cdx.json``.
+``python -m devtools.supplychain sbom`` builds the image (buildah, its layers cached by
+the Dockerfile's inputs: ``devtools.image``) and writes a CycloneDX SBOM of the image's
+venv, every distribution in it with its version, to ``dist/sbom.cdx.json``.
 
 ``python -m devtools.supplychain audit`` checks ``image.requirements.txt`` (uv.lock's
 export for the image) with pip-audit. Where no vulnerability database answers (this
@@ -82,24 +82,27 @@ def audit(requirements: Path = REPO / "image.requirements.txt") -> Verdict | str
 
 
 def sbom(out: Path = REPO / "dist" / "sbom.cdx.json") -> Path:
-    from devtools.e2e.image import build
+    """The SBOM of the image's venv, read from the built image's filesystem (mounted):
+    what a scanner is given is what the image holds."""
+    from devtools import image
 
-    root = build(reuse=True)
+    built = image.build()
     out.parent.mkdir(parents=True, exist_ok=True)
-    python = root / "opt" / "keykeeper" / "bin" / "python"
-    subprocess.run(
-        [
-            str(BIN / "cyclonedx-py"),
-            "environment",
-            "--output-format",
-            "JSON",
-            "--output-file",
-            str(out),
-            str(python),
-        ],
-        check=True,
-        timeout=600,
-    )
+    with image.Mounted(built) as root:
+        python = root / "opt" / "keykeeper" / "bin" / "python"
+        subprocess.run(
+            [
+                str(BIN / "cyclonedx-py"),
+                "environment",
+                "--output-format",
+                "JSON",
+                "--output-file",
+                str(out),
+                str(python),
+            ],
+            check=True,
+            timeout=600,
+        )
     return out
 
 
