@@ -37,6 +37,9 @@ def run_operator(args: argparse.Namespace) -> int:
         kopf.operator(
             clusterwide=True,
             standalone=True,
+            # kopf would otherwise name itself after the UID's passwd entry, and the
+            # image's UID (65532, or whatever a cluster assigns) has none
+            identity=settings.instance,  # type: ignore[arg-type]  # kopf's private NewType of str
             memo=kopf.Memo(runtime=runtime),
         )
     )
