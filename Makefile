@@ -5,7 +5,7 @@ VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help fmt lock sbom audit dev test unit integration e2e e2e-tools chart lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean
+.PHONY: help fmt lock sbom audit dev test unit integration e2e e2e-tools chart lint cluster bench bench-fanout bench-scale controlplane peers bench-peers deps clean image base-image node system-packages
 
 # The main job on the embedded default: a local control plane, the operator installed
 # by its Helm chart (two replicas, local provider), examples/ applied, the projected
@@ -13,13 +13,21 @@ STAMP := $(VENV)/.installed
 dev: deps ## the main job: a local control plane, the chart installed, examples applied
 	$(BIN)/python -m devtools.controlplane --dev
 
-# Everything the tests need: Python packages, SoftHSM2, the upstream control plane,
-# local-kms (the AWS KMS peer the outage test kills), and for the chart and e2e:
-# kube-controller-manager and helm; all built from their Go modules, cached.
-deps: $(STAMP) controlplane peers e2e-tools ## install everything the tests need (venv from uv.lock, SoftHSM2, Go-built binaries)
-	@command -v softhsm2-util >/dev/null || { \
-	  echo "installing softhsm2 (apt-get)"; \
-	  apt-get update -qq && apt-get install -y -qq softhsm2 >/dev/null; }
+# Everything the tests need: Python packages, the Debian packages (SoftHSM2; buildah,
+# podman, mmdebstrap for the image; runc, iptables, conntrack for the node), the
+# upstream control plane, local-kms (the AWS KMS peer the outage test kills), and for
+# the chart and e2e: kube-controller-manager, helm and a real node (kubelet,
+# kube-proxy, kube-scheduler, containerd, CNI plugins); all built from their Go
+# modules, cached.
+deps: $(STAMP) system-packages controlplane peers e2e-tools node ## install everything the tests need (venv from uv.lock, Debian packages, Go-built binaries)
+
+SYSTEM_PACKAGES := softhsm2 buildah podman mmdebstrap runc iptables conntrack gcc libc6-dev
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f '$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing (apt-get)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
 # The dev set, exactly as uv.lock pins it (uv resolves nothing here: seconds, not minutes).
 # uv itself is pinned and kept in the git-ignored cache.
@@ -48,6 +56,18 @@ controlplane:
 e2e-tools:
 	@bash devtools/e2e/build.sh >/dev/null
 
+node:
+	@bash devtools/node/build.sh >/dev/null
+
+# The image, from the Dockerfile, by buildah, on the Debian base made here from
+# packages (make base-image); layers cached by the Dockerfile's inputs. Prints the OCI
+# archive the node imports, and the image's name.
+image: system-packages ## build the image (buildah; every provider's SDK; Debian's python3)
+	@bash devtools/image/build.sh
+
+base-image: system-packages ## make the image's Debian base from packages (mmdebstrap; weekly)
+	@bash devtools/image/base.sh
+
 peers: $(STAMP)
 	@$(BIN)/python -c 'from devtools.kmspeers import local_kms_binary; local_kms_binary()'
 
@@ -65,8 +85,9 @@ unit: $(STAMP) ## the unit and provider tests only (no control plane)
 integration: deps ## the tests against the real control plane
 	$(BIN)/pytest tests/integration
 
-# The chart installed by helm into a control plane with a controller manager, its Pods
-# run by the e2e node agent from the Dockerfile-built venv; failover measured.
+# The chart installed by helm into a control plane with a controller manager and a
+# real node, its Pods containers of the image built from the Dockerfile; failover
+# measured.
 e2e: deps ## the installed chart end to end
 	$(BIN)/pytest e2e -s
 
@@ -84,7 +105,7 @@ fmt: $(STAMP) ## format and fix what ruff can (then make lint)
 	$(BIN)/ruff check --fix operator tests bench devtools e2e
 	$(BIN)/ruff format operator tests bench devtools e2e
 
-sbom: $(STAMP) ## the image's CycloneDX SBOM (dist/sbom.cdx.json), from its build stage
+sbom: $(STAMP) system-packages ## the image's CycloneDX SBOM (dist/sbom.cdx.json), read from the built image
 	$(BIN)/python -m devtools.supplychain sbom
 
 audit: $(STAMP) ## the image's locked set against a vulnerability database (says so if none)

@@ -5,7 +5,11 @@
 * ``operator`` — the keykeeper operator as a separate process under its shipped RBAC
   and admission policy;
 * ``e2e`` — what the installed chart needs beyond the control plane: the controller
-  manager and helm builds, the image steps and the node agent;
+  manager and helm builds, and a view of the operator's Pods on the node;
+* ``node`` — a real node: the upstream kubelet, kube-proxy and kube-scheduler on
+  containerd 2, runc and the CNI bridge plugins, built from their Go modules;
+* ``image`` — keykeeper's image built from the Dockerfile by buildah, on a Debian base
+  made here from packages, and run by podman as the chart runs it;
 * ``kk`` — builders of KeyPolicies and ApiKeys and an admin's small verbs;
 * ``softhsm`` — a real SoftHSM2 token in a temporary directory;
 * ``kmspeers`` — AWS KMS peers as processes: moto's server and local-kms;

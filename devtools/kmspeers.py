@@ -35,14 +35,14 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
+def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if sock.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
 @dataclass
@@ -55,17 +55,18 @@ class Peer:
     port: int
     log: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    host: str = "127.0.0.1"
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> Peer:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 self.argv, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT
             )
-        wait_for_port(self.port)
+        wait_for_port(self.port, host=self.host)
         return self
 
     def kill(self) -> None:
@@ -105,12 +106,13 @@ class Peer:
         return arn
 
 
-def moto(directory: Path) -> Peer:
-    """moto's server (``moto[server]``) on a free port."""
+def moto(directory: Path, host: str = "127.0.0.1") -> Peer:
+    """moto's server (``moto[server]``) on a free port (of ``host``: a node's Pods
+    reach it at the host's address)."""
     port = free_port()
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
     env = {"MOTO_ACCOUNT_ID": ACCOUNT}
-    return Peer("moto", argv, env, port, directory / "moto.log")
+    return Peer("moto", argv, env, port, directory / "moto.log", host=host)
 
 
 def local_kms_binary() -> Path:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import statistics
+import subprocess
 import time
 import urllib.request
 from datetime import datetime
@@ -17,11 +17,15 @@ from typing import Any
 
 import pytest
 import yaml
+from devtools import image, kmspeers
 from devtools.controlplane import ControlPlane
+from devtools.controlplane.launcher import free_port
 from devtools.e2e import CHART, NAMESPACE, Helm
-from devtools.e2e.node import NodeAgent
-from devtools.kk import Cluster, apikey, unique
+from devtools.e2e.pods import Pods
+from devtools.kk import Cluster, apikey, keypolicy, unique
 from devtools.operator import wait_for
+
+from e2e.conftest import Clouds
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -67,10 +71,36 @@ def ready_pods(plane: ControlPlane) -> list[str]:
     return sorted(out)
 
 
-def scrape(agent: NodeAgent, pod: str) -> str:
+def scrape(agent: Pods, pod: str) -> str:
     ip = agent.pods()[pod].ip
     with urllib.request.urlopen(f"http://{ip}:8080/metrics", timeout=5) as answer:
         return str(answer.read().decode())
+
+
+def forwarded(plane: ControlPlane, pod: str) -> str:
+    """The Pod's metrics through ``kubectl port-forward`` (apiserver, kubelet, the
+    Pod's network namespace), as a person reaches them."""
+    assert plane.bin is not None and plane.admin is not None
+    port = free_port()
+    forward = subprocess.Popen(
+        [
+            str(plane.bin / "kubectl"),
+            f"--kubeconfig={plane.admin.kubeconfig}",
+            *("-n", NAMESPACE, "port-forward", f"pod/{pod}", f"{port}:8080"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert forward.stdout is not None
+        assert "Forwarding from" in forward.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            return str(answer.read().decode())
+    finally:
+        forward.kill()
+        forward.wait(timeout=10)
+        forward.stdout.close()  # type: ignore[union-attr]
 
 
 def samples(text: str, name: str) -> dict[str, float]:
@@ -126,13 +156,11 @@ def record(section: str, data: Any) -> None:
 # -- the tests, in order ----------------------------------------------------------------------
 
 
-def test_every_provider_sdk_imports_in_the_image(image_root: Path) -> None:
-    """The image's venv (the Dockerfile's build steps, run for real) imports every
-    provider module and its SDK: a KeyPolicy on aws, azure, gcp or pkcs11 needs no
-    extra the image lacks. Run with a bare environment, as the container would."""
-    import subprocess
-
-    python = image_root / "opt" / "keykeeper" / "bin" / "python"
+def test_every_provider_sdk_imports_in_the_image(built: image.Image) -> None:
+    """A container of the built image, as the chart runs it (UID 65532, read-only root,
+    no capabilities, no privilege escalation, no network), imports every provider
+    module and its SDK: a KeyPolicy on aws, azure, gcp or pkcs11 needs no extra the image
+    lacks. No installer or test tool is in it."""
     modules = [
         "boto3",
         "azure.keyvault.keys",
@@ -142,44 +170,60 @@ def test_every_provider_sdk_imports_in_the_image(image_root: Path) -> None:
         "pkcs11",
         *(f"keykeeper.providers.{p}" for p in ("aws", "azure", "gcp", "pkcs11", "local")),
     ]
-    code = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; print('ok')"
-    done = subprocess.run(
-        [str(python), "-I", "-c", code, *modules],
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    code = (
+        "import importlib, os, sys; [importlib.import_module(m) for m in sys.argv[1:]]; "
+        "print(os.getuid(), os.getgid(), sys.version_info[:2]); "
+        "open('/probe', 'w')"
     )
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    done = image.run(built, "-I", "-c", code, *modules, entrypoint="/opt/keykeeper/bin/python")
+    assert done.stdout.strip() == "65532 65532 (3, 11)", done.stderr[-2000:]
+    assert "Read-only file system: '/probe'" in done.stderr, "the root is read-only"
     for tool in ("pip", "pytest", "moto"):
-        assert not (python.parent / tool).exists(), f"{tool} is in the image"
+        found = image.run(built, "-c", f"test ! -e /opt/keykeeper/bin/{tool}", entrypoint="/bin/sh")
+        assert found.returncode == 0, f"{tool} is in the image"
 
 
-def test_the_sbom_names_every_distribution_in_the_image(image_root: Path, tmp_path: Path) -> None:
+def test_the_image_is_the_debian_base_with_the_locked_set(built: image.Image) -> None:
+    """The base is Debian bookworm's own python3 (made here from packages by mmdebstrap,
+    security updates included), and the image's venv holds exactly the locked set."""
+    release = image.run(built, "/etc/debian_version", entrypoint="/bin/cat")
+    assert release.stdout.startswith("12."), release.stdout
+    code = (
+        "import importlib.metadata as m; "
+        "print('\\n'.join(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions()))"
+    )
+    listed = image.run(built, "-I", "-c", code, entrypoint="/opt/keykeeper/bin/python")
+    installed = {_canonical(line) for line in listed.stdout.split()}
+    locked = {
+        _canonical(line.split(" ")[0])
+        for line in (REPO / "image.requirements.txt").read_text().splitlines()
+        if line and not line.startswith((" ", "#"))
+    }
+    assert installed - {"keykeeper==0.1.0"} == locked
+
+
+def _canonical(requirement: str) -> str:
+    name, _, version = requirement.partition("==")
+    return f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}"
+
+
+def test_the_sbom_names_every_distribution_in_the_image(built: image.Image, tmp_path: Path) -> None:
     """The CycloneDX SBOM (``make sbom``) of the image's venv lists every distribution
     installed there, at its version: what a scanner is given is what the image holds."""
-    import subprocess
-
     from devtools import supplychain
 
     out = supplychain.sbom(tmp_path / "sbom.cdx.json")
     bom = json.loads(out.read_text())
     assert bom["bomFormat"] == "CycloneDX"
-    listed = {(c["name"].lower().replace("_", "-"), c["version"]) for c in bom["components"]}
-    python = image_root / "opt" / "keykeeper" / "bin" / "python"
+    listed = {_canonical(f"{c['name']}=={c['version']}") for c in bom["components"]}
     code = (
         "import importlib.metadata as m; "
         "print('\\n'.join(f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions()))"
     )
-    installed = subprocess.run(
-        [str(python), "-I", "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    wanted = {
-        (n.lower().replace("_", "-"), v) for n, _, v in (line.partition("==") for line in installed)
-    }
-    assert wanted - listed == set(), "every installed distribution is in the SBOM"
-    assert ("keykeeper", "0.1.0") in listed and any(n == "boto3" for n, _ in listed)
+    done = image.run(built, "-I", "-c", code, entrypoint="/opt/keykeeper/bin/python")
+    wanted = {_canonical(line) for line in done.stdout.split()}
+    assert wanted and wanted - listed == set(), "every installed distribution is in the SBOM"
+    assert "keykeeper==0.1.0" in listed and any(n.startswith("boto3==") for n in listed)
 
 
 def test_rendered_manifests_pass_a_server_side_dry_run_and_pod_security(
@@ -195,7 +239,9 @@ def test_rendered_manifests_pass_a_server_side_dry_run_and_pod_security(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "restricted-probe", "namespace": NAMESPACE},
-        "spec": deployment["spec"]["template"]["spec"],
+        # the release's ServiceAccount does not exist before the install, and the
+        # ServiceAccount admission plugin refuses a Pod naming a missing one
+        "spec": {**deployment["spec"]["template"]["spec"], "serviceAccountName": "default"},
     }
     accepted = plane.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(pod))
     assert "created (server dry run)" in accepted
@@ -208,7 +254,7 @@ def test_rendered_manifests_pass_a_server_side_dry_run_and_pod_security(
 
 
 def test_install_runs_two_ready_replicas_one_leading(
-    plane: ControlPlane, helm: Helm, agent: NodeAgent
+    plane: ControlPlane, helm: Helm, agent: Pods
 ) -> None:
     began = time.monotonic()
     done = helm("install", "keykeeper", str(CHART), "-n", NAMESPACE, "--wait", "--timeout", "300s")
@@ -231,6 +277,48 @@ def test_install_runs_two_ready_replicas_one_leading(
     record("install", {"helm_install_wait_seconds": round(seconds, 1)})
 
 
+PROBE = """
+import json, os
+status = dict(line.rstrip("\\n").split(":\\t", 1) for line in open("/proc/self/status"))
+try:
+    open("/probe", "w")
+    root = "writable"
+except OSError as exc:
+    root = exc.strerror
+tokens = [  # the kubelet's atomic writer keeps each file's data in a "..<time>" folder
+    os.path.join(d, f)
+    for d, _, fs in os.walk("/var/run/secrets")
+    for f in fs
+    if f == "token" and "/.." not in d
+]
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(), "root": root,
+    "caps": [status[k] for k in ("CapPrm", "CapEff", "CapBnd", "CapAmb")],
+    "seccomp": status["Seccomp"], "no_new_privs": status["NoNewPrivs"],
+    "tokens": sorted(tokens),
+    "token_readable": os.access("/var/run/secrets/kubernetes.io/serviceaccount/token", os.R_OK),
+}))
+"""
+
+
+def test_the_operators_container_is_what_pod_security_promises(plane: ControlPlane) -> None:
+    """From inside the chart's running container (``kubectl exec`` through the kubelet):
+    UID 65532, a read-only root, no capabilities in any set, seccomp filtering on, no
+    privilege escalation, and one ServiceAccount token: the projected volume's."""
+    leader = wait_for(lambda: holder(plane), timeout=30, what="a leader")
+    out = plane.kubectl(
+        "-n", NAMESPACE, "exec", leader, "--", "/opt/keykeeper/bin/python", "-I", "-c", PROBE
+    )
+    seen = json.loads(out)
+    assert (seen["uid"], seen["gid"]) == (65532, 65532)
+    assert seen["root"] == "Read-only file system"
+    assert seen["caps"] == ["0000000000000000"] * 4
+    assert seen["seccomp"] == "2", "SECCOMP_MODE_FILTER (RuntimeDefault)"
+    assert seen["no_new_privs"] == "1"
+    assert seen["tokens"] == ["/var/run/secrets/kubernetes.io/serviceaccount/token"]
+    assert seen["token_readable"]
+
+
 def test_the_examples_project_their_secret(plane: ControlPlane, kk: Cluster) -> None:
     for name in ("00-namespaces.yaml", "10-keypolicy.yaml", "20-apikey.yaml"):
         plane.kubectl("apply", "-f", str(REPO / "examples" / name))
@@ -244,7 +332,7 @@ def test_the_examples_project_their_secret(plane: ControlPlane, kk: Cluster) -> 
 
 
 def test_metrics_from_the_leader_agree_with_the_cluster(
-    plane: ControlPlane, agent: NodeAgent, kk: Cluster
+    plane: ControlPlane, agent: Pods, kk: Cluster
 ) -> None:
     leader = holder(plane)
     (standby,) = [p for p in ready_pods(plane) if p != leader]
@@ -263,6 +351,7 @@ def test_metrics_from_the_leader_agree_with_the_cluster(
 
     wait_for(agreeing, timeout=30, what="keykeeper_keys agrees with the ApiKeys' phases")
     text = scrape(agent, leader)
+    assert samples(forwarded(plane, leader), "keykeeper_leader") == {"keykeeper_leader": 1.0}
     assert samples(text, "keykeeper_leader") == {"keykeeper_leader": 1.0}
     assert samples(scrape(agent, standby), "keykeeper_leader") == {"keykeeper_leader": 0.0}
     assert samples(text, "keykeeper_reconcile_duration_seconds_count")
@@ -309,7 +398,7 @@ def test_the_standby_writes_nothing(plane: ControlPlane) -> None:
 
 
 def test_audit_records_reach_stdout_as_json_lines_and_no_value_does(
-    plane: ControlPlane, agent: NodeAgent, kk: Cluster
+    plane: ControlPlane, agent: Pods, kk: Cluster
 ) -> None:
     leader = holder(plane)
     lines = agent.log_of(leader).splitlines()
@@ -322,9 +411,7 @@ def test_audit_records_reach_stdout_as_json_lines_and_no_value_does(
         assert value.decode() not in agent.log_of(pod), f"{pod}'s log holds a key value"
 
 
-def test_failover_after_the_leader_is_killed(
-    plane: ControlPlane, agent: NodeAgent, kk: Cluster
-) -> None:
+def test_failover_after_the_leader_is_killed(plane: ControlPlane, agent: Pods, kk: Cluster) -> None:
     """SIGKILL the leader; a standby takes the Lease within the lease duration and
     writes next; nothing existing is written again; no version is lost or added."""
     home = kk.namespace("failover")
@@ -340,8 +427,8 @@ def test_failover_after_the_leader_is_killed(
         before = keys_state(kk)
         values = {ref: kk.value(home, ref[1]) for ref in before if ref[0] == home}
         old = holder(plane)
-        killed_at = time.time()
-        agent.kill(old, signal.SIGKILL)
+        agent.kill(old, "SIGKILL")  # through the API and containerd: tens of ms
+        killed_at = time.time()  # once the signal was sent (a renewal may land before)
         fresh = f"after-kill-{round_}"
         kk.create(apikey(home, fresh, "payments", projections=[{"namespace": home}]))
         new = wait_for(
@@ -415,7 +502,7 @@ def test_failover_after_the_leader_is_killed(
 
 
 def test_a_leader_paused_past_its_lease_writes_nothing_when_it_resumes(
-    plane: ControlPlane, agent: NodeAgent, kk: Cluster
+    plane: ControlPlane, agent: Pods, kk: Cluster
 ) -> None:
     """SIGSTOP the leader for longer than the lease; a standby takes over and works;
     SIGCONT the old one: the watch events it missed arrive and its workers want to
@@ -425,7 +512,7 @@ def test_a_leader_paused_past_its_lease_writes_nothing_when_it_resumes(
     time.sleep(3)
     old = holder(plane)
     restarts = agent.pods()[old].restarts
-    agent.kill(old, signal.SIGSTOP)
+    agent.kill(old, "SIGSTOP")
     try:
         wait_for(lambda: holder(plane) not in ("", old), timeout=40, what="a new leader")
         home = kk.namespace("paused")
@@ -437,7 +524,7 @@ def test_a_leader_paused_past_its_lease_writes_nothing_when_it_resumes(
         kk.patch_key(home, "during-pause", {"metadata": {"labels": {"touched": "yes"}}})
     finally:
         resumed_at = time.time()
-        agent.kill(old, signal.SIGCONT)
+        agent.kill(old, "SIGCONT")
     wait_for(
         lambda: agent.pods()[old].restarts > restarts,
         timeout=40,
@@ -472,11 +559,12 @@ def test_helm_upgrade_keeps_every_key_and_value(
 
 
 def test_a_values_change_rolls_out_and_the_lease_is_handed_over(
-    plane: ControlPlane, helm: Helm, kk: Cluster, agent: NodeAgent
+    plane: ControlPlane, helm: Helm, kk: Cluster, agent: Pods
 ) -> None:
     before, pods = keys_state(kk), set(ready_pods(plane))
     value = kk.value("payments-api", "stripe-api-key")
     transitions = int(lease(plane).get("leaseTransitions") or 0)
+    followers = [agent.follow(pod) for pod in pods]  # the old Pods' logs outlive them
     began = time.monotonic()
     helm(
         "upgrade",
@@ -510,16 +598,102 @@ def test_a_values_change_rolls_out_and_the_lease_is_handed_over(
     assert kk.value("payments-api", "stripe-api-key") == value
     released = [
         line
-        for pod in pods
-        for line in agent.log_of(pod).splitlines()
+        for follower in followers
+        for line in follower.stop().splitlines()
         if "released the leader Lease" in line
     ]
     assert released, "the old leader released the Lease on SIGTERM"
     record("rollout", {"values_change_rollout_s": round(rolled, 1)})
 
 
+def test_a_policy_on_each_cloud_provider_projects_from_inside_the_image(
+    plane: ControlPlane, helm: Helm, kk: Cluster, clouds: Clouds
+) -> None:
+    """The image's own SDKs, in the operator's container, against each provider's peer
+    over the node's network: a KeyPolicy on AWS KMS (moto), Google Cloud KMS and Azure
+    Key Vault (the fakes, whose CA the chart mounts from a ConfigMap through
+    ``operator.volumes``) each wraps its key's data key and projects the value."""
+    plane.kubectl(
+        "-n",
+        NAMESPACE,
+        "create",
+        "configmap",
+        "kms-ca",
+        f"--from-file=ca.crt={clouds.cert.ca_file}",
+    )
+    ca = "/etc/keykeeper/kms-ca/ca.crt"
+    helm(
+        *("upgrade", "keykeeper", str(CHART), "-n", NAMESPACE, "--reuse-values", "--wait"),
+        *("--set-json", 'operator.volumes=[{"name":"kms-ca","configMap":{"name":"kms-ca"}}]'),
+        "--set-json",
+        'operator.volumeMounts=[{"name":"kms-ca","mountPath":"/etc/keykeeper/kms-ca","readOnly":true}]',
+        "--set-json",
+        f'operator.env=[{{"name":"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH","value":"{ca}"}},'
+        f'{{"name":"REQUESTS_CA_BUNDLE","value":"{ca}"}}]',
+        *("--timeout", "300s"),
+    )
+    plane.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/keykeeper", "--timeout=180s")
+    wait_for(lambda: holder(plane) in ready_pods(plane), timeout=60, what="a leader")
+    home = kk.namespace("clouds")
+    alias = f"alias/{unique('e2e')}"
+    arn = clouds.moto.create_key(alias)
+    gcp_key = f"projects/test-project/locations/global/keyRings/e2e/cryptoKeys/{unique('e2e')}"
+    clouds.gcp.create_key(gcp_key, clouds.gcp_account["client_email"])
+    azure_name = unique("e2e")
+    clouds.azure.create_key(azure_name, clouds.azure_credentials["client-id"])
+    azure_key = f"{clouds.azure.url}/keys/{azure_name}"
+    policies = {
+        "aws": (
+            {
+                "keyRef": alias,
+                "options": {"endpoint": clouds.moto.endpoint, "region": kmspeers.REGION},
+            },
+            dict(kmspeers.CREDENTIALS),
+            arn,
+        ),
+        "gcp": (
+            {"keyRef": gcp_key, "options": {"endpoint": clouds.gcp.endpoint}},
+            {"service-account.json": json.dumps(clouds.gcp_account)},
+            gcp_key,
+        ),
+        "azure": (
+            {
+                "keyRef": azure_key,
+                "options": {
+                    "authority": clouds.azure.authority,
+                    "verify-challenge-resource": "false",
+                },
+            },
+            clouds.azure_credentials,
+            azure_key,
+        ),
+    }
+    names = []
+    for provider, (kms, credentials, _) in policies.items():
+        name = unique(f"e2e-{provider}")
+        names.append(name)
+        secret = f"{name}-credentials"
+        kk.put_secret(NAMESPACE, secret, {k: v.encode() for k, v in credentials.items()})
+        spec = {"provider": provider, **kms, "credentialsSecretRef": {"name": secret}}
+        kk.create(keypolicy(name, targets={"names": [home]}, kms=spec))
+        kk.create(apikey(home, provider, name, projections=[{"namespace": home}]))
+    for provider, (_, _, wrapped_by) in policies.items():
+        value = wait_for(lambda p=provider: kk.value(home, p), timeout=90, what=f"{provider}")
+        assert len(value) >= 32, provider  # generated, never printed
+        versions = (kk.key(home, provider) or {})["status"]["versions"]
+        assert all(str(v["kmsKeyId"]).startswith(wrapped_by) for v in versions), versions
+    assert clouds.gcp.calls.get("encrypt", 0) >= 1, clouds.gcp.calls
+    assert sum(clouds.azure.calls.values()) >= 1, clouds.azure.calls
+    for provider in policies:  # gone while their peers are reachable, before the reinstall
+        kk.delete_key(home, provider)
+    for provider in policies:
+        wait_for(lambda p=provider: kk.key(home, p) is None, timeout=60, what=f"{provider} gone")
+    for name in names:
+        kk.delete_policy(name)
+
+
 def test_uninstall_leaves_crds_keys_and_values_and_a_reinstall_opens_them(
-    plane: ControlPlane, helm: Helm, kk: Cluster, agent: NodeAgent
+    plane: ControlPlane, helm: Helm, kk: Cluster, agent: Pods
 ) -> None:
     before = keys_state(kk)
     value = kk.value("payments-api", "stripe-api-key")

@@ -3,8 +3,9 @@
 make cluster   upstream etcd + kube-apiserver, RBAC on, keykeeper's CRDs installed;
                prints the KUBECONFIG to export and runs until interrupted.
 make dev       the same, installed the way a cluster gets it: a kube-controller-manager
-               and the e2e node agent join the control plane, the image's venv is
-               built by the Dockerfile's steps, and `helm install` puts the chart
+               and a real node (kubelet, kube-proxy, scheduler, containerd, runc)
+               join the control plane, the image is built from the Dockerfile by
+               buildah and imported into the node, and `helm install` puts the chart
                (two replicas, one leading, Pod Security restricted) into
                keykeeper-system; then examples/ are applied and the projected
                Secrets, the denied request and the Events are shown; runs until
@@ -28,7 +29,8 @@ def main() -> int:
     parser.add_argument("--dev", action="store_true", help="also run keykeeper and apply examples/")
     parser.add_argument("--once", action="store_true", help="with --dev: show the result and exit")
     args = parser.parse_args()
-    plane = ControlPlane(crds=None) if args.dev else ControlPlane()  # --dev: the chart has them
+    # --dev: the chart installs the CRDs, and the apiserver serves a node
+    plane = ControlPlane(crds=None, serve_nodes=True) if args.dev else ControlPlane()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     agent = None
     try:
@@ -47,9 +49,9 @@ def main() -> int:
             return 0
         print(f"\n  export KUBECONFIG={plane.admin.kubeconfig}")
         print(f"  export PATH={plane.bin}:$PATH   # the matching kubectl")
-        print(f"  logs: {plane.logs}" + (f", Pods: {agent.logs}" if agent else ""))
+        print(f"  logs: {plane.logs}" + (f", the node's: {agent.procs.logs}" if agent else ""))
         print("Ctrl-C stops it and removes its data.", flush=True)
-        while plane.alive() and (agent is None or not agent.errors):
+        while plane.alive() and (agent is None or agent.procs.alive()):
             time.sleep(1)
         print("a component exited:\n" + plane.log_tail(), file=sys.stderr)
         return 1
@@ -62,30 +64,35 @@ def main() -> int:
 
 
 def run_dev(plane: ControlPlane):  # type: ignore[no-untyped-def]
+    from devtools import image
     from devtools.e2e import (
         CHART,
-        IMAGE,
         NAMESPACE,
         Helm,
         restricted_namespace,
         start_controller_manager,
         tools,
     )
-    from devtools.e2e.image import build
-    from devtools.e2e.node import NodeAgent
+    from devtools.node import Node
     from devtools.operator import wait_for
 
     bin_dir = tools()
     start_controller_manager(plane, bin_dir)
-    print("building the image's venv by the Dockerfile's steps (once per source change)...")
-    root = build(reuse=True)
-    agent = NodeAgent(plane, {IMAGE: root}, Path(tempfile.mkdtemp(prefix="keykeeper-dev-")))
-    agent.start()
+    print("building the image from the Dockerfile with buildah (layers cached by its inputs)...")
+    built = image.build()
+    print("starting a node: kubelet, kube-proxy, kube-scheduler, containerd, runc...")
+    agent = Node(plane, Path(tempfile.mkdtemp(prefix="keykeeper-dev-node-")))
+    try:
+        agent.start(images=(built.archive,))
+    except BaseException:
+        agent.stop()
+        raise
     restricted_namespace(plane)
     helm = Helm(bin_dir / "helm", plane)
     print(f"\n== helm install keykeeper charts/keykeeper -n {NAMESPACE} --wait")
     print(helm("install", "keykeeper", str(CHART), "-n", NAMESPACE, "--wait").stdout, end="")
     print(plane.kubectl("-n", NAMESPACE, "get", "pods", "-o", "wide"), end="")
+    print(plane.kubectl("get", "nodes", "-o", "wide"), end="")
     examples = REPO / "examples"
     print(plane.kubectl("apply", "-f", str(examples)), end="")
 

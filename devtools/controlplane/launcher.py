@@ -40,6 +40,8 @@ from devtools.controlplane.pki import Authority, service_account_keys
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 START_TIMEOUT = 120.0
+SERVICE_RANGE = "10.96.0.0/24"
+SERVICE_IP = "10.96.0.1"  # the ``kubernetes`` Service's ClusterIP in SERVICE_RANGE
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,20 @@ def free_port() -> int:
         return port
 
 
+def host_address() -> str:
+    """The address this machine reaches others from (its default route's source), where
+    a node's Pods reach the apiserver; loopback is not reachable from a Pod."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("203.0.113.1", 9))  # TEST-NET-3: no packet is sent, a route is chosen
+            address = str(sock.getsockname()[0])
+        except OSError:
+            address = "127.0.0.1"
+    if address.startswith("127."):
+        raise RuntimeError("no route off this machine: a node's Pods could not reach the apiserver")
+    return address
+
+
 def _die_with_parent() -> None:
     os.setsid()
     libc = ctypes.CDLL(None, use_errno=True)
@@ -97,7 +113,19 @@ def _die_with_parent() -> None:
 
 
 class ControlPlane:
-    def __init__(self, workdir: Path | None = None, crds: Path | None = REPO / "crds") -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        crds: Path | None = REPO / "crds",
+        *,
+        serve_nodes: bool = False,
+    ) -> None:
+        """``serve_nodes``: the apiserver also serves a real node (devtools.node): it
+        listens on the host's address and advertises it as the ``kubernetes`` Service's
+        endpoint, authorizes kubelets with the Node authorizer (and NodeRestriction),
+        reaches them with a client certificate, and mounts ServiceAccount tokens."""
+        self.serve_nodes = serve_nodes
+        self.address = host_address() if serve_nodes else "127.0.0.1"
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="keykeeper-cp-"))
         self.crds = crds
@@ -116,7 +144,8 @@ class ControlPlane:
         self.logs.mkdir(parents=True, exist_ok=True)
         pki = self.workdir / "pki"
         self.ca = Authority(pki)
-        serving = self.ca.issue("apiserver", "kube-apiserver", server=True)
+        sans = (self.address, SERVICE_IP) if self.serve_nodes else ()
+        serving = self.ca.issue("apiserver", "kube-apiserver", server=True, addresses=sans)
         admin = self.ca.issue("admin", "keykeeper-admin", organizations=("system:masters",))
         sa = service_account_keys(pki)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
@@ -143,20 +172,16 @@ class ControlPlane:
             [
                 str(self.bin / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                *self._serving_flags(),
                 f"--secure-port={api_port}",
                 f"--cert-dir={pki}",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",
                 f"--client-ca-file={self.ca.cert}",
-                "--authorization-mode=RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={sa.cert}",
                 f"--service-account-signing-key-file={sa.key}",
-                "--service-cluster-ip-range=10.96.0.0/24",
-                "--disable-admission-plugins=ServiceAccount",
-                "--endpoint-reconciler-type=none",
+                f"--service-cluster-ip-range={SERVICE_RANGE}",
                 "--watch-cache=true",
                 f"--audit-policy-file={self._audit_policy()}",
                 f"--audit-log-path={self.logs / 'audit.log'}",
@@ -296,6 +321,30 @@ class ControlPlane:
         path.write_text(yaml.safe_dump(config))
         path.chmod(0o600)
         return Identity(name, path)
+
+    def _serving_flags(self) -> list[str]:
+        if not self.serve_nodes:
+            return [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--authorization-mode=RBAC",
+                "--disable-admission-plugins=ServiceAccount",
+                "--endpoint-reconciler-type=none",
+            ]
+        kubelet_client = self.ca.issue(
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            organizations=("system:masters",),
+        )
+        return [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={self.address}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
+            "--kubelet-preferred-address-types=InternalIP",  # a node's name is in no DNS here
+        ]
 
     def _audit_policy(self) -> Path:
         """The apiserver's own audit log: who did what, so tests can count API writes."""

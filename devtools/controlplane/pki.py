@@ -73,6 +73,7 @@ class Authority:
         *,
         organizations: tuple[str, ...] = (),
         server: bool = False,
+        addresses: tuple[str, ...] = (),
     ) -> Pair:
         key = ec.generate_private_key(ec.SECP256R1())
         attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
@@ -100,6 +101,7 @@ class Authority:
                         x509.DNSName("localhost"),
                         x509.DNSName("kubernetes.default.svc"),
                         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
                     ]
                 ),
                 critical=False,

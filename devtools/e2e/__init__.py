@@ -1,5 +1,5 @@
-"""What the e2e suite adds to the control plane: the controller manager, helm, the
-operator's image steps (image.py) and a node agent that runs Pods (node.py)."""
+"""What the e2e suite adds to the control plane: the controller manager, helm, and a
+view of the operator's Pods on the real node (pods.py; the node is devtools.node)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,11 @@ def tools() -> Path:
 
 # what a Deployment needs to become Pods, a namespace to be deleted, owned objects to
 # be collected, each namespace to get kube-root-ca.crt and its default ServiceAccount,
-# and a PodDisruptionBudget its status; no node lifecycle (the agent is the only node)
+# a PodDisruptionBudget its status, and a Service its EndpointSlices (kube-proxy routes
+# by them), and a Ready Node its not-ready taint lifted
 CONTROLLERS = (
+    "endpointslice-controller",
+    "node-lifecycle-controller",  # lifts the not-ready taint a new Node registers with
     "deployment-controller",
     "replicaset-controller",
     "garbage-collector-controller",

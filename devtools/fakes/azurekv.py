@@ -57,7 +57,7 @@ class _Key:
 
 
 class FakeKeyVault:
-    def __init__(self, cert: ServerCert) -> None:
+    def __init__(self, cert: ServerCert, host: str = "127.0.0.1") -> None:
         self.keys: dict[str, _Key] = {}
         self.deleted: dict[str, _Key] = {}  # soft-deleted keys (recoverable in Azure)
         self.creators: set[str] = set()  # clients granted keys/create on the vault
@@ -71,13 +71,14 @@ class FakeKeyVault:
         class Handler(_Handler):
             vault = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, 0), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert.cert_file, cert.key_file)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self.url = f"https://localhost:{self.port}"
-        self.authority = f"https://localhost:{self.port}"
+        name = "localhost" if host == "127.0.0.1" else host
+        self.url = f"https://{name}:{self.port}"
+        self.authority = f"https://{name}:{self.port}"
 
     def start(self) -> FakeKeyVault:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

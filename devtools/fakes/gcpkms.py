@@ -58,7 +58,7 @@ class _Key:
 
 
 class FakeCloudKms:
-    def __init__(self, cert: ServerCert) -> None:
+    def __init__(self, cert: ServerCert, host: str = "127.0.0.1") -> None:
         self.keys: dict[str, _Key] = {}
         self.rings: dict[str, set[str]] = {}  # key ring -> who may create keys in it
         self.principals: dict[str, bytes] = {}  # client_email -> public key PEM
@@ -87,8 +87,8 @@ class FakeCloudKms:
             (grpc.method_handlers_generic_handler(SERVICE, handlers),)
         )
         creds = grpc.ssl_server_credentials([(cert.key_pem, cert.cert_pem)])
-        self.port = self._server.add_secure_port("127.0.0.1:0", creds)
-        self.endpoint = f"localhost:{self.port}"
+        self.port = self._server.add_secure_port(f"{host}:0", creds)
+        self.endpoint = f"{'localhost' if host == '127.0.0.1' else host}:{self.port}"
 
     # -- administration, as a test's project owner would do it ---------------------------
 

@@ -22,7 +22,9 @@ class ServerCert:
     key_file: Path
 
 
-def make(directory: Path) -> ServerCert:
+def make(directory: Path, addresses: tuple[str, ...] = ()) -> ServerCert:
+    """``addresses``: IPs the server is also reached at (a node's Pods reach it at the
+    host's address)."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -40,6 +42,7 @@ def make(directory: Path) -> ServerCert:
     )
     key = ec.generate_private_key(ec.SECP256R1())
     names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))

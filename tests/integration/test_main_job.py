@@ -1,5 +1,5 @@
 """The README's main-job command (`make dev`), run as a new user would, to its end:
-through the Helm chart, with two replicas run by the e2e node agent."""
+through the Helm chart, with two replicas on a real node (kubelet, containerd)."""
 
 from __future__ import annotations
 
