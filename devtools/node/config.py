@@ -34,8 +34,9 @@ class Layout:
 
     @property
     def runc_root(self) -> Path:
-        """runc's state of this node's containers (not /run/containerd/runc: another
-        engine's containers are never listed, nor reaped)."""
+        """runc's state of this node's containers, one folder per containerd namespace
+        (not /run/containerd/runc: another engine's containers are never listed, nor
+        reaped)."""
         return self.workdir / "runc"
 
     @property

@@ -81,11 +81,15 @@ def reap(runc: str, kube_proxy: Path | None = None) -> list[Path]:
 
 def clean(workdir: Path, runc: str) -> None:
     """Everything of one dead node: its containers, processes, mounts, then its folder."""
-    root = str(config.Layout(workdir).runc_root)
-    listed = subprocess.run([runc, "--root", root, "list", "-q"], capture_output=True, text=True)
-    for container in listed.stdout.split():
-        subprocess.run([runc, "--root", root, "kill", "--all", container, "KILL"], check=False)
-        subprocess.run([runc, "--root", root, "delete", "--force", container], check=False)
+    runc_root = config.Layout(workdir).runc_root
+    # the shim gives runc <Root>/<containerd namespace> (k8s.io) as its root
+    for root in sorted(str(r) for r in runc_root.iterdir()) if runc_root.is_dir() else []:
+        listed = subprocess.run(
+            [runc, "--root", root, "list", "-q"], capture_output=True, text=True
+        )
+        for container in listed.stdout.split():
+            for verb in (["kill", "--all", container, "KILL"], ["delete", "--force", container]):
+                subprocess.run([runc, "--root", root, *verb], capture_output=True, check=False)
     _kill_naming(str(workdir))
     unmount_under(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -128,7 +132,8 @@ def _drop_masquerade_rules() -> None:
 
 def _drop_localnet_firewall() -> None:
     """KUBE-FIREWALL (kube-proxy's and the kubelet's "block incoming localnet
-    connections" rule, which ``--cleanup`` keeps) and the kubelet's canary chains."""
+    connections" rule, which ``--cleanup`` keeps), the kubelet's canary chains and the
+    iptables-mode hint."""
     for tool in ("iptables", "ip6tables"):
         for hook in ("INPUT", "OUTPUT"):
             _iptables(tool, "filter", "-D", hook, "-j", "KUBE-FIREWALL")
@@ -136,6 +141,7 @@ def _drop_localnet_firewall() -> None:
         _iptables(tool, "filter", "-X", "KUBE-FIREWALL")
         for table in ("filter", "nat", "mangle"):
             _iptables(tool, table, "-X", "KUBE-KUBELET-CANARY")
+        _iptables(tool, "mangle", "-X", "KUBE-IPTABLES-HINT")
 
 
 def _iptables(tool: str, table: str, *args: str) -> None:
