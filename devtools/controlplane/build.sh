@@ -11,8 +11,8 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver"
   exit 0
 fi
 
-k8s=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$here/go.mod")
-key=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" "$here/cmd/etcd/main.go" | sha256sum | cut -c1-12)
+. "$here/k8s.sh"
+key=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" "$here/k8s.sh" "$here/cmd/etcd/main.go" | sha256sum | cut -c1-12)
 cache=${KEYKEEPER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keykeeper}
 bin="$cache/controlplane/$k8s-$key"
 if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kubectl" ]; then
@@ -20,13 +20,7 @@ if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kubectl" ]; 
   exit 0
 fi
 
-minor=${k8s#v1.}; minor=${minor%%.*}
-commit=$(printf '%s' "$k8s" | sha1sum | cut -c1-40)
-pkg=k8s.io/component-base/version
-ldflags="-s -w -X $pkg.gitVersion=$k8s -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z -X $pkg.gitCommit=$commit"
-ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$k8s -X k8s.io/client-go/pkg/version.gitMajor=1"
-ldflags+=" -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+ldflags=$(k8s_ldflags)
 
 tmp="$bin.tmp.$$"
 mkdir -p "$tmp"

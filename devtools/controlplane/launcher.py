@@ -106,7 +106,8 @@ def host_address() -> str:
     return address
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """preexec_fn of every daemon a test starts: its own session, killed with us."""
     os.setsid()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -285,7 +286,7 @@ class ControlPlane:
     def _spawn(self, name: str, argv: list[str]) -> None:
         with open(self.logs / f"{name}.log", "wb") as log:  # the child keeps its own copy
             self._procs[name] = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
             )
 
     def _write_kubeconfig(

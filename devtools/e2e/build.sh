@@ -11,8 +11,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 cp_dir=$(cd "$here/../controlplane" && pwd)
 helm_version=v3.22.0
 
-k8s=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$cp_dir/go.mod")
-key=$(cat "$cp_dir/go.mod" "$cp_dir/go.sum" "$here/build.sh" | sha256sum | cut -c1-12)
+. "$cp_dir/k8s.sh"
+key=$(cat "$cp_dir/go.mod" "$cp_dir/go.sum" "$cp_dir/k8s.sh" "$here/build.sh" | sha256sum | cut -c1-12)
 cache=${KEYKEEPER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keykeeper}
 bin="$cache/e2e/$k8s-helm-$helm_version-$key"
 if [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/helm" ]; then
@@ -20,26 +20,13 @@ if [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/helm" ]; then
   exit 0
 fi
 
-minor=${k8s#v1.}; minor=${minor%%.*}
-commit=$(printf '%s' "$k8s" | sha1sum | cut -c1-40)
-pkg=k8s.io/component-base/version
-ldflags="-s -w -X $pkg.gitVersion=$k8s -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z -X $pkg.gitCommit=$commit"
-
 tmp="$bin.tmp.$$"
 mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
 export CGO_ENABLED=0
 echo "building kube-controller-manager $k8s and helm $helm_version into $bin (first time on this machine; minutes)" >&2
-# in a copy of the control plane's module: -mod=mod adds go.sum lines for the
-# controller manager's own dependencies, and the control plane's cache key is go.sum
-kcm_module="$tmp/kcm-module"
-mkdir -p "$kcm_module/cmd"
-cp "$cp_dir/go.mod" "$cp_dir/go.sum" "$cp_dir/tools.go" "$kcm_module/"
-cp -r "$cp_dir/cmd/etcd" "$kcm_module/cmd/"
-(cd "$kcm_module" && GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$tmp/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager)
-rm -rf "$kcm_module"
+k8s_build_copy "$tmp" "$tmp/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager
 
 module="$tmp/helm-module"
 mkdir -p "$module"

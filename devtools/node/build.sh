@@ -18,8 +18,8 @@ cni_version=v1.10.0
 cri_tools_version=v1.37.0
 pause_version=3.10.2
 
-k8s=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$cp_dir/go.mod")
-key=$(cat "$cp_dir/go.mod" "$cp_dir/go.sum" "$here/build.sh" | sha256sum | cut -c1-12)
+. "$cp_dir/k8s.sh"
+key=$(cat "$cp_dir/go.mod" "$cp_dir/go.sum" "$cp_dir/k8s.sh" "$here/build.sh" | sha256sum | cut -c1-12)
 cache=${KEYKEEPER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keykeeper}
 bin="$cache/node/$k8s-containerd-$containerd_version-$key"
 wanted=(kubelet kube-proxy kube-scheduler containerd containerd-shim-runc-v2 ctr crictl
@@ -30,12 +30,6 @@ if complete; then
   exit 0
 fi
 
-minor=${k8s#v1.}; minor=${minor%%.*}
-commit=$(printf '%s' "$k8s" | sha1sum | cut -c1-40)
-pkg=k8s.io/component-base/version
-ldflags="-s -w -X $pkg.gitVersion=$k8s -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z -X $pkg.gitCommit=$commit"
-
 tmp="$bin.tmp.$$"
 mkdir -p "$tmp/cni"
 trap 'rm -rf "$tmp"' EXIT
@@ -43,15 +37,10 @@ start=$(date +%s)
 export CGO_ENABLED=0
 echo "building a node ($k8s, containerd $containerd_version) into $bin (first time on this machine; minutes)" >&2
 
-k8s_module="$tmp/k8s-module"
-mkdir -p "$k8s_module/cmd"
-cp "$cp_dir/go.mod" "$cp_dir/go.sum" "$cp_dir/tools.go" "$k8s_module/"
-cp -r "$cp_dir/cmd/etcd" "$k8s_module/cmd/"
-(cd "$k8s_module" && GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$tmp/" \
-  k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kube-scheduler)
-pause_c=$(cd "$k8s_module" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c
+k8s_build_copy "$tmp" "$tmp/" \
+  k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kube-scheduler
+pause_c="$(go env GOMODCACHE)/k8s.io/kubernetes@$k8s/build/pause/linux/pause.c"
 gcc -Os -static -DVERSION="v$pause_version" -o "$tmp/pause" "$pause_c"
-rm -rf "$k8s_module"
 
 module="$tmp/runtime-module"
 mkdir -p "$module"

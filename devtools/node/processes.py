@@ -5,17 +5,12 @@ order the node needs (the kubelet before containerd)."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 from pathlib import Path
 
-
-def _die_with_parent() -> None:
-    os.setpgrp()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+from devtools.controlplane.launcher import die_with_parent
 
 
 class Processes:
@@ -27,7 +22,7 @@ class Processes:
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"{name}.log", "wb") as log:  # the child keeps its own copy
             self._procs[name] = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
             )
 
     def stop(self, name: str, grace: float = 20.0) -> None:

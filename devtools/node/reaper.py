@@ -21,12 +21,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+from devtools import image
 from devtools.node import config
 
 
 def registry() -> Path:
-    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return Path(os.environ.get("KEYKEEPER_CACHE") or xdg / "keykeeper") / "node" / "running"
+    return image.cache() / "node" / "running"
 
 
 def register(workdir: Path) -> Path:
