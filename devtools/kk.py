@@ -67,15 +67,22 @@ class Cluster:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
-    def namespace(self, prefix: str = "ns", labels: dict[str, str] | None = None) -> str:
+    def namespace(
+        self,
+        prefix: str = "ns",
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> str:
         name = unique(prefix)
-        self.core.create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
-        )
+        meta = client.V1ObjectMeta(name=name, labels=labels, annotations=annotations)
+        self.core.create_namespace(client.V1Namespace(metadata=meta))
         return name
 
     def label_namespace(self, name: str, labels: dict[str, str | None]) -> None:
         self.core.patch_namespace(name, {"metadata": {"labels": labels}})
+
+    def annotate_namespace(self, name: str, annotations: dict[str, str | None]) -> None:
+        self.core.patch_namespace(name, {"metadata": {"annotations": annotations}})
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a KeyPolicy or ApiKey. The client retries a POST whose answer was lost;

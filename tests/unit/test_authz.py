@@ -281,3 +281,133 @@ def test_authorize_matches_the_oracle(
         key_ns, key_labels, phase, src_names, src_sel, tgt, target, target_labels, terminating
     )
     assert authorize(who, pol, target, info).allowed is expected
+
+
+def _consenting_policy(**targets: object) -> object:
+    from keykeeper.api.models import parse_policy_spec
+
+    return parse_policy_spec(
+        {"sourceNamespaces": {"selector": {}}, "targetNamespaces": {"names": ["api"], **targets}}
+    )
+
+
+def _api(accepts: str | None) -> NamespaceInfo:
+    from keykeeper.core.authz import accepted_sources
+
+    annotations = {} if accepts is None else {"keykeeper.dev/accept-from": accepts}
+    return NamespaceInfo("api", {}, accepts=accepted_sources(annotations))
+
+
+CONSENT_CASES = [
+    # (policy's targetNamespaces extras, the target's accept-from, secret name, data key,
+    #  allowed, reason)
+    pytest.param({}, None, "db-password", "api-key", True, Reason.AUTHORIZED, id="no-rules"),
+    pytest.param(
+        {}, "other", "x", "api-key", False, Reason.TARGET_NOT_CONSENTING, id="annotation-binds"
+    ),
+    pytest.param({}, "other, home", "x", "api-key", True, Reason.AUTHORIZED, id="listed"),
+    pytest.param({}, "*", "x", "api-key", True, Reason.AUTHORIZED, id="star"),
+    pytest.param({}, "", "x", "api-key", False, Reason.TARGET_NOT_CONSENTING, id="empty-accepts"),
+    pytest.param(
+        {}, "home/../x", "x", "api-key", False, Reason.TARGET_NOT_CONSENTING, id="garbage-entry"
+    ),
+    pytest.param(
+        {"requireConsent": True},
+        None,
+        "x",
+        "api-key",
+        False,
+        Reason.TARGET_NOT_CONSENTING,
+        id="required-and-absent",
+    ),
+    pytest.param(
+        {"requireConsent": True}, "home", "x", "api-key", True, Reason.AUTHORIZED, id="required"
+    ),
+    pytest.param(
+        {"secretNames": ["home-*", "stripe"]},
+        None,
+        "db-password",
+        "api-key",
+        False,
+        Reason.SECRET_NAME_NOT_ALLOWED,
+        id="name-not-listed",
+    ),
+    pytest.param(
+        {"secretNames": ["home-*", "stripe"]},
+        None,
+        "home-db",
+        "api-key",
+        True,
+        Reason.AUTHORIZED,
+        id="name-prefix",
+    ),
+    pytest.param(
+        {"secretNames": ["stripe"]}, None, "stripe", "api-key", True, Reason.AUTHORIZED, id="exact"
+    ),
+    pytest.param(
+        {"secretNames": ["stripe"]},
+        None,
+        "stripe2",
+        "api-key",
+        False,
+        Reason.SECRET_NAME_NOT_ALLOWED,
+        id="exact-is-not-prefix",
+    ),
+    pytest.param(
+        {"dataKeys": ["api-key"]},
+        None,
+        "x",
+        "password",
+        False,
+        Reason.SECRET_NAME_NOT_ALLOWED,
+        id="data-key-not-listed",
+    ),
+    pytest.param(
+        {"secretNames": ["x"]},
+        "other",
+        "x",
+        "api-key",
+        False,
+        Reason.TARGET_NOT_CONSENTING,
+        id="consent-before-names",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("extras", "accepts", "name", "data_key", "allowed", "reason"), CONSENT_CASES
+)
+def test_a_target_takes_only_what_it_and_the_policy_accept(  # type: ignore[no-untyped-def]
+    extras, accepts, name, data_key, allowed, reason
+) -> None:
+    from keykeeper.core.authz import Target
+
+    decision = authorize(
+        key(), _consenting_policy(**extras), "api", _api(accepts), Target("api", name, data_key)
+    )
+    assert (decision.allowed, decision.reason) == (allowed, reason)
+
+
+def test_the_own_namespace_needs_no_consent_and_no_listed_name() -> None:
+    from keykeeper.core.authz import Target
+
+    pol = _consenting_policy(requireConsent=True, secretNames=["s"], dataKeys=["k"])
+    home = NamespaceInfo("home", {}, accepts=frozenset({"nobody"}))
+    decision = authorize(key(), pol, "home", home, Target("home", "anything", "any"))
+    assert decision.allowed
+
+
+def test_a_selector_never_expands_into_a_namespace_that_does_not_consent() -> None:
+    from keykeeper.api.models import parse_policy_spec
+
+    pol = parse_policy_spec(
+        {"sourceNamespaces": {"selector": {}}, "targetNamespaces": {"selector": {}}}
+    )
+    namespaces = {
+        "yes": NamespaceInfo("yes", {"app": "x"}, accepts=frozenset({"home"})),
+        "no": NamespaceInfo("no", {"app": "x"}, accepts=frozenset({"other"})),
+        "open": NamespaceInfo("open", {"app": "x"}),
+    }
+    spec = apikey_spec({"namespaceSelector": {"matchLabels": {"app": "x"}}})
+    planned = plan(key(), spec, "k", pol, namespaces)
+    assert sorted(t.namespace for t, _ in planned) == ["open", "yes"]

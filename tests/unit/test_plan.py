@@ -194,3 +194,23 @@ def test_a_withdrawn_secret_a_finalizer_keeps_is_withdrawing_until_gone() -> Non
     assert counts([held])["denied"] == 1
     (gone,) = mark_withdrawn(denied, [held.to_status()])
     assert gone.state is TargetState.WITHDRAWN, "once gone, Withdrawn"
+
+
+def test_a_name_taken_elsewhere_reads_as_not_authorized_and_at_home_as_taken() -> None:
+    """K6: status is no oracle for which Secrets exist where the author cannot list."""
+    elsewhere, home = Target("api", "db-password", "api-key"), Target("home", "db", "api-key")
+    made = plan.make(
+        [(elsewhere, OK), (home, OK)],
+        [],
+        taken=frozenset({("api", "db-password"), ("home", "db")}),
+        home="home",
+    )
+    shown = {d.target.namespace: d for d in made.deny}
+    unauthorized = plan.public(denied(Reason.NAMESPACE_NOT_FOUND), elsewhere)
+    assert (shown["api"].reason, shown["api"].message) == (
+        Reason.NOT_AUTHORIZED,
+        unauthorized.message,
+    )
+    assert shown["home"].reason == Reason.SECRET_NAME_TAKEN
+    consent = plan.public(denied(Reason.TARGET_NOT_CONSENTING), elsewhere)
+    assert (consent.reason, consent.message) == (Reason.NOT_AUTHORIZED, unauthorized.message)

@@ -13,6 +13,8 @@ FINGERPRINT = "keykeeper.dev/fingerprint"
 PREVIOUS_FINGERPRINT = "keykeeper.dev/previous-fingerprint"
 OWNER_PROOF = "keykeeper.dev/owner-proof"
 IMPORTABLE_BY = "keykeeper.dev/importable-by"
+# on a Namespace: the source namespaces (comma-separated, or "*") whose keys it accepts
+ACCEPT_FROM = "keykeeper.dev/accept-from"
 ROTATE_REQUESTED_AT = "keykeeper.dev/rotate-requested-at"
 FINALIZER = "keykeeper.dev/cleanup"
 MANAGED_SELECTOR = f"{MANAGED_BY}={KEYKEEPER}"

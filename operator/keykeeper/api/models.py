@@ -106,8 +106,17 @@ class NamespaceSelection(_Model):
     selector: LabelSelector | None = None
 
 
+NamePattern = Annotated[str, Field(min_length=1, max_length=254)]
+
+
 class TargetSelection(NamespaceSelection):
     allow_own_namespace: bool = True
+    # the namespace's own consent (annotation keykeeper.dev/accept-from) is required
+    require_consent: bool = False
+    # in namespaces other than the key's own: the Secret names and data keys it may use
+    # (exact, or a prefix ending in "*"; empty: any)
+    secret_names: tuple[NamePattern, ...] = Field(default=(), max_length=64)
+    data_keys: tuple[NamePattern, ...] = Field(default=(), max_length=64)
 
 
 class SecretKeyRef(_Model):

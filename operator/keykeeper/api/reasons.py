@@ -53,6 +53,8 @@ class Reason(StrEnum):
     DUPLICATE_TARGET = "DuplicateTarget"
     TOO_MANY_TARGETS = "TooManyTargets"
     SECRET_NAME_TAKEN = "SecretNameTaken"  # noqa: S105 - a reason, not a secret
+    TARGET_NOT_CONSENTING = "TargetNotConsenting"
+    SECRET_NAME_NOT_ALLOWED = "SecretNameNotAllowed"  # noqa: S105 - a reason, not a secret
     # -- conditions (core.lifecycle, core.status, controllers.keypolicy) -------------------
     NOT_DUE = "NotDue"
     AWAITING_NEW_VALUE = "AwaitingNewValue"

@@ -142,6 +142,7 @@ def plan(
             ns.metadata.name,
             dict(ns.metadata.labels or {}),
             terminating=bool(ns.metadata.deletion_timestamp),
+            accepts=authz.accepted_sources(ns.metadata.annotations or {}),
         )
         for ns in cluster.call("list namespaces", cluster.core.list_namespace).items
     }

@@ -5,7 +5,12 @@ A projection of ApiKey ``ns/name`` into namespace ``T`` happens only if all hold
 2. ``T`` is the key's own namespace and ``allowOwnNamespace`` is true, or ``T`` is
    selected by ``targetNamespaces`` (names, or a selector on T's *current* labels);
 3. ``T`` exists and is not terminating;
-4. the key is in a phase that projects (Active, RotationPending, Rotated).
+4. the key is in a phase that projects (Active, RotationPending, Rotated);
+5. if ``T`` is not the key's own namespace: ``T`` consents to keys from the key's
+   namespace (annotation ``keykeeper.dev/accept-from``) when it carries that annotation
+   or the policy sets ``requireConsent``, and the Secret name and data key are among
+   the policy's ``secretNames`` and ``dataKeys`` when it lists them (K6: a tenant
+   cannot plant or squat a name in a namespace that did not ask for it).
 And never, whatever a policy says: the operator's own namespace (where the master key
 and every envelope live) is neither a source nor a target (``KeyContext.reserved``).
 
@@ -18,15 +23,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from keykeeper.api import labels
 from keykeeper.api.models import (
     PROJECTING_PHASES,
     ApiKeySpec,
     KeyPolicySpec,
     NamespaceSelection,
     Phase,
+    TargetSelection,
 )
 from keykeeper.api.reasons import Reason
 from keykeeper.core.selectors import matches
+
+MAX_ACCEPTED = 256  # entries of an accept-from annotation read; the rest are ignored
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,34 @@ class NamespaceInfo:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
     terminating: bool = False
+    # source namespaces its accept-from annotation names ("*": any); None: no annotation
+    accepts: frozenset[str] | None = None
+
+
+def accepted_sources(annotations: Mapping[str, str]) -> frozenset[str] | None:
+    """The namespace's ``keykeeper.dev/accept-from``: comma-separated source namespaces
+    or ``*``. Entries are compared exactly, so a malformed one admits nothing."""
+    text = annotations.get(labels.ACCEPT_FROM)
+    if text is None:
+        return None
+    entries = (part.strip() for part in text.split(",", MAX_ACCEPTED)[:MAX_ACCEPTED])
+    return frozenset(e for e in entries if e)
+
+
+def consents(target: NamespaceInfo, source: str, policy: KeyPolicySpec) -> bool:
+    """Whether ``target`` takes keys from namespace ``source`` (rule 5's consent)."""
+    required = policy.target_namespaces is not None and policy.target_namespaces.require_consent
+    if target.accepts is None:
+        return not required
+    return "*" in target.accepts or source in target.accepts
+
+
+def name_allowed(patterns: Iterable[str], name: str) -> bool:
+    """``name`` is one of ``patterns`` (exact, or a prefix ending in ``*``); none: any."""
+    listed = tuple(patterns)
+    return not listed or any(
+        name.startswith(p[:-1]) if p.endswith("*") else name == p for p in listed
+    )
 
 
 @dataclass(frozen=True)
@@ -80,8 +117,10 @@ def authorize(
     policy: KeyPolicySpec | None,
     target_name: str,
     target: NamespaceInfo | None,
+    wanted: Target | None = None,
 ) -> Decision:
-    """Decide one projection. ``target`` is None when the namespace does not exist."""
+    """Decide one projection. ``target`` is None when the namespace does not exist;
+    ``wanted`` (the Secret name and data key asked for) is held to the policy's names."""
     if policy is None:
         return Decision(
             False, Reason.POLICY_NOT_FOUND, "the key's KeyPolicy does not exist or is invalid"
@@ -110,11 +149,43 @@ def authorize(
     own_allowed = allowed_targets is None or allowed_targets.allow_own_namespace
     if target.name == key.namespace.name and own_allowed:
         return Decision(True, Reason.AUTHORIZED, "the key's own namespace")
-    if allowed_targets is not None and selects(allowed_targets, target):
-        return Decision(True, Reason.AUTHORIZED, f"namespace {target_name} is a policy target")
-    return Decision(
-        False, Reason.NOT_AUTHORIZED, f"the policy does not allow projection into {target_name}"
-    )
+    if allowed_targets is None or not selects(allowed_targets, target):
+        return Decision(
+            False, Reason.NOT_AUTHORIZED, f"the policy does not allow projection into {target_name}"
+        )
+    return _accepted(key, policy, allowed_targets, target, wanted)
+
+
+def _accepted(
+    key: KeyContext,
+    policy: KeyPolicySpec,
+    allowed_targets: TargetSelection,
+    target: NamespaceInfo,
+    wanted: Target | None,
+) -> Decision:
+    """Rule 5, for a policy target other than the key's own namespace."""
+    target_name = target.name
+    if not consents(target, key.namespace.name, policy):
+        return Decision(
+            False,
+            Reason.TARGET_NOT_CONSENTING,
+            f"namespace {target_name} does not accept keys from {key.namespace.name} "
+            f"(annotation {labels.ACCEPT_FROM})",
+        )
+    if wanted is not None and not name_allowed(allowed_targets.secret_names, wanted.secret_name):
+        return Decision(
+            False,
+            Reason.SECRET_NAME_NOT_ALLOWED,
+            f"the policy does not allow the Secret name {wanted.secret_name} outside the "
+            "key's own namespace",
+        )
+    if wanted is not None and not name_allowed(allowed_targets.data_keys, wanted.key):
+        return Decision(
+            False,
+            Reason.SECRET_NAME_NOT_ALLOWED,
+            f"the policy does not allow the data key {wanted.key} outside the key's own namespace",
+        )
+    return Decision(True, Reason.AUTHORIZED, f"namespace {target_name} is a policy target")
 
 
 def reachable(key: KeyContext, policy: KeyPolicySpec | None, namespace: NamespaceInfo) -> bool:
@@ -127,7 +198,11 @@ def reachable(key: KeyContext, policy: KeyPolicySpec | None, namespace: Namespac
     allowed = policy.target_namespaces
     if namespace.name == key.namespace.name and (allowed is None or allowed.allow_own_namespace):
         return True
-    return allowed is not None and selects(allowed, namespace)
+    return (
+        allowed is not None
+        and selects(allowed, namespace)
+        and consents(namespace, key.namespace.name, policy)
+    )
 
 
 def requested_targets(
@@ -185,7 +260,8 @@ def plan(
     return [
         (
             target,
-            early or authorize(key, policy, target.namespace, namespaces.get(target.namespace)),
+            early
+            or authorize(key, policy, target.namespace, namespaces.get(target.namespace), target),
         )
         for target, early in requested_targets(
             spec, key_name, namespaces.values(), lambda ns: reachable(key, policy, ns)

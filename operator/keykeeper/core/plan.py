@@ -13,7 +13,9 @@ for the key now into a plan, with the fail-closed rules of DESIGN.md §2 built i
 * Status names only what the tenant may know: authorized targets, and denied targets
   the author named explicitly, with one public reason for "not authorized" and "does
   not exist" (so status is no oracle for namespace names, labels or existence).
-  Targets a selector expanded to and that are denied are only counted.
+  Targets a selector expanded to and that are denied are only counted. A name taken in
+  a namespace other than the key's own reads as "not authorized" too (K6: status is no
+  oracle for which Secrets exist where the tenant cannot list them).
 * At most ``MAX_TARGETS`` authorized targets are projected per key; the rest are
   counted and reported by a condition.
 """
@@ -30,7 +32,8 @@ from keykeeper.types import Slot
 
 MAX_TARGETS = 128
 
-# Reasons a tenant may see for a denied target; the others fold into Reason.NOT_AUTHORIZED.
+# Reasons a tenant may see for a denied target; the others fold into Reason.NOT_AUTHORIZED
+# (SecretNameTaken is said only in the key's own namespace: ``clash``).
 PUBLIC_REASONS = frozenset(
     {
         Reason.POLICY_NOT_FOUND,
@@ -38,7 +41,7 @@ PUBLIC_REASONS = frozenset(
         Reason.SOURCE_NOT_ALLOWED,
         Reason.DUPLICATE_TARGET,
         Reason.TOO_MANY_TARGETS,
-        Reason.SECRET_NAME_TAKEN,
+        Reason.SECRET_NAME_NOT_ALLOWED,
     }
 )
 
@@ -101,15 +104,32 @@ def public(decision: Decision, target: Target) -> Decision:
     )
 
 
+def clash(target: Target, home: str) -> Denial:
+    """A target whose name another Secret holds: said as such only in the key's own
+    namespace ``home`` (which its author can list), elsewhere as "not authorized"."""
+    where = f"{target.namespace}/{target.secret_name}"
+    if target.namespace != home:
+        shown = public(Decision(False, Reason.SECRET_NAME_TAKEN, ""), target)
+        return Denial(target, shown.reason, shown.message)
+    return Denial(
+        target,
+        Reason.SECRET_NAME_TAKEN,
+        f"{where} exists and is not this key's; keykeeper never overwrites a Secret it "
+        "does not manage",
+    )
+
+
 def make(
     decisions: Sequence[tuple[Target, Decision]],
     held: Iterable[Held],
     synced: frozenset[Slot] = frozenset(),
     taken: frozenset[Slot] = frozenset(),
     max_targets: int = MAX_TARGETS,
+    home: str = "",
 ) -> Plan:
-    """The plan for one key. ``synced``: held slots that already hold exactly what their
-    target wants; ``taken``: slots another key's projection occupies."""
+    """The plan for one key in namespace ``home``. ``synced``: held slots that already
+    hold exactly what their target wants; ``taken``: slots another key's projection
+    occupies."""
     by_slot = {h.slot: h for h in held}
     keep: list[Target] = []
     write: list[Target] = []
@@ -122,14 +142,7 @@ def make(
             deny.append(Denial(target, shown.reason, shown.message))
             continue
         if slot in taken:
-            deny.append(
-                Denial(
-                    target,
-                    Reason.SECRET_NAME_TAKEN,
-                    f"{target.namespace}/{target.secret_name} exists and is not this key's; "
-                    "keykeeper never overwrites a Secret it does not manage",
-                )
-            )
+            deny.append(clash(target, home))
             continue
         authorized += 1
         if authorized > max_targets:

@@ -29,7 +29,7 @@ from keykeeper.api.models import (
     SecretType,
     parse_policy_spec,
 )
-from keykeeper.core.authz import NamespaceInfo
+from keykeeper.core.authz import NamespaceInfo, accepted_sources
 from keykeeper.core.projection import ProjectedSecret, Prover, proven_owner
 from keykeeper.core.selectors import matches
 from keykeeper.errors import SpecError
@@ -85,6 +85,7 @@ class World:
             dict(meta.get("labels") or {}),
             terminating=bool(meta.get("deletionTimestamp"))
             or body.get("status", {}).get("phase") == "Terminating",
+            accepts=accepted_sources(meta.get("annotations") or {}),
         )
         before = self.namespaces.get(info.name)
         self.namespaces[info.name] = info

@@ -46,7 +46,9 @@ class Gatherer:
                 taken.add(slot)
             elif projection.in_sync(desired(target, stored, phase), there, run.ref, run.uid):
                 synced.add(slot)
-        return plan.make(decisions, self.held(run.ref), frozenset(synced), frozenset(taken))
+        return plan.make(
+            decisions, self.held(run.ref), frozenset(synced), frozenset(taken), home=run.ref[0]
+        )
 
 
 def desired(target: Target, stored: store.Store, phase: Phase) -> projection.Desired:

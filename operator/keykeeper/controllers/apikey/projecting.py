@@ -151,11 +151,7 @@ class Projector:
             log.warning("%s/%s: projection into %s failed: %s", *run.ref, where, exc)
             return failed(target, exc, None)
         if written is None:
-            return denied(
-                plan.Denial(
-                    target, Reason.SECRET_NAME_TAKEN, f"{where} exists and is not this key's"
-                )
-            )
+            return denied(plan.clash(target, run.ref[0]))
         self.world.put_secret(written, self.keyring.fingerprint, self.keyring.prove)
         if held is not None and held.version and held.version != str(desired.version):
             run.rotated.append((target.namespace, target.secret_name, desired.version))
