@@ -9,6 +9,7 @@ from keykeeper.crypto.kdf import (
     Purpose,
     derive_master_key,
     fingerprint,
+    shown_fingerprint,
 )
 from keykeeper.crypto.passphrase import check_passphrase
 from keykeeper.errors import WeakPassphrase
@@ -33,6 +34,20 @@ def test_fingerprints_are_keyed() -> None:
     assert fp1.startswith("hmac-sha256:")
     assert fp1 == fingerprint(one.subkey(Purpose.FINGERPRINT), value)
     assert fp1 != fingerprint(two.subkey(Purpose.FINGERPRINT), value)
+
+
+def test_shown_fingerprints_are_a_keys_own() -> None:
+    """K15: equal values in two keys show two fingerprints; one key's stay comparable."""
+    master = MasterKey.generate()
+    inner = fingerprint(master.subkey(Purpose.FINGERPRINT), b"sk_live_abc")
+    shown_key = master.subkey(Purpose.SHOWN_FINGERPRINT)
+    mine = shown_fingerprint(shown_key, "uid-a", inner)
+    assert mine == shown_fingerprint(shown_key, "uid-a", inner)
+    assert mine.startswith("hmac-sha256:") and len(mine) == len(inner)
+    assert mine != shown_fingerprint(shown_key, "uid-b", inner)
+    assert mine != inner
+    # the uid and fingerprint are framed: shifting a character between them changes it
+    assert shown_fingerprint(shown_key, "uid-a" + inner[0], inner[1:]) != mine
 
 
 @pytest.mark.parametrize("fips", [False, True], ids=["argon2id", "pbkdf2-fips"])

@@ -11,8 +11,8 @@ Events expire (an hour by default), so every action also appends one line::
 Each record names the MAC of the one before (``prev``; 64 zeros for the first), so
 removing, reordering, inserting or editing a record breaks the chain at that point,
 and only the holder of the audit key (a subkey of the master key) can write a valid
-record. Records carry fingerprints,
-never values.
+record. Records carry fingerprints, each key's own (``Keyring.shown``: equal values
+under two keys show different fingerprints), never values.
 
 The chain alone cannot tell a log whose newest records were dropped (or that was
 emptied) from a shorter one. So the head (seq and MAC of the last record) is anchored
@@ -37,6 +37,7 @@ import hmac
 import logging
 import os
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -64,10 +65,17 @@ class AuditLog:
     """
 
     def __init__(
-        self, path: Path, key: bytes, *, fsync: bool = True, mirror: TextIO | None = None
+        self,
+        path: Path,
+        key: bytes,
+        *,
+        fsync: bool = True,
+        mirror: TextIO | None = None,
+        shown: Callable[[str, str], str] = lambda uid, fingerprint: fingerprint,
     ) -> None:
         self.path = path
         self._key = key
+        self._shown = shown  # (key uid, fingerprint) -> the key's own (``Keyring.shown``)
         self._fsync = fsync
         self._mirror = mirror  # stdout, for log shippers
         self._lock = threading.Lock()
@@ -155,7 +163,8 @@ class AuditLog:
         it the caller awaits ``durable.durable(record["seq"])`` before acting. ``seq`` is
         for ``continue_from`` only. Withdrawals taken while the log could not be written
         (``remember``) are named first, in one ``AuditGap`` record."""
-        fields = _fields(action, namespace, name, uid, version, kms_key_id, fingerprint, detail)
+        shown = self._shown(uid, fingerprint) if fingerprint else ""
+        fields = _fields(action, namespace, name, uid, version, kms_key_id, shown, detail)
         with self._lock:
             if self._gaps:
                 untold = f"; {self._gaps_dropped} more" if self._gaps_dropped else ""

@@ -5,7 +5,8 @@ HKDF-SHA256 splits it into independent subkeys, one per purpose, so a key used t
 wrap DEKs is never also used to MAC the audit log or to fingerprint values::
 
     subkey(purpose) = HKDF(ikm=master, salt=b"", info=b"keykeeper.dev/local/" + purpose, 32)
-    purposes: b"wrap", b"audit-mac", b"fingerprint", b"key-id", b"ownership", b"tombstone"
+    purposes: b"wrap", b"audit-mac", b"fingerprint", b"key-id", b"ownership", b"tombstone",
+              b"shown-fingerprint"
 
 The key id (which names the master key in envelopes and audit records) is the hex of
 the first 8 bytes of ``subkey(b"key-id")``: stable, and revealing nothing usable.
@@ -51,6 +52,7 @@ class Purpose(StrEnum):
     KEY_ID = "key-id"
     OWNERSHIP = "ownership"
     TOMBSTONE = "tombstone"
+    SHOWN_FINGERPRINT = "shown-fingerprint"
 
 
 class MasterKey:
@@ -98,6 +100,16 @@ def fingerprint(fingerprint_key: bytes, value: bytes) -> str:
     """An HMAC fingerprint of a value: comparable across versions, useless to guess from."""
     digest = hmac.new(fingerprint_key, value, hashlib.sha256).hexdigest()
     return f"hmac-sha256:{digest[:32]}"
+
+
+def shown_fingerprint(shown_key: bytes, key_uid: str, fingerprint: str) -> str:
+    """A fingerprint as status, Events and audit records show it: keyed by the ApiKey's
+    uid too, so two keys' fingerprints are equal only by chance (K15: no equality
+    oracle across keys for whoever reads the audit stream). Within one key it is as
+    comparable as the fingerprint it is made from."""
+    parts = (key_uid.encode(), fingerprint.encode())
+    message = b"".join(len(p).to_bytes(2, "big") + p for p in parts)
+    return "hmac-sha256:" + hmac.new(shown_key, message, hashlib.sha256).hexdigest()[:32]
 
 
 class KdfAlgorithm(StrEnum):

@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keykeeper.crypto.envelope import Binding, KeyWrapper, open_envelope, parse, seal_envelope
-from keykeeper.crypto.kdf import MasterKey, Purpose, fingerprint, ownership_proof
+from keykeeper.crypto.kdf import (
+    MasterKey,
+    Purpose,
+    fingerprint,
+    ownership_proof,
+    shown_fingerprint,
+)
 from keykeeper.errors import KeyDisabled
 from keykeeper.providers import KeyProvider
 from keykeeper.providers.local import LocalProvider
@@ -32,9 +38,16 @@ class Keyring:
         self.audit_key = master.subkey(Purpose.AUDIT_MAC)
         self._ownership_key = master.subkey(Purpose.OWNERSHIP)
         self._tombstone_key = master.subkey(Purpose.TOMBSTONE)
+        self._shown_key = master.subkey(Purpose.SHOWN_FINGERPRINT)
 
     def fingerprint(self, value: bytes) -> str:
         return fingerprint(self._fingerprint_key, value)
+
+    def shown(self, key_uid: str, fingerprint: str) -> str:
+        """``fingerprint`` as status, Events and the audit log show it for key ``key_uid``:
+        the one inside (store, projected Secrets' annotations) is compared across keys'
+        Secrets by the operator only; the one shown is no oracle across keys (K15)."""
+        return shown_fingerprint(self._shown_key, key_uid, fingerprint) if fingerprint else ""
 
     def tombstone(self, value: bytes) -> str:
         """What a revoked value leaves behind (``keys.revocations``): the same for the same

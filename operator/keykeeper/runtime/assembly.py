@@ -97,7 +97,10 @@ def assemble(
         v1_until=settings.sealed_v1_until,
     )
     audit = AuditLog(
-        settings.audit_log, keyring.audit_key, mirror=sys.stdout if settings.audit_stdout else None
+        settings.audit_log,
+        keyring.audit_key,
+        mirror=sys.stdout if settings.audit_stdout else None,
+        shown=keyring.shown,
     )
     anchorer = Anchorer(
         kube, settings.namespace, audit, keyring.audit_key, writer=settings.instance

@@ -80,7 +80,7 @@ class Reconciler:
         self.keeper = VersionKeeper(kube, keyring, providers, sources, namespace, clock)
         self.projector = Projector(kube, world, keyring)
         self.finalizer = Finalizer(kube, world, self.keeper, self.projector, audit, namespace)
-        self.reporter = Reporter(kube, world, sink, clock)
+        self.reporter = Reporter(kube, world, sink, clock, keyring.shown)
         self.restarter = Restarter(kube, sink)
         self.gather = Gatherer(world, namespace)
         self.enforcer = Enforcer(

@@ -8,6 +8,7 @@ are in the run's journal; their audit records were written before each action.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -36,8 +37,10 @@ class Reporter:
         world: World,
         sink: EventSink,
         clock: Callable[[], datetime],
+        shown: Callable[[str, str], str] = lambda uid, fingerprint: fingerprint,
     ) -> None:
         self.kube, self.world, self.sink, self.clock = kube, world, sink, clock
+        self.shown = shown  # (key uid, fingerprint) -> the key's own (``Keyring.shown``)
 
     async def report(self, run: Run, stored: store.Store, life: lifecycle.Decision | None) -> None:
         old = self.world.status_of(run.ref, run.body)
@@ -49,7 +52,10 @@ class Reporter:
         status = compose(
             old,
             phase=life.phase if life else Phase(old.get("phase") or Phase.GENERATED),
-            versions=stored.versions,
+            versions=[
+                dataclasses.replace(v, fingerprint=self.shown(run.uid, v.fingerprint))
+                for v in stored.versions
+            ],
             current=stored.current.version if stored.current else None,
             next_rotation_at=rfc3339(next_at) if next_at else None,
             ready=run.ready,

@@ -197,10 +197,11 @@ class VersionKeeper:
         )
         await journal.intend(Reason.CREATED, detail, version)
         stored = await self.write(ref, stored.with_version(version, envelope))
+        shown = self.keyring.shown(journal.uid, version.fingerprint)
         journal.tell(
             EventType.NORMAL,
             Reason.CREATED,
-            f"stored version 1 ({detail}, fingerprint {version.fingerprint})",
+            f"stored version 1 ({detail}, fingerprint {shown})",
         )
         return stored
 
@@ -229,7 +230,7 @@ class VersionKeeper:
             EventType.NORMAL,
             Reason.ROTATED,
             f"rotated to version {version.version} ({reason}, "
-            f"fingerprint {version.fingerprint}){kept}",
+            f"fingerprint {self.keyring.shown(journal.uid, version.fingerprint)}){kept}",
         )
         return stored
 
