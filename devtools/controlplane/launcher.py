@@ -228,14 +228,28 @@ class ControlPlane:
         pair = self.ca.issue(f"user-{name}", name, organizations=groups)
         return self._write_kubeconfig(f"user-{name}", cert=pair.cert, key=pair.key)
 
-    def service_account(self, namespace: str, name: str, seconds: int = 86400) -> Identity:
-        """A ServiceAccount's identity, from a token the TokenRequest API issues."""
+    def service_account(
+        self, namespace: str, name: str, seconds: int = 86400, *, pod: tuple[str, str] | None = None
+    ) -> Identity:
+        """A ServiceAccount's identity, from a token the TokenRequest API issues; with
+        ``pod`` (name, uid) bound to that Pod, as a kubelet mounts it (the apiserver then
+        names the Pod in the request's user info)."""
         self.kubectl("create", "namespace", namespace, check=False)
         self.kubectl("-n", namespace, "create", "serviceaccount", name, check=False)
+        bound = (
+            []
+            if pod is None
+            else [
+                "--bound-object-kind=Pod",
+                f"--bound-object-name={pod[0]}",
+                f"--bound-object-uid={pod[1]}",
+            ]
+        )
         token = self.kubectl(
-            "-n", namespace, "create", "token", name, f"--duration={seconds}s"
+            "-n", namespace, "create", "token", name, f"--duration={seconds}s", *bound
         ).strip()
-        return self._write_kubeconfig(f"sa-{namespace}-{name}", token=token)
+        who = f"sa-{namespace}-{name}" + (f"-{pod[0]}" if pod else "")
+        return self._write_kubeconfig(who, token=token)
 
     def kubectl(
         self,
