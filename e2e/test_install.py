@@ -257,7 +257,10 @@ def test_install_runs_two_ready_replicas_one_leading(
     plane: ControlPlane, helm: Helm, agent: Pods
 ) -> None:
     began = time.monotonic()
-    done = helm("install", "keykeeper", str(CHART), "-n", NAMESPACE, "--wait", "--timeout", "300s")
+    done = helm(
+        *("install", "keykeeper", str(CHART), "-n", NAMESPACE, "--wait", "--timeout", "300s"),
+        *("--set", "leaderElection.serverFence=true"),  # kept by --reuse-values until uninstall
+    )
     seconds = time.monotonic() - began
     assert "1. Wait for the operator" in done.stdout, "NOTES.txt is shown"
     plane.kubectl(
@@ -317,6 +320,41 @@ def test_the_operators_container_is_what_pod_security_promises(plane: ControlPla
     assert seen["no_new_privs"] == "1"
     assert seen["tokens"] == ["/var/run/secrets/kubernetes.io/serviceaccount/token"]
     assert seen["token_readable"]
+
+
+FENCE_PROBE = """
+import json, os, ssl, urllib.error, urllib.request
+where = "/var/run/secrets/kubernetes.io/serviceaccount/"
+context = ssl.create_default_context(cafile=where + "ca.crt")
+body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fence-probe",
+        "labels": {"app.kubernetes.io/managed-by": "keykeeper"}}}
+request = urllib.request.Request(
+    "https://%s:%s/api/v1/namespaces/keykeeper-system/secrets?dryRun=All"
+    % (os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]),
+    data=json.dumps(body).encode(), method="POST",
+    headers={"Authorization": "Bearer " + open(where + "token").read(),
+             "Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+        print(json.dumps([answer.status, ""]))
+except urllib.error.HTTPError as refused:
+    print(json.dumps([refused.code, refused.read().decode()[:400]]))
+"""
+
+
+def test_the_apiserver_refuses_a_write_from_the_replica_that_does_not_lead(
+    plane: ControlPlane,
+) -> None:
+    """K12, with the Pods' own mounted tokens: a write the leader makes is admitted, the
+    same write from the standby is refused by the leader fence, however it was sent."""
+    wait_for(lambda: len(ready_pods(plane)) == 2, timeout=90, what="two ready replicas")
+    leader = wait_for(lambda: holder(plane), timeout=30, what="a leader")
+    (standby,) = set(ready_pods(plane)) - {leader}
+    python = ("--", "/opt/keykeeper/bin/python", "-I", "-c", FENCE_PROBE)
+    status, _ = json.loads(plane.kubectl("-n", NAMESPACE, "exec", leader, *python))
+    assert status == 201, "the leader's write is admitted (dry run)"
+    status, message = json.loads(plane.kubectl("-n", NAMESPACE, "exec", standby, *python))
+    assert status == 403 and "keykeeper-leader-fence" in message, message
 
 
 def test_the_examples_project_their_secret(plane: ControlPlane, kk: Cluster) -> None:
@@ -708,8 +746,16 @@ def test_uninstall_leaves_crds_keys_and_values_and_a_reinstall_opens_them(
     wait_for(lambda: holder(plane) in ready_pods(plane), timeout=60, what="a leader again")
     probe = unique("again")
     kk.create(apikey("payments", probe, "payments", projections=[{"namespace": "payments-api"}]))
-    wait_for(
-        lambda: kk.value("payments-api", probe), timeout=60, what="the reinstalled operator works"
-    )
+    try:
+        wait_for(
+            lambda: kk.value("payments-api", probe),
+            timeout=60,
+            what="the reinstalled operator works",
+        )
+    except AssertionError:
+        for pod in ready_pods(plane):
+            print(f"--- {pod} ---\n" + agent.log_of(pod)[-6000:])
+        print(plane.kubectl("-n", NAMESPACE, "get", "lease", "keykeeper-leader", "-o", "yaml"))
+        raise
     assert keys_state(kk).items() >= before.items()
     assert kk.value("payments-api", "stripe-api-key") == value

@@ -76,6 +76,21 @@ def test_rbac_and_admission_policies_are_deploys(render: Render, source: str) ->
         assert _comparable(rendered[key]) == _comparable(doc), key
 
 
+def test_the_server_side_leader_fence_is_deploys_and_opt_in(render: Render) -> None:
+    """deploy/leader-fence.yaml, rendered only with leaderElection.serverFence (K12)."""
+    kinds = {d["kind"] for d in render()}
+    assert "ValidatingAdmissionPolicyBinding" in kinds
+    assert not [d for d in render() if d["metadata"]["name"].endswith("leader-fence")]
+    rendered = {
+        (d["kind"], d["metadata"]["name"]): d for d in render("leaderElection.serverFence=true")
+    }
+    for doc in yaml.safe_load_all((REPO / "deploy" / "leader-fence.yaml").read_text()):
+        key = (doc["kind"], doc["metadata"]["name"])
+        assert _comparable(rendered[key]) == _comparable(doc), key
+    off = render("leaderElection.serverFence=true", "leaderElection.enabled=false")
+    assert not [d for d in off if d["metadata"]["name"].endswith("leader-fence")]
+
+
 def test_the_admission_policies_name_the_releases_service_account(render: Render) -> None:
     docs = render("serviceAccount.name=kk", namespace="secrets")
     for policy in by_kind(docs, "ValidatingAdmissionPolicy"):
