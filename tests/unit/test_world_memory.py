@@ -50,4 +50,4 @@ def test_parsed_specs_are_bounded_and_an_evicted_one_is_parsed_again(
     assert world.specs.refs() == {("home", f"k{n}") for n in range(6, 10)}
     assert world.spec_of(key(0)).policy == "p"  # evicted: parsed again
     assert ("home", "k0") in world.specs and len(world.specs) == 4
-    assert world.key_targets[("home", "k0")] == frozenset({"a"}), "the index keeps every key"
+    assert world.targets.named[("home", "k0")] == frozenset({"a"}), "the index keeps every key"

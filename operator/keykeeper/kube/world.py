@@ -9,7 +9,8 @@ reconciler reads this instead of listing, so a key that nothing touches costs no
 call; it re-reads the objects it writes.
 
 Beside it, by concern: recognising the echoes of the operator's own writes
-(``kube.echoes``), the parsed specs (``kube.specs``), and, through the ``on_status``
+(``kube.echoes``), the parsed specs (``kube.specs``), which keys a namespace concerns
+(``kube.targets_index``), and, through the ``on_status``
 hook, the metrics' per-key facts (``runtime.keyfacts``, their one reader).
 """
 
@@ -25,16 +26,15 @@ from keykeeper.api import labels
 from keykeeper.api.models import (
     ApiKeySpec,
     KeyPolicySpec,
-    LabelSelector,
     SecretType,
     parse_policy_spec,
 )
 from keykeeper.core.authz import NamespaceInfo, accepted_sources
 from keykeeper.core.projection import ProjectedSecret, Prover, proven_owner
-from keykeeper.core.selectors import matches
 from keykeeper.errors import SpecError
 from keykeeper.kube.echoes import Echoes
 from keykeeper.kube.specs import SpecCache
+from keykeeper.kube.targets_index import TargetsIndex
 from keykeeper.types import KeyRef, Slot
 
 
@@ -57,8 +57,8 @@ class World:
     policies: dict[str, PolicyView] = field(default_factory=dict)
     key_policy: dict[KeyRef, str] = field(default_factory=dict)
     policy_keys: dict[str, set[KeyRef]] = field(default_factory=lambda: defaultdict(set))
-    key_targets: dict[KeyRef, frozenset[str]] = field(default_factory=dict)
-    key_selectors: dict[KeyRef, tuple[LabelSelector, ...]] = field(default_factory=dict)
+    # which keys a namespace's change concerns, answered without a scan (K4)
+    targets: TargetsIndex = field(default_factory=TargetsIndex)
     projected: dict[KeyRef, ProjectedSecret] = field(default_factory=dict)
     by_owner: dict[KeyRef, set[KeyRef]] = field(default_factory=lambda: defaultdict(set))
     echoes: Echoes = field(default_factory=Echoes)
@@ -98,20 +98,9 @@ class World:
 
     def keys_affected_by_namespace(self, name: str, before: NamespaceInfo) -> set[KeyRef]:
         """Keys whose targets a change of ``name`` (from ``before``) can add or remove:
-        keys in it, keys naming it, and keys whose selectors match its old or new labels.
-        Only labels it had as a possible target count: a namespace that did not exist,
-        or is terminating, has none, not an empty set that ``NotIn`` matches (K4)."""
-        after = self.namespaces.get(name)
-        label_sets = [i.labels for i in (before, after) if i is not None and not i.terminating]
-        affected = {
-            ref
-            for ref in self.key_policy
-            if ref[0] == name or name in self.key_targets.get(ref, ())
-        }
-        for ref, selectors in self.key_selectors.items():
-            if any(matches(sel, lbl) for sel in selectors for lbl in label_sets):
-                affected.add(ref)
-        return affected
+        keys in it, keys naming it, and keys whose selectors match its old or new labels
+        (``kube.targets_index``: no scan of every key)."""
+        return self.targets.affected(name, before, self.namespaces.get(name))
 
     # -- policies ------------------------------------------------------------------------------
 
@@ -177,12 +166,11 @@ class World:
         self.key_policy[ref] = policy
         parsed = self.specs.parsed(ref, body)
         projections = parsed.projections if isinstance(parsed, ApiKeySpec) else ()
-        self.key_targets[ref] = frozenset(p.namespace for p in projections if p.namespace)
-        selectors = tuple(p.namespace_selector for p in projections if p.namespace_selector)
-        if selectors:
-            self.key_selectors[ref] = selectors
-        else:
-            self.key_selectors.pop(ref, None)
+        self.targets.put(
+            ref,
+            (p.namespace for p in projections if p.namespace),
+            tuple(p.namespace_selector for p in projections if p.namespace_selector),
+        )
         return ref
 
     def spec_of(self, body: dict[str, Any]) -> ApiKeySpec:
@@ -218,8 +206,7 @@ class World:
         old = self.key_policy.pop(ref, None)
         if old is not None:
             self.policy_keys[old].discard(ref)
-        self.key_targets.pop(ref, None)
-        self.key_selectors.pop(ref, None)
+        self.targets.drop(ref)
 
     # -- projected secrets -----------------------------------------------------------------------
 
