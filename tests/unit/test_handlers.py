@@ -176,6 +176,7 @@ def test_a_deleted_policy_queues_its_keys_to_withdraw(h: Harness) -> None:
 def test_a_namespaces_labels_queue_the_keys_whose_selectors_they_touch(
     h: Harness, before: dict[str, str], after: dict[str, str], queued: bool
 ) -> None:
+    h.send(handlers.keypolicy_event, "ADDED", policy(POLICY))
     h.send(handlers.apikey_event, "ADDED", apikey())
     h.send(handlers.namespace_event, "ADDED", {"metadata": {"name": "api", "labels": before}})
     keys, _ = h.send(
@@ -184,7 +185,27 @@ def test_a_namespaces_labels_queue_the_keys_whose_selectors_they_touch(
     assert keys == ([("team", "k")] if queued else [])
 
 
+def test_a_selector_is_not_evaluated_for_a_namespace_its_policy_cannot_target(
+    h: Harness,
+) -> None:
+    """K4: a key's selectors expand only inside its policy's targets, so a namespace the
+    policy does not reach wakes none of its keys, whatever their selectors say."""
+    h.send(handlers.keypolicy_event, "ADDED", policy(POLICY))  # targets: api only
+    h.send(handlers.apikey_event, "ADDED", apikey())
+    keys, _ = h.send(
+        handlers.namespace_event,
+        "ADDED",
+        {"metadata": {"name": "other", "labels": {"tier": "prod"}}},
+    )
+    assert keys == []
+    keys, _ = h.send(
+        handlers.namespace_event, "ADDED", {"metadata": {"name": "api", "labels": {"tier": "prod"}}}
+    )
+    assert keys == [("team", "k")]
+
+
 def test_a_namespace_going_away_queues_the_keys_projecting_into_it(h: Harness) -> None:
+    h.send(handlers.keypolicy_event, "ADDED", policy(POLICY))
     h.send(handlers.apikey_event, "ADDED", apikey())
     h.send(
         handlers.namespace_event, "ADDED", {"metadata": {"name": "api", "labels": {"tier": "prod"}}}
@@ -197,6 +218,7 @@ def test_a_namespace_going_away_queues_the_keys_projecting_into_it(h: Harness) -
 def test_a_new_namespace_can_only_add_targets_so_it_skips_the_enforcement_lane(
     h: Harness,
 ) -> None:
+    h.send(handlers.keypolicy_event, "ADDED", policy(POLICY))
     h.send(handlers.apikey_event, "ADDED", apikey())
     created = {"metadata": {"name": "api", "labels": {"tier": "prod"}}}
     assert h.send(handlers.namespace_event, "ADDED", created)[0] == [("team", "k")]

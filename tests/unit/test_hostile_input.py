@@ -219,6 +219,12 @@ def test_a_relabel_requeues_only_the_keys_it_can_affect() -> None:
     from keykeeper.kube.world import World
 
     world = World()
+    world.put_policy(
+        {
+            "metadata": {"name": "p"},
+            "spec": {"sourceNamespaces": {"selector": {}}, "targetNamespaces": {"selector": {}}},
+        }
+    )
     world.put_namespace({"metadata": {"name": "target", "labels": {"tier": "dev"}}})
 
     def key(ns: str, name: str, projections: list[dict[str, object]]) -> None:
@@ -273,6 +279,12 @@ def test_a_namespace_coming_or_going_wakes_only_keys_that_select_it() -> None:
     from keykeeper.kube.world import World
 
     world = World()
+    world.put_policy(
+        {
+            "metadata": {"name": "p"},
+            "spec": {"sourceNamespaces": {"selector": {}}, "targetNamespaces": {"selector": {}}},
+        }
+    )
     for name, selector in [
         ("not-in", {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["x"]}]}),
         ("unlabelled", {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}),

@@ -14,8 +14,10 @@ answers from the namespace's labels:
   with its values as pairs, an ``Exists`` key); a namespace's labels then name every
   selector that can match them, and only those are evaluated;
 * a selector with no positive requirement (``{}``, only ``NotIn``/``DoesNotExist``)
-  may match anything and is always evaluated (cheap: at most 256 values in all per key,
-  the CRD's bound).
+  may match anything: it is evaluated only if the key's policy can target the
+  namespace at all (its ``targetNamespaces`` name or select it), which the world
+  answers once per policy per event; a tenant's crafted ``NotIn`` lists under a
+  policy that reaches nowhere else cost a dict lookup each, not an evaluation.
 
 The answer is the set the full scan gives (a property test holds them equal).
 """
@@ -23,7 +25,7 @@ The answer is the set the full scan gives (a property test holds them equal).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from keykeeper.api.models import LabelSelector
@@ -88,12 +90,17 @@ class TargetsIndex:
         return self.named.keys()
 
     def affected(
-        self, name: str, before: NamespaceInfo | None, after: NamespaceInfo | None
+        self,
+        name: str,
+        before: NamespaceInfo | None,
+        after: NamespaceInfo | None,
+        reaches: Callable[[KeyRef], bool] = lambda _: True,
     ) -> set[KeyRef]:
         """Keys whose targets the change of namespace ``name`` from ``before`` to ``after``
         (None: absent) can add or remove. Only labels it had as a possible target count:
         a namespace that did not exist, or is terminating, has none (not an empty set
-        that ``NotIn`` matches)."""
+        that ``NotIn`` matches). A selector is evaluated only for a key whose policy
+        ``reaches`` the namespace: it expands only inside the policy's targets."""
         live = [i.labels for i in (before, after) if i is not None and not i.terminating]
         out = set(self._in.get(name, ())) | set(self._naming.get(name, ()))
         candidates = set(self._unanchored)
@@ -102,7 +109,8 @@ class TargetsIndex:
                 candidates |= self._anchored.get((label, value), set())
                 candidates |= self._anchored.get((label, None), set())
         for ref in candidates - out:
-            if any(matches(s, labels) for s in self.selectors.get(ref, ()) for labels in live):
+            selectors = self.selectors.get(ref, ())
+            if reaches(ref) and any(matches(s, labels) for s in selectors for labels in live):
                 out.add(ref)
         return out
 

@@ -29,7 +29,7 @@ from keykeeper.api.models import (
     SecretType,
     parse_policy_spec,
 )
-from keykeeper.core.authz import NamespaceInfo, accepted_sources
+from keykeeper.core.authz import NamespaceInfo, accepted_sources, selects
 from keykeeper.core.projection import ProjectedSecret, Prover, proven_owner
 from keykeeper.errors import SpecError
 from keykeeper.kube.echoes import Echoes
@@ -99,8 +99,21 @@ class World:
     def keys_affected_by_namespace(self, name: str, before: NamespaceInfo) -> set[KeyRef]:
         """Keys whose targets a change of ``name`` (from ``before``) can add or remove:
         keys in it, keys naming it, and keys whose selectors match its old or new labels
-        (``kube.targets_index``: no scan of every key)."""
-        return self.targets.affected(name, before, self.namespaces.get(name))
+        under a policy that can target it (``kube.targets_index``: no scan of every key)."""
+        after = self.namespaces.get(name)
+        reach: dict[str, bool] = {}
+
+        def reaches(ref: KeyRef) -> bool:  # its policy could ever target the namespace
+            policy = self.key_policy.get(ref, "")
+            if policy not in reach:
+                view = self.policies.get(policy)
+                allowed = view.spec.target_namespaces if view and view.spec else None
+                reach[policy] = allowed is not None and any(
+                    selects(allowed, info) for info in (before, after) if info is not None
+                )
+            return reach[policy]
+
+        return self.targets.affected(name, before, after, reaches)
 
     # -- policies ------------------------------------------------------------------------------
 
