@@ -29,7 +29,11 @@ def test_preloaded_keys_wait_in_the_sweep_and_their_relist_is_no_change(tmp_path
     async def listing(path: str, label_selector: str = "") -> list[dict[str, Any]]:
         return keys if path.endswith("/apikeys") else []  # the fake lists no cluster scope
 
+    async def paging(path: str, label_selector: str = "", limit: int = 250) -> Any:
+        yield await listing(path, label_selector)
+
     kube.list = listing  # type: ignore[method-assign]
+    kube.pages = paging  # type: ignore[method-assign]
     world = World()
     parts = assemble(
         Settings(audit_log=tmp_path / "a.jsonl"),

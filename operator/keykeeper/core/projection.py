@@ -127,3 +127,28 @@ def proven_owner(body: dict[str, Any], prove: Prover) -> tuple[KeyRef, str] | No
 def owned_by(body: dict[str, Any], owner: KeyRef, prove: Prover) -> bool:
     found = proven_owner(body, prove)
     return found is not None and found[0] == owner
+
+
+def recorded(
+    body: dict[str, Any], fingerprint: Callable[[bytes], str], prove: Prover
+) -> ProjectedSecret | None:
+    """What the operator keeps of a projected Secret: its owner, version, annotations
+    and HMAC fingerprints of its data, never the data; None without a valid proof."""
+    proven = proven_owner(body, prove)
+    if proven is None:
+        return None
+    meta = body.get("metadata") or {}
+    annotations = dict(meta.get("annotations") or {})
+    return ProjectedSecret(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        owner=proven[0],
+        owner_uid=proven[1],
+        version=annotations.get(labels.VERSION, ""),
+        fingerprints={
+            k: fingerprint(base64.b64decode(v)) for k, v in (body.get("data") or {}).items()
+        },
+        annotations=annotations,
+        secret_type=body.get("type", SecretType.OPAQUE),
+        uid=meta.get("uid", ""),
+    )

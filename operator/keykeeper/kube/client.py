@@ -34,6 +34,8 @@ from keykeeper.types import Body
 __all__ = ["ApiUnavailable", "Conflict", "Forbidden", "Kube", "NotFound"]
 
 CONNECTIONS = 32  # kept-alive connections to the apiserver, at most
+Page = list[Body]  # one page of a list (``Kube.list`` shadows the builtin in the class)
+LIST_PAGE = 100  # items a start-up list asks for at once (each page handled before the next)
 THROTTLE_TRIES = 5  # a 429 is waited out this many times, then it is ApiUnavailable
 THROTTLE_WAIT_CAP = 10.0  # seconds; a longer Retry-After is not trusted
 AUTH_REFRESH = 60.0  # seconds a bearer token is used before the configuration is asked again
@@ -202,9 +204,25 @@ class Kube:
         return None if found is None else check_identity(found, namespace, name)
 
     async def list(self, path: str, label_selector: str = "") -> list[Body]:
-        query = {"labelSelector": label_selector} if label_selector else None
-        items: list[Body] = (await self.call("GET", path, query=query)).get("items", [])
-        return items
+        return [item async for page in self.pages(path, label_selector) for item in page]
+
+    async def pages(
+        self, path: str, label_selector: str = "", limit: int = LIST_PAGE
+    ) -> AsyncIterator[Page]:
+        """A list in pages of ``limit`` (``continue`` tokens): a caller that handles each
+        page before the next never holds the whole list, nor the whole response (K3: a
+        restart with large ApiKeys peaked at twice the memory it settled at)."""
+        query = {"limit": str(limit)}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        while True:
+            answer = await self.call("GET", path, query=query)
+            items: Page = answer.get("items") or []
+            yield items
+            token = (answer.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query["continue"] = str(token)
 
     def _fence(self, method: str, path: str) -> None:
         """Every write passes here first (the in-memory API's too): ``write_guard`` may

@@ -9,6 +9,8 @@ in the same type the watch side computes, so the two cannot drift apart field by
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -25,7 +27,7 @@ class KeySignature(NamedTuple):
 
     uid: Any
     generation: Any
-    annotations: tuple[tuple[str, str], ...]
+    annotations: bytes  # a digest of them
     deleting: bool
     finalized: bool
 
@@ -40,12 +42,19 @@ class SecretSignature(NamedTuple):
     secret_type: str
 
 
+def _digest(annotations: dict[str, str]) -> bytes:
+    """The annotations as 16 bytes: a change is seen, and a tenant's 256 KiB of them (or
+    kubectl's last-applied-configuration) is not kept per key (K3)."""
+    canonical = json.dumps(annotations, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.blake2b(canonical, digest_size=16).digest()
+
+
 def key_signature(body: Body) -> KeySignature:
     meta = body.get("metadata") or {}
     return KeySignature(
         meta.get("uid"),
         meta.get("generation"),
-        tuple(sorted((meta.get("annotations") or {}).items())),
+        _digest(meta.get("annotations") or {}),
         bool(meta.get("deletionTimestamp")),
         labels.FINALIZER in (meta.get("finalizers") or []),
     )

@@ -30,7 +30,7 @@ class SpecCache:
     def refs(self) -> set[KeyRef]:
         return set(self._specs)
 
-    def parsed(self, ref: KeyRef, body: Body) -> ApiKeySpec | SpecError:
+    def parsed(self, ref: KeyRef, body: Body, *, keep: bool = True) -> ApiKeySpec | SpecError:
         meta = body.get("metadata", {})
         uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
         cached = self._specs.get(ref)
@@ -42,6 +42,9 @@ class SpecCache:
             parsed: ApiKeySpec | SpecError = parse_apikey_spec(body.get("spec"))
         except SpecError as exc:
             parsed = exc
+        if not keep:  # a key no policy admits: parsed for its reconcile, kept by nobody
+            self._specs.pop(ref, None)
+            return parsed
         self._specs[ref] = (uid, generation, parsed)
         self._specs.move_to_end(ref)
         while len(self._specs) > SPEC_CACHE:

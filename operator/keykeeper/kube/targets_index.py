@@ -89,6 +89,9 @@ class TargetsIndex:
     def keys(self) -> Iterable[KeyRef]:
         return self.named.keys()
 
+    def keys_in(self, namespace: str) -> set[KeyRef]:
+        return set(self._in.get(namespace, ()))
+
     def affected(
         self,
         name: str,

@@ -1,36 +1,38 @@
 """What the operator knows of the cluster between API calls, fed by kopf's watches.
 
-Policies, namespaces, an index of ApiKeys (which policy each names, which
-namespaces it asks for by name and which selectors it uses), and every Secret
-keykeeper projected (with HMAC fingerprints of their data, never the data). A Secret
-counts as projected only with a valid ownership proof (see ``projection``): one with
-forged labels is not recorded, so it queues nothing and costs nothing. The
-reconciler reads this instead of listing, so a key that nothing touches costs no API
-call; it re-reads the objects it writes.
-
-Beside it, by concern: recognising the echoes of the operator's own writes
-(``kube.echoes``), the parsed specs (``kube.specs``), which keys a namespace concerns
-(``kube.targets_index``), and, through the ``on_status``
-hook, the metrics' per-key facts (``runtime.keyfacts``, their one reader).
+Policies, namespaces, an index of ApiKeys (the policy each names, the namespaces it
+names and the selectors it uses), and every Secret keykeeper projected (HMAC
+fingerprints of their data, never the data; only with a valid ownership proof, see
+``projection``, so a forged one costs nothing). The reconciler reads this instead of
+listing, so a key nothing touches costs no API call. Of a key no policy admits only its
+name, policy and status are kept (K3). Beside it, by concern: the echoes of the
+operator's own writes (``kube.echoes``), the parsed specs (``kube.specs``), which keys a
+namespace concerns (``kube.targets_index``), and, through ``on_status``, the metrics'
+per-key facts (``runtime.keyfacts``).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keykeeper.api import labels
 from keykeeper.api.models import (
     ApiKeySpec,
     KeyPolicySpec,
-    SecretType,
+    Phase,
     parse_policy_spec,
 )
-from keykeeper.core.authz import NamespaceInfo, accepted_sources, selects
-from keykeeper.core.projection import ProjectedSecret, Prover, proven_owner
+from keykeeper.core.authz import (
+    KeyContext,
+    NamespaceInfo,
+    accepted_sources,
+    admits_source,
+    selects,
+)
+from keykeeper.core.projection import ProjectedSecret, Prover, recorded
 from keykeeper.errors import SpecError
 from keykeeper.kube.echoes import Echoes
 from keykeeper.kube.specs import SpecCache
@@ -91,6 +93,8 @@ class World:
         self.namespaces[info.name] = info
         if before == info:
             return None
+        if before is not None and before.labels != info.labels:
+            self._reindex(self.targets.keys_in(info.name))  # admission by source labels
         return before or NamespaceInfo(info.name, {}, terminating=True)
 
     def drop_namespace(self, name: str) -> NamespaceInfo | None:
@@ -129,10 +133,12 @@ class World:
         except SpecError as exc:
             view = PolicyView(meta["name"], None, str(exc), meta.get("generation", 0), body)
         self.policies[view.name] = view
+        self._reindex(self.keys_of_policy(view.name))
         return view
 
     def drop_policy(self, name: str) -> None:
         self.policies.pop(name, None)
+        self._reindex(self.keys_of_policy(name))
 
     def keys_of_policy(self, name: str) -> set[KeyRef]:
         return set(self.policy_keys.get(name, ()))
@@ -157,11 +163,16 @@ class World:
         start from."""
         meta = body.get("metadata", {})
         ref = (meta["namespace"], meta["name"])
-        if latest:
+        policy = str((body.get("spec") or {}).get("policy", ""))
+        admitted = self.admitted(ref, policy)
+        if latest and admitted:
             kept = {k: v for k, v in meta.items() if k != "managedFields"}
             self.bodies[ref] = json.dumps(
                 {**body, "metadata": kept}, separators=(",", ":")
             ).encode()
+        elif latest:
+            self.bodies.pop(ref, None)  # K3: a reconcile of it reads it from the API
+        if latest:
             written = self.written_status.get(ref)
             if written is not None and (
                 written[0] == meta.get("resourceVersion") or written[1] == body.get("status")
@@ -169,14 +180,31 @@ class World:
                 self.written_status.pop(ref, None)  # the echo of the last status write
             if ref not in self.written_status:
                 self.on_status(ref, body.get("status") or {})
-        spec_body = body.get("spec") or {}
-        policy = str(spec_body.get("policy", ""))
         old = self.key_policy.get(ref)
         if old != policy:
             if old is not None:
                 self.policy_keys[old].discard(ref)
             self.policy_keys[policy].add(ref)
         self.key_policy[ref] = policy
+        self._index(ref, body, admitted)
+        return ref
+
+    def admitted(self, ref: KeyRef, policy: str) -> bool:
+        """Whether ``policy`` exists, is valid and admits keys from the key's namespace:
+        only then is anything of the key's spec worth keeping (K3)."""
+        view = self.policies.get(policy)
+        if view is None or view.spec is None:
+            return False
+        own = self.namespaces.get(ref[0], NamespaceInfo(ref[0]))
+        return admits_source(KeyContext(own, Phase.ACTIVE), view.spec)
+
+    def _index(self, ref: KeyRef, body: dict[str, Any], admitted: bool) -> None:
+        """The key's targets in the index; nothing parsed or kept for a key its policy
+        does not admit (it can be projected nowhere): a crafted spec costs nothing."""
+        if not admitted:
+            self.specs.drop(ref)
+            self.targets.put(ref, (), ())
+            return
         parsed = self.specs.parsed(ref, body)
         projections = parsed.projections if isinstance(parsed, ApiKeySpec) else ()
         self.targets.put(
@@ -184,12 +212,26 @@ class World:
             (p.namespace for p in projections if p.namespace),
             tuple(p.namespace_selector for p in projections if p.namespace_selector),
         )
-        return ref
+
+    def _reindex(self, refs: Iterable[KeyRef]) -> None:
+        """Keys whose admission may have changed (their policy, or their namespace's
+        labels): a key now refused is forgotten but for its name; one now admitted that
+        the world kept nothing of is read from the API by the reconcile its change queues."""
+        for ref in list(refs):
+            body = self.body_of(ref)
+            admitted = self.admitted(ref, self.key_policy.get(ref, ""))
+            if body is not None:
+                if not admitted:
+                    self.bodies.pop(ref, None)
+                self._index(ref, body, admitted)
 
     def spec_of(self, body: dict[str, Any]) -> ApiKeySpec:
-        """The key's parsed spec (``SpecError`` if it is invalid), parsed once per generation."""
+        """The key's parsed spec (``SpecError`` if it is invalid), parsed once per generation
+        (kept only while its policy admits it)."""
         meta = body.get("metadata", {})
-        parsed = self.specs.parsed((meta["namespace"], meta["name"]), body)
+        ref = (meta["namespace"], meta["name"])
+        keep = self.admitted(ref, str((body.get("spec") or {}).get("policy", "")))
+        parsed = self.specs.parsed(ref, body, keep=keep)
         if isinstance(parsed, SpecError):
             raise parsed
         return parsed
@@ -228,32 +270,15 @@ class World:
     ) -> KeyRef | None:
         """Record a projected Secret; returns the ApiKey to look at again: its owner, or the
         owner it had if its ownership proof is gone (None: not ours, and never was)."""
-        import base64
-
         meta = body.get("metadata", {})
         ref = (meta["namespace"], meta["name"])
-        proven = proven_owner(body, prove)
-        if proven is None:
-            # e.g. its proof was stripped: no longer ours, and its key's status must say so
-            return self.drop_secret(ref)
-        owner, owner_uid = proven
-        annotations = dict(meta.get("annotations") or {})
-        self.drop_secret(ref)
-        self.projected[ref] = ProjectedSecret(
-            namespace=ref[0],
-            name=ref[1],
-            owner=owner,
-            owner_uid=owner_uid,
-            version=annotations.get(labels.VERSION, ""),
-            fingerprints={
-                k: fingerprint(base64.b64decode(v)) for k, v in (body.get("data") or {}).items()
-            },
-            annotations=annotations,
-            secret_type=body.get("type", SecretType.OPAQUE),
-            uid=meta.get("uid", ""),
-        )
-        self.by_owner[owner].add(ref)
-        return owner
+        found = recorded(body, fingerprint, prove)
+        had = self.drop_secret(ref)
+        if found is None:
+            return had  # e.g. its proof was stripped: its key's status must say so
+        self.projected[ref] = found
+        self.by_owner[found.owner].add(ref)
+        return found.owner
 
     def is_expected(self, slot: Slot) -> bool:
         """The recorded Secret at ``slot`` is exactly one the operator is writing."""

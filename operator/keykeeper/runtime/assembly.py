@@ -31,7 +31,7 @@ from keykeeper.kube.paths import keypolicy_path
 from keykeeper.kube.world import World
 from keykeeper.providers import registry
 from keykeeper.providers.cache import ProviderCache
-from keykeeper.runtime import metrics
+from keykeeper.runtime import memory, metrics
 from keykeeper.runtime.keyfacts import KeyFactsBook
 from keykeeper.runtime.leadership import Elector
 from keykeeper.runtime.settings import Settings
@@ -175,10 +175,13 @@ async def preload(kube: Kube, world: World, parts: Parts) -> None:
     selector = f"{labels.MANAGED_SELECTOR},{labels.ROLE}={labels.ROLE_PROJECTION}"
     for secret in await kube.list("/api/v1/secrets", selector):
         world.put_secret(secret, parts.keyring.fingerprint, parts.keyring.prove)
-    for key in await kube.list("/apis/keykeeper.dev/v1alpha1/apikeys"):
-        ref = world.put_key(key)
-        parts.facts.listed(ref, key)
-        # kopf's first list of the watch delivers every key again: the same key is no
-        # change (it waits in the sweep), a changed one goes before the sweep
-        world.echoes.saw_key(ref, key)
-        parts.queue.sweep(ref)
+    async for page in kube.pages("/apis/keykeeper.dev/v1alpha1/apikeys"):
+        for key in page:
+            ref = world.put_key(key)
+            parts.facts.listed(ref, key)
+            # kopf's first list of the watch delivers every key again: the same key is no
+            # change (it waits in the sweep), a changed one goes before the sweep
+            world.echoes.saw_key(ref, key)
+            parts.queue.sweep(ref)
+        del page
+    memory.release()  # the list's garbage given back to the system

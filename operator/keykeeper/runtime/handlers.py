@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from keykeeper.api import labels
+from keykeeper.kube.client import LIST_PAGE
 from keykeeper.runtime.process import Runtime
 
 log = logging.getLogger("keykeeper.handlers")
@@ -46,6 +47,13 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any)
     settings.posting.enabled = False  # keykeeper posts its own Events, with its own reasons
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
+    # kopf's first list in pages: it holds its current page until every object in it is
+    # handled, so one page of all keys was the whole list in memory at a restart (K3)
+    settings.watching.chunk_size = LIST_PAGE
+    # an idle per-object worker keeps the last event it handled (a whole ApiKey) until
+    # it exits: at 5 s every key of a restart's burst was alive at once, and the memory
+    # they took stayed with the process (K3)
+    settings.queueing.idle_timeout = 0.5
     # projected Secrets only: the store's own writes would be events the handler drops
     settings.watching.label_selectors["v1", "secrets"] = (
         f"{labels.MANAGED_SELECTOR},{labels.ROLE}={labels.ROLE_PROJECTION}"

@@ -11,6 +11,7 @@ import sys
 import kopf
 
 from keykeeper.kube.client import Kube, load_client
+from keykeeper.runtime import memory
 from keykeeper.runtime.hardening import harden_process
 from keykeeper.runtime.process import Runtime
 from keykeeper.runtime.settings import Settings
@@ -20,6 +21,7 @@ _FORMATS = {"json": kopf.LogFormat.JSON, "plain": kopf.LogFormat.PLAIN, "full": 
 
 def run_operator(args: argparse.Namespace) -> int:
     harden_process()  # before any key material exists in this process
+    memory.tune()  # before the first large response is read
     try:
         settings = _settings(args)
     except ValueError as exc:
