@@ -33,6 +33,7 @@ a log shipper: the same bytes, verifiable with the same key."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hmac
 import logging
 import os
@@ -45,6 +46,7 @@ from typing import Any, TextIO
 from keykeeper.api.reasons import Reason
 from keykeeper.audit.chain import GENESIS, Anchor, canonical, mac_of, parse_record
 from keykeeper.audit.groupsync import GroupSync
+from keykeeper.audit.reserve import Reserve
 from keykeeper.errors import AuditWriteError
 
 log = logging.getLogger("keykeeper.audit")
@@ -82,6 +84,8 @@ class AuditLog:
         self.durable = GroupSync(self._datasync, lambda: self._seq)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._seq, self._prev = 0, GENESIS
+        self.reserve = Reserve(path.with_name(path.name + ".reserve"))
+        self.failures = 0  # records that could not be written, in this process
         self._gaps: list[str] = []  # withdrawals taken without their record (remember)
         self._gaps_dropped = 0
         quarantined = self._recover()
@@ -198,24 +202,36 @@ class AuditLog:
         record["mac"] = mac_of(self._key, record)
         line = canonical(record) + b"\n"
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                written = os.write(fd, line)  # one write: never interleaved with another
-                if written != len(line):
-                    raise AuditWriteError(
-                        f"audit log {self.path}: wrote {written} of {len(line)} bytes"
-                    )
-                if self._fsync and sync:
-                    os.fdatasync(fd)
-            finally:
-                os.close(fd)
+            self._append(line, sync)
         except OSError as exc:
-            raise AuditWriteError(f"audit log {self.path}: {exc.strerror}") from None
+            if exc.errno != errno.ENOSPC or not self.reserve.release():
+                self.failures += 1
+                raise AuditWriteError(f"audit log {self.path}: {exc.strerror}") from None
+            log.error("audit volume %s is full: its reserve was released", self.path.parent)
+            try:
+                self._append(line, sync)
+            except OSError as again:
+                self.failures += 1
+                raise AuditWriteError(f"audit log {self.path}: {again.strerror}") from None
+        self.reserve.restore()
         self._seq, self._prev = record["seq"], record["mac"]
         if self._mirror is not None:
             self._mirror.write('{"audit":' + line[:-1].decode() + "}\n")
             self._mirror.flush()
         return record
+
+    def _append(self, line: bytes, sync: bool) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            start = os.fstat(fd).st_size
+            written = os.write(fd, line)  # one write: never interleaved with another
+            if written != len(line):  # a full volume takes part of it: none of it, then
+                os.ftruncate(fd, start)
+                raise OSError(errno.ENOSPC, f"wrote {written} of {len(line)} bytes")
+            if self._fsync and sync:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def continue_from(self, anchor: Anchor, detail: str) -> dict[str, Any]:
         """Continue the cluster's chain after another replica's anchored head."""

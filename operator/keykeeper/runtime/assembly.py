@@ -67,6 +67,8 @@ class Parts:
             api_throttled=self.reconciler.kube.throttled,
             anchor_age=self.anchorer.age() if leading else 0.0,
             unanchored=self.anchorer.unanchored() if leading else 0,
+            audit_failures=self.audit.failures,
+            audit_reserve_released=self.audit.reserve.released,
         )
 
 

@@ -106,6 +106,8 @@ class Snapshot:
     api_throttled: int = 0  # 429s the API client waited out
     anchor_age: float = 0.0  # seconds since the audit anchor last covered the log's head
     unanchored: int = 0  # audit records written since the last anchor
+    audit_failures: int = 0  # audit records that could not be written
+    audit_reserve_released: bool = False  # the audit volume filled up (K9)
 
 
 class _World(Collector):
@@ -179,6 +181,17 @@ def _audit(now: Snapshot) -> Iterator[Metric]:
         "keykeeper_audit_unanchored_records",
         "Audit records written since the last anchor.",
         now.unanchored,
+    )
+    yield CounterMetricFamily(
+        "keykeeper_audit_write_failures",
+        "Audit records that could not be written (their actions waited, or, for "
+        "withdrawals, were taken and named in an AuditGap record later).",
+        value=now.audit_failures,
+    )
+    yield _gauge(
+        "keykeeper_audit_reserve_released",
+        "1 while the audit volume is full and its reserve has been used.",
+        float(now.audit_reserve_released),
     )
 
 
