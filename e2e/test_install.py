@@ -322,11 +322,12 @@ def test_the_operators_container_is_what_pod_security_promises(plane: ControlPla
     assert seen["token_readable"]
 
 
+FENCE_PROBE_NAME = "fence-probe"  # the Secret the probe tries to create (a dry run)
 FENCE_PROBE = """
-import json, os, ssl, urllib.error, urllib.request
+import json, os, ssl, sys, urllib.error, urllib.request
 where = "/var/run/secrets/kubernetes.io/serviceaccount/"
 context = ssl.create_default_context(cafile=where + "ca.crt")
-body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "fence-probe",
+body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": sys.argv[1],
         "labels": {"app.kubernetes.io/managed-by": "keykeeper"}}}
 request = urllib.request.Request(
     "https://%s:%s/api/v1/namespaces/keykeeper-system/secrets?dryRun=All"
@@ -350,7 +351,7 @@ def test_the_apiserver_refuses_a_write_from_the_replica_that_does_not_lead(
     wait_for(lambda: len(ready_pods(plane)) == 2, timeout=90, what="two ready replicas")
     leader = wait_for(lambda: holder(plane), timeout=30, what="a leader")
     (standby,) = set(ready_pods(plane)) - {leader}
-    python = ("--", "/opt/keykeeper/bin/python", "-I", "-c", FENCE_PROBE)
+    python = ("--", "/opt/keykeeper/bin/python", "-I", "-c", FENCE_PROBE, FENCE_PROBE_NAME)
     status, _ = json.loads(plane.kubectl("-n", NAMESPACE, "exec", leader, *python))
     assert status == 201, "the leader's write is admitted (dry run)"
     status, message = json.loads(plane.kubectl("-n", NAMESPACE, "exec", standby, *python))
@@ -428,7 +429,7 @@ def test_the_standby_writes_nothing(plane: ControlPlane) -> None:
     def race(w: dict[str, Any]) -> bool:
         if (w["resource"], w["name"]) == ("secrets", "keykeeper-master-key"):
             return True
-        if (w["resource"], w["name"], w["code"]) == ("secrets", "fence-probe", 403):
+        if (w["resource"], w["name"], w["code"]) == ("secrets", FENCE_PROBE_NAME, 403):
             return True  # the fence test's own probe with the standby's token, refused
         lost = w["verb"] == "create" and w["code"] == 409
         return w["resource"] == "leases" and w["name"] in ("keykeeper-leader", "") and lost
