@@ -18,7 +18,7 @@ work, so kopf never retries a reconcile itself::
     │   ├── KeyDisabled               the KEK (or its version) is disabled or destroyed
     │   └── InvalidProviderConfig     the provider is misconfigured (or its extra is missing)
     ├── IntegrityError                a ciphertext or envelope failed to authenticate or parse
-    ├── AuditWriteError               an audit record could not be written: the action is not taken
+    ├── AuditWriteError               transient: an audit record could not be written: no action
     ├── NotLeading                    transient: not (or no longer surely) the Lease holder
     ├── NotStarted                    an event arrived before the operator's parts were built
     ├── SourceMissing                 transient: the secretRef Secret (or its key) is not there yet
@@ -139,9 +139,11 @@ class NotLeading(KeykeeperError):
 
 
 class AuditWriteError(KeykeeperError):
-    """A record could not be written whole and durable; the action it announces is not taken."""
+    """A record could not be written whole and durable; the action it announces is not taken
+    (the key says ``Ready=False AuditUnavailable`` and is looked at again soon)."""
 
-    reason = "AuditWriteFailed"
+    transient = True
+    reason = "AuditUnavailable"
 
 
 class SourceMissing(KeykeeperError):

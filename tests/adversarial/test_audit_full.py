@@ -7,7 +7,10 @@ a tmpfs of its own that the test makes refuse every write (remounted read-only: 
 full tmpfs still takes small appends into the file's last page, so ``ENOSPC`` comes
 late and at random; ``EROFS`` takes the same path, an ``OSError`` on write). The
 revocation must still withdraw, and the log name the withdrawals in an AuditGap
-record once it takes writes again.
+record once it takes writes again. Meanwhile the keys say why they are not
+reconciled (``Ready=False AuditUnavailable``, not a status that still reads Ready) and
+nothing new is exposed: a key created then is projected only once its records can be
+written.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from devtools.kk import Cluster, apikey, keypolicy, unique
+from devtools.kk import Cluster, apikey, condition, keypolicy, unique
 from devtools.operator import Operator, wait_for
 
 from tests.cluster import Leaks
@@ -64,7 +67,18 @@ def test_a_full_audit_volume_does_not_keep_a_revoked_key_projected(
         kk.patch_key(home, "k", {"spec": {"revoked": True}})
         for ns in targets:  # withdrawn although not one record can be written
             wait_for(lambda ns=ns: kk.secret(ns, "k") is None, what=f"withdrawn from {ns}")  # type: ignore[misc]
+        wait_for(
+            lambda: condition(kk.key(home, "k"), "Ready").get("reason") == "AuditUnavailable",
+            what="the revoked key to say its audit log cannot be written",
+        )
+        kk.create(apikey(home, "new", policy, projections=[{"namespace": targets[0]}]))
+        wait_for(
+            lambda: condition(kk.key(home, "new"), "Ready").get("reason") == "AuditUnavailable",
+            what="a key created meanwhile to say why it is not projected",
+        )
+        assert kk.secret(targets[0], "new") is None, "projected without its audit record"
         remount(volume, "rw")  # the next record names what was done without one
+        leaks.add(wait_for(lambda: kk.value(targets[0], "new"), what="projected once recorded"))
         kk.create(apikey(home, "after", policy, projections=[]))
         records = wait_for(
             lambda: [

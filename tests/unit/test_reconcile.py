@@ -19,7 +19,7 @@ from keykeeper.audit.events import EventSink
 from keykeeper.audit.log import AuditLog
 from keykeeper.controllers.apikey.reconcile import Reconciler
 from keykeeper.crypto.kdf import MasterKey
-from keykeeper.errors import ApiUnavailable, AuditWriteError, Conflict
+from keykeeper.errors import ApiUnavailable, Conflict
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.credentials import credentials_reader
@@ -100,11 +100,19 @@ class Harness:
     def secret(self, ns: str, name: str) -> dict[str, Any] | None:
         return self.kube.objects.get(secret_path(ns, name))
 
+    def events(self) -> list[dict[str, Any]]:
+        return [body for path, body in self.kube.objects.items() if "/events/" in path]
+
     def writes(self) -> Counter[str]:
         return Counter(
             f"{m} {p.split('/')[-1] if p.endswith('status') else _kind(p)}"
             for m, p in self.kube.writes()
         )
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(c for c in status["conditions"] if c["type"] == type_)
+    return found
 
 
 def _kind(path: str) -> str:
@@ -355,6 +363,28 @@ def test_a_full_audit_volume_does_not_keep_a_revoked_key_projected(h: Harness) -
     assert h.secret("a", "k") is not None
     h.audit.path = Path("/dev/full")  # every write: ENOSPC
     h.patch_key("home", "k", {"spec": {"revoked": True}})
-    with pytest.raises(AuditWriteError):  # recording the revocation itself waits for the disk
-        h.reconcile("home", "k")
+    retry = h.reconcile("home", "k")  # recording the revocation itself waits for the disk
     assert h.secret("a", "k") is None and h.secret("b", "k") is None
+    ready = _condition(h.status("home", "k"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "AuditUnavailable"), ready
+    assert h.status("home", "k")["phase"] == "Revoked"
+    assert retry is not None and retry <= 10.0
+
+
+def test_without_its_audit_record_nothing_is_exposed_and_the_status_says_why(
+    h: Harness, tmp_path: Path
+) -> None:
+    """K9: no record, no exposure; the key says ``Ready=False AuditUnavailable`` (not a
+    reconcile that fails unseen) and is projected once the log takes records again."""
+    h.audit.path = Path("/dev/full")
+    h.apikey("home", "k", "p", "a")
+    retry = h.reconcile("home", "k")
+    assert h.secret("a", "k") is None, "a value projected without its audit record"
+    ready = _condition(h.status("home", "k"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "AuditUnavailable"), ready
+    assert retry is not None
+    assert any(e["reason"] == "AuditUnavailable" for e in h.events()), h.events()
+    h.audit.path = tmp_path / "audit.jsonl"
+    h.reconcile("home", "k")
+    assert h.secret("a", "k") is not None
+    assert _condition(h.status("home", "k"), "Ready")["status"] == "True"

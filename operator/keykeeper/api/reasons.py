@@ -75,7 +75,7 @@ class Reason(StrEnum):
     FORBIDDEN = "Forbidden"
     API_UNAVAILABLE = "ApiUnavailable"
     NOT_LEADING = "NotLeading"
-    AUDIT_WRITE_FAILED = "AuditWriteFailed"
+    AUDIT_UNAVAILABLE = "AuditUnavailable"
     IMPORT_NOT_PERMITTED = "ImportNotPermitted"
     NOT_STARTED = "NotStarted"
 

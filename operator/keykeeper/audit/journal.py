@@ -48,14 +48,15 @@ class Journal:
         detail: str,
         version: store.Version | None = None,
         *,
-        withdrawal: bool = False,
+        proceeds: bool = False,
     ) -> None:
         """The audit record of an action about to be taken, with the version's KEK and
         fingerprint when there is one, on disk when this returns (one sync serves the
         records of every reconcile waiting: ``groupsync``). Raises ``AuditWriteError``:
-        no record, no action; except a ``withdrawal``, which never waits for the disk
-        (a full audit volume must not keep a revoked value served: K9) and is named in
-        an ``AuditGap`` record once the log is written again."""
+        no record, no action; except when the action ``proceeds`` whatever the disk says
+        (a withdrawal: a full audit volume must not keep a revoked value served, K9; a
+        status already written), which is named in an ``AuditGap`` record once the log
+        is written again."""
         if self.audit is None:
             return
         try:
@@ -72,7 +73,7 @@ class Journal:
             )
             await self.audit.durable.durable(int(record["seq"]))
         except AuditWriteError:
-            if not withdrawal:
+            if not proceeds:
                 raise
             namespace, name = self.ref
             self.audit.remember(action, namespace=namespace, name=name, uid=self.uid, detail=detail)
@@ -82,9 +83,11 @@ class Journal:
         self.told.append(Told(type_, reason, message))
 
     async def narrate(self, entry: Entry) -> None:
-        """A status change worth telling: its audit record (if any) and its Event."""
+        """A status change worth telling: its audit record (if any) and its Event. The
+        status is written already, so a record that cannot be written is remembered (as a
+        withdrawal's is) and the Event still posted: the change it tells cannot wait."""
         if entry.audit is not None:
-            await self.intend(entry.reason, entry.audit)
+            await self.intend(entry.reason, entry.audit, proceeds=True)
         self.tell(entry.type, entry.reason, entry.message)
 
 

@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from keykeeper.api.models import SecretType
 from keykeeper.api.reasons import EventType, Reason
-from keykeeper.controllers.apikey.run import TARGET_RETRY, Run
+from keykeeper.controllers.apikey.run import AUDIT_RETRY, TARGET_RETRY, Run
 from keykeeper.core import plan, projection, store
 from keykeeper.core.authz import Target
 from keykeeper.core.plan import TargetState
 from keykeeper.core.status import TargetResult
 from keykeeper.crypto.envelope import Binding
-from keykeeper.errors import KeykeeperError, ProviderError
+from keykeeper.errors import AuditWriteError, KeykeeperError, ProviderError
 from keykeeper.keys.keyring import Keyring
 from keykeeper.kube.client import Conflict, Kube
 from keykeeper.kube.echoes import SecretSignature
@@ -91,7 +91,7 @@ class Projector:
         be deleted now is retried soon and never stops the others."""
         for secret in held:
             where = f"{secret.namespace}/{secret.name}"
-            await run.journal.intend(Reason.PROJECTION_WITHDRAWN, where, withdrawal=True)
+            await run.journal.intend(Reason.PROJECTION_WITHDRAWN, where, proceeds=True)
             path = secret_path(secret.namespace, secret.name)
             try:
                 gone = await self.kube.delete_held(path, uid=secret.uid)
@@ -131,7 +131,11 @@ class Projector:
             return failed(target, exc, int(held.version) if held and held.version else None)
         rendered = projection.render(desired, run.ref, run.uid, self.keyring.prove, value, previous)
         where = f"{target.namespace}/{target.secret_name}"
-        await run.journal.intend(Reason.PROJECTED, where, stored.current)
+        try:
+            await run.journal.intend(Reason.PROJECTED, where, stored.current)
+        except AuditWriteError as exc:  # no record, no write: what is there stays (authorized)
+            run.fail(exc, AUDIT_RETRY)
+            return failed(target, exc, int(held.version) if held and held.version else None)
         self.world.echoes.expect_secret(
             slot,
             SecretSignature(

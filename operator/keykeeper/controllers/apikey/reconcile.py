@@ -44,13 +44,13 @@ from keykeeper.controllers.apikey.projecting import (
 from keykeeper.controllers.apikey.reporting import Reporter
 from keykeeper.controllers.apikey.restarts import Restarter
 from keykeeper.controllers.apikey.rewrapping import rewrap
-from keykeeper.controllers.apikey.run import SOURCE_RETRY, Run, provider_backoff
+from keykeeper.controllers.apikey.run import AUDIT_RETRY, SOURCE_RETRY, Run, provider_backoff
 from keykeeper.controllers.apikey.sources import SourceMissing, Sources
 from keykeeper.controllers.apikey.versions import VersionKeeper
 from keykeeper.core import lifecycle, store
 from keykeeper.core.intent import intent_of, rules_of
 from keykeeper.core.store import facts
-from keykeeper.errors import IntegrityError, ProviderError, SpecError
+from keykeeper.errors import AuditWriteError, IntegrityError, ProviderError, SpecError
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.revocations import Revocations
 from keykeeper.keys.sealing import SealingKeys
@@ -106,7 +106,11 @@ class Reconciler:
         stored, life = store.Store(run.uid), None
         admitted = await self.enforcer.admit(run)
         if admitted is not None:
-            stored, life = await self._drive(run, *admitted)
+            try:
+                stored, life = await self._drive(run, *admitted)
+            except AuditWriteError as exc:  # a record later in the reconcile: say so, wait
+                run.fail(exc, AUDIT_RETRY)
+                stored = await self.keeper.read(run.uid)
         await self.reporter.report(run, stored, life)
         if run.provider_failed:
             self.provider_failures[ref] = self.provider_failures.get(ref, 0) + 1
@@ -185,6 +189,8 @@ class Reconciler:
                 life = decide(stored, source_fp)
         except SourceMissing as exc:
             run.fail(exc, SOURCE_RETRY)
+        except AuditWriteError as exc:  # no record, no new version: the phase decided stands
+            run.fail(exc, AUDIT_RETRY)
         except (ProviderError, SpecError, IntegrityError) as exc:
             run.fail(exc)  # a provider's failure is retried with backoff (run.provider_trouble)
         try:
