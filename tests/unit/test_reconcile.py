@@ -7,6 +7,7 @@ apiserver in tests/integration and tests/adversarial.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -388,3 +389,18 @@ def test_without_its_audit_record_nothing_is_exposed_and_the_status_says_why(
     h.reconcile("home", "k")
     assert h.secret("a", "k") is not None
     assert _condition(h.status("home", "k"), "Ready")["status"] == "True"
+
+
+def test_one_record_per_action_per_reconcile_names_every_target(h: Harness) -> None:
+    """K9: a record per target let a tenant grow the log by ~400 bytes per target per
+    command; a reconcile now writes one record per action, naming all its targets."""
+    h.apikey("home", "k", "p", "home", "a", "b")
+    h.reconcile("home", "k")
+    h.patch_key("home", "k", {"spec": {"revoked": True}})
+    h.reconcile("home", "k")
+    records = [json.loads(line) for line in h.audit.path.read_text().splitlines()]
+    by_action = Counter(r["action"] for r in records)
+    assert by_action["Projected"] == 1 and by_action["ProjectionWithdrawn"] == 1, by_action
+    for action in ("Projected", "ProjectionWithdrawn"):
+        detail = next(r["detail"] for r in records if r["action"] == action)
+        assert {"home/k", "a/k", "b/k"} == set(detail.split("; ")), detail

@@ -11,7 +11,8 @@ nothing else holds a list of Events.
 What is told is posted as **one Event per type per reconcile** (``summarize``): its
 reason is the first action told, its message every action as ``Reason: what``, the
 actions joined by `` | ``. A new key with three targets is one Event, not five; the
-audit log keeps one record per action.
+audit log keeps one record per action per reconcile, naming every target it is taken
+for (a key with 64 targets is one ``Projected`` record, not 64: K9).
 """
 
 from __future__ import annotations

@@ -89,9 +89,11 @@ class Projector:
     async def withdraw(self, run: Run, held: Sequence[plan.Held]) -> None:
         """Delete each held Secret (exactly that object: uid precondition). One that cannot
         be deleted now is retried soon and never stops the others."""
+        if held:  # one record names them all
+            every = "; ".join(f"{secret.namespace}/{secret.name}" for secret in held)
+            await run.journal.intend(Reason.PROJECTION_WITHDRAWN, every, proceeds=True)
         for secret in held:
             where = f"{secret.namespace}/{secret.name}"
-            await run.journal.intend(Reason.PROJECTION_WITHDRAWN, where, proceeds=True)
             path = secret_path(secret.namespace, secret.name)
             try:
                 gone = await self.kube.delete_held(path, uid=secret.uid)
@@ -114,28 +116,51 @@ class Projector:
             if not isinstance(gone, dict):  # a held one stays known until its DELETED event
                 self.world.drop_secret((secret.namespace, secret.name))
 
-    async def write(
-        self, run: Run, desired: projection.Desired, stored: store.Store, values: Values
-    ) -> TargetResult:
-        """Bring one target up to date; whatever fails here fails for this target only."""
-        target = desired.target
-        slot = (target.namespace, target.secret_name)
-        held = self.world.projected.get(slot)
+    async def write_all(
+        self, run: Run, wanted: Sequence[projection.Desired], values: Values, stored: store.Store
+    ) -> list[TargetResult]:
+        """Bring every target up to date at once, under one audit record naming them all
+        (one per reconcile, not one per target: K9); what fails for one target fails for
+        it only, and a target with no record or no plaintext keeps what it holds (it is
+        authorized)."""
+        rendered = [await self._render(run, desired, values) for desired in wanted]
+        ready = [(d, r) for d, r in zip(wanted, rendered, strict=True) if isinstance(r, dict)]
+        where = "; ".join(f"{d.target.namespace}/{d.target.secret_name}" for d, _ in ready)
+        try:
+            if ready:
+                await run.journal.intend(Reason.PROJECTED, where, stored.current)
+        except AuditWriteError as exc:  # no record, no write
+            run.fail(exc, AUDIT_RETRY)
+            return [
+                r if isinstance(r, TargetResult) else failed(d.target, exc, self._holds(d.target))
+                for d, r in zip(wanted, rendered, strict=True)
+            ]
+        written = iter(await asyncio.gather(*(self._write(run, d, r) for d, r in ready)))
+        return [r if isinstance(r, TargetResult) else next(written) for r in rendered]
+
+    def _holds(self, target: Target) -> int | None:
+        held = self.world.projected.get((target.namespace, target.secret_name))
+        return int(held.version) if held and held.version else None
+
+    async def _render(
+        self, run: Run, desired: projection.Desired, values: Values
+    ) -> Body | TargetResult:
+        """The Secret to write for one target, or why there is none (no plaintext now)."""
         try:
             value = await values.of(desired.version)
             previous = (
                 await values.of(desired.previous_version) if desired.previous_version else None
             )
-        except ProviderError as exc:  # no plaintext now: what is there stays (it is authorized)
+        except ProviderError as exc:
             run.provider_trouble()
-            return failed(target, exc, int(held.version) if held and held.version else None)
-        rendered = projection.render(desired, run.ref, run.uid, self.keyring.prove, value, previous)
+            return failed(desired.target, exc, self._holds(desired.target))
+        return projection.render(desired, run.ref, run.uid, self.keyring.prove, value, previous)
+
+    async def _write(self, run: Run, desired: projection.Desired, rendered: Body) -> TargetResult:
+        target = desired.target
+        slot = (target.namespace, target.secret_name)
+        held = self.world.projected.get(slot)
         where = f"{target.namespace}/{target.secret_name}"
-        try:
-            await run.journal.intend(Reason.PROJECTED, where, stored.current)
-        except AuditWriteError as exc:  # no record, no write: what is there stays (authorized)
-            run.fail(exc, AUDIT_RETRY)
-            return failed(target, exc, int(held.version) if held and held.version else None)
         self.world.echoes.expect_secret(
             slot,
             SecretSignature(

@@ -23,7 +23,6 @@ actions), ``plan`` (what to write, keep, withdraw, deny), ``status`` and
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -230,13 +229,8 @@ class Reconciler:
         values = Values(
             self.keyring, run.ref, run.uid, stored, self._opening(stored, policy, providers)
         )
-        # a key's targets are written at once (their audit records share one sync)
-        run.results += await asyncio.gather(
-            *(
-                self.projector.write(run, desired(target, stored, phase), stored, values)
-                for target in planned.write
-            )
-        )
+        wanted = [desired(target, stored, phase) for target in planned.write]
+        run.results += await self.projector.write_all(run, wanted, values, stored)
 
     # -- the KMS a key's envelopes are under -----------------------------------------------------
 
