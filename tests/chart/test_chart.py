@@ -107,6 +107,7 @@ def test_the_admission_policies_name_the_releases_service_account(render: Render
         ("operator.logFormat=xml", "value must be one of 'json', 'plain', 'full'"),
         ("image.digest=latest", "/image/digest"),
         ("audit.volume=hostPath", "/audit/volume"),
+        ("audit.segmentBytes=1000", "/audit/segmentBytes': minimum: got 1,000, want 65,536"),
         ("http.port=80", "/http/port': minimum: got 80, want 1,024"),
         ("operator.sealingRenewal=monthly", "/operator/sealingRenewal"),
         ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
@@ -177,6 +178,8 @@ def test_two_replicas_a_budget_spread_probes_and_resources_by_default(render: Re
     assert container["resources"]["limits"]["memory"] == "1Gi"
     env = {e["name"]: e for e in container["env"]}
     assert env["KEYKEEPER_LEADER_ELECTION"]["value"] == "true"
+    assert env["KEYKEEPER_AUDIT_SEGMENT_BYTES"]["value"] == "16777216"  # not 1.6777216e+07
+    assert env["KEYKEEPER_AUDIT_SEGMENTS_KEPT"]["value"] == "8"
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert by_kind(render("replicaCount=1"), "PodDisruptionBudget") == []
     assert by_kind(docs, "ServiceMonitor") == []

@@ -221,3 +221,27 @@ def test_a_forged_anchor_date_breaks_its_seal(tmp_path: Path) -> None:
     assert real.authentic(KEY)
     forged = Anchor(real.seq, real.mac, real.seal, real.writer, "2030-01-01T00:00:00Z")
     assert not forged.authentic(KEY)
+
+
+def test_a_closed_segment_is_anchored_at_once_not_at_the_next_tick(tmp_path: Path) -> None:
+    """K9: the head that ends a segment is anchored as soon as the segment closes, so
+    a whole newest segment taken away is caught even before the next tick."""
+    kube = FakeKube()
+    audit = AuditLog(tmp_path / "audit.jsonl", KEY, fsync=False, segment_bytes=2048, kept=0)
+    anchorer = Anchorer(kube, NS, audit, KEY, writer="pod-a")
+    audit.on_segment = anchorer.soon
+
+    async def closing() -> None:
+        ticking = asyncio.create_task(anchorer.run(interval=3600))  # the tick never comes
+        await asyncio.sleep(0)
+        for n in range(10):
+            audit.append("Projected", name="k", detail=f"t{n}" * 100)
+        assert audit.segments.closed(), "no segment closed"
+        for _ in range(100):
+            if anchorer.unanchored() < audit.head()[0]:
+                break
+            await asyncio.sleep(0.01)
+        ticking.cancel()
+
+    asyncio.run(closing())
+    assert kube.writes(), "the segment's head was not anchored before the tick"

@@ -18,6 +18,12 @@ from keykeeper.runtime.settings import Settings
         pytest.param({"KEYKEEPER_WORKERS": "0"}, "workers must be 1 to", id="no-workers"),
         pytest.param({"KEYKEEPER_WORKERS": "100000"}, "workers must be 1 to", id="too-many"),
         pytest.param({"KEYKEEPER_WORKERS": "many"}, "not a whole number", id="workers-text"),
+        pytest.param(
+            {"KEYKEEPER_AUDIT_SEGMENT_BYTES": "100"}, "audit segments must be", id="tiny-segment"
+        ),
+        pytest.param(
+            {"KEYKEEPER_AUDIT_SEGMENTS_KEPT": "-1"}, "audit segments must be", id="kept-negative"
+        ),
         pytest.param({"KEYKEEPER_FIPS": "yes"}, "not a boolean", id="flag"),
         pytest.param({"KEYKEEPER_SEALING_RENEWAL": "soon"}, "duration", id="duration"),
         pytest.param({"KEYKEEPER_SEALING_CHECK": "-1"}, "must be positive", id="interval"),

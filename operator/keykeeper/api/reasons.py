@@ -43,6 +43,8 @@ class Reason(StrEnum):
     SOURCE_DELETED = "SourceDeleted"
     AUDIT_GAP = "AuditGap"
     AUDIT_HANDOFF = "AuditHandoff"
+    AUDIT_SEGMENT = "AuditSegment"
+    AUDIT_PRUNED = "AuditPruned"
     # -- authorization of one target (core.authz) and the plan's denials (core.plan) -------
     AUTHORIZED = "Authorized"
     KEY_NOT_PROJECTING = "KeyNotProjecting"

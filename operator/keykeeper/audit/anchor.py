@@ -17,6 +17,7 @@ with it, so a forged handoff is as detectable as a forged head.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from keykeeper.api import labels, timestamps
 from keykeeper.api.models import SecretType
 from keykeeper.api.reasons import Reason
 from keykeeper.api.timestamps import rfc3339
-from keykeeper.audit.chain import Anchor, find
+from keykeeper.audit.chain import Anchor
 from keykeeper.audit.log import AuditLog
 from keykeeper.kube.client import Conflict, Kube
 from keykeeper.kube.paths import secret_path
@@ -79,6 +80,8 @@ class Anchorer:
         self._resource_version: str | None = None
         # another replica's authentic anchor is ahead of this one's head: it leads now
         self.superseded = False
+        self._soon = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def check_at_start(self) -> None:
         """Compare the log with the last anchor; record a gap if the log lost records."""
@@ -91,7 +94,7 @@ class Anchorer:
         if not anchor.authentic(self._key):
             problem = "the anchor in the cluster is not authentic"
         elif anchor.writer and anchor.writer != self._writer:
-            record = await asyncio.to_thread(find, self._audit.path, anchor.seq)
+            record = await asyncio.to_thread(self._audit.segments.find, anchor.seq)
             if record is not None and record.get("mac") == anchor.mac:
                 self._anchored = (anchor.seq, anchor.mac)
                 return
@@ -105,7 +108,7 @@ class Anchorer:
         elif seq < anchor.seq:
             problem = f"records {seq + 1}..{anchor.seq} are missing (the log was truncated)"
         else:
-            record = await asyncio.to_thread(find, self._audit.path, anchor.seq)
+            record = await asyncio.to_thread(self._audit.segments.find, anchor.seq)
             if record is not None and record.get("mac") == anchor.mac:
                 self._anchored = (anchor.seq, anchor.mac)  # a restart re-anchors nothing
                 return
@@ -195,9 +198,17 @@ class Anchorer:
             )
         return self.superseded
 
+    def soon(self) -> None:
+        """Anchor now, not at the next tick (the log closed a segment); any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._soon.set)
+
     async def run(self, interval: float = INTERVAL) -> None:
+        self._loop = asyncio.get_running_loop()
         while not self.superseded:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._soon.wait(), interval)
+            self._soon.clear()
             try:
                 await self.anchor()
             except Exception as exc:  # an anchor is retried at the next tick

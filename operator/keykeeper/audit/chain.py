@@ -14,7 +14,6 @@ import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from keykeeper.api.reasons import Reason
@@ -88,20 +87,9 @@ class Verdict:
         return f"BROKEN{where}: {self.problem} ({self.records} records verified before it)"
 
 
-def find(path: Path, seq: int) -> dict[str, Any] | None:
-    """The record with sequence number ``seq`` in the log at ``path``, if it is there."""
-    if not path.exists():
-        return None
-    with path.open("rb") as handle:
-        for line in handle:
-            record = parse_record(line.strip()) if line.strip() else None
-            if record is not None and record.get("seq") == seq:
-                return record
-    return None
-
-
 def verify(lines: Iterable[bytes | str], key: bytes, anchor: Anchor | None = None) -> Verdict:
-    """Check every record's MAC, its link to the one before, and the sequence numbers;
+    """Check every record's MAC, its link to the one before, and the sequence numbers
+    (the first may be an ``AuditSegment``: the chain goes on from a segment not given);
     with ``anchor``, also that the log still reaches the anchored head (so dropped
     newest records, a rollback or an emptied file are caught)."""
     prev, seq, count = GENESIS, 0, 0
@@ -115,29 +103,12 @@ def verify(lines: Iterable[bytes | str], key: bytes, anchor: Anchor | None = Non
                 raise ValueError("not an audit record")
         except ValueError:
             return Verdict(False, count, number, "the line is not an audit record")
-        if not hmac.compare_digest(str(record["mac"]), mac_of(key, record)):
-            return Verdict(
-                False,
-                count,
-                number,
-                f"record seq={record.get('seq')} was altered "
-                "(its MAC does not match; or the audit key is not this log's)",
-            )
-        if record.get("prev") != prev:
-            return Verdict(
-                False,
-                count,
-                number,
-                f"record seq={record.get('seq')} does not follow "
-                "the record before it (a record is missing, reordered or inserted)",
-            )
-        handoff = record.get("action") == Reason.AUDIT_HANDOFF and isinstance(
-            record.get("seq"), int
-        )
-        if record.get("seq") != seq + 1 and not (handoff and record["seq"] > seq):
-            return Verdict(
-                False, count, number, f"sequence jumps from {seq} to {record.get('seq')}"
-            )
+        begins = count == 0 and record.get("action") == Reason.AUDIT_SEGMENT
+        if begins and isinstance(record.get("seq"), int):  # a segment after others not given
+            prev, seq = str(record.get("prev")), int(record["seq"]) - 1
+        problem = _problem(record, key, prev, seq)
+        if problem:
+            return Verdict(False, count, number, problem)
         prev, seq, count = str(record["mac"]), int(record["seq"]), count + 1
         if anchor is not None and seq == anchor.seq and prev != anchor.mac:
             return Verdict(
@@ -160,3 +131,21 @@ def verify(lines: Iterable[bytes | str], key: bytes, anchor: Anchor | None = Non
                 f"{anchor.seq - seq} newest records are missing (truncated or emptied)",
             )
     return Verdict(True, count)
+
+
+def _problem(record: dict[str, Any], key: bytes, prev: str, seq: int) -> str:
+    """What is wrong with one record after the one with ``prev`` and ``seq`` ("": none)."""
+    if not hmac.compare_digest(str(record["mac"]), mac_of(key, record)):
+        return (
+            f"record seq={record.get('seq')} was altered "
+            "(its MAC does not match; or the audit key is not this log's)"
+        )
+    if record.get("prev") != prev:
+        return (
+            f"record seq={record.get('seq')} does not follow "
+            "the record before it (a record is missing, reordered or inserted)"
+        )
+    handoff = record.get("action") == Reason.AUDIT_HANDOFF and isinstance(record.get("seq"), int)
+    if record.get("seq") != seq + 1 and not (handoff and record["seq"] > seq):
+        return f"sequence jumps from {seq} to {record.get('seq')}"
+    return ""

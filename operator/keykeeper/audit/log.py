@@ -27,14 +27,16 @@ sequence number after the anchored one, ``prev`` still linking to its own file's
 record (so its file's chain stays whole), and the anchored head in ``detail``. The
 only jump ``verify`` accepts is a handoff's, forward.
 
+The file is closed at a size and a new one begun with an ``AuditSegment`` record that
+links to the closed one (``audit.segments``); only the newest segments are kept, and
+removing one is recorded (``AuditPruned``).
+
 Each record can also be written to stdout as one JSON line ``{"audit": record}`` for
 a log shipper: the same bytes, verifiable with the same key."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import hmac
 import logging
 import os
 import threading
@@ -44,13 +46,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from keykeeper.api.reasons import Reason
-from keykeeper.audit.chain import GENESIS, Anchor, canonical, mac_of, parse_record
+from keykeeper.audit.chain import GENESIS, Anchor, canonical, mac_of
 from keykeeper.audit.groupsync import GroupSync
 from keykeeper.audit.reserve import Reserve
+from keykeeper.audit.segments import KEPT, SEGMENT_BYTES, Segments, last_verified, write_private
 from keykeeper.errors import AuditWriteError
 
 log = logging.getLogger("keykeeper.audit")
 
+SEGMENT_RECORDS = {Reason.AUDIT_SEGMENT, Reason.AUDIT_PRUNED}  # never close a segment
 GAP_LIMIT = 1000  # withdrawals named in one AuditGap record; the rest are counted
 
 
@@ -74,6 +78,8 @@ class AuditLog:
         fsync: bool = True,
         mirror: TextIO | None = None,
         shown: Callable[[str, str], str] = lambda uid, fingerprint: fingerprint,
+        segment_bytes: int = SEGMENT_BYTES,
+        kept: int = KEPT,
     ) -> None:
         self.path = path
         self._key = key
@@ -88,6 +94,10 @@ class AuditLog:
         self.failures = 0  # records that could not be written, in this process
         self._gaps: list[str] = []  # withdrawals taken without their record (remember)
         self._gaps_dropped = 0
+        self.segments = Segments(path, segment_bytes, kept)
+        self.on_segment: Callable[[], None] | None = None  # a segment closed: anchor soon
+        self._begun: str | None = None  # the record that begins the open file, still to write
+        self._size = 0
         quarantined = self._recover()
         if quarantined is not None:
             self.append(
@@ -114,21 +124,18 @@ class AuditLog:
 
     def _recover(self) -> tuple[Path, int] | None:
         """Find the last record that verifies; quarantine whatever follows it."""
-        if not self.path.exists():
+        data = self.path.read_bytes() if self.path.exists() else b""
+        found = last_verified(data, self._key)
+        if found is not None:
+            end, self._seq, self._prev = found
+        else:  # nothing verifies here: the chain goes on from the newest closed segment
+            end, head = 0, self.segments.newest_head(self._key)
+            if head is not None:
+                self._seq, self._prev = head
+                self._begun = f"follows the closed segment ending at record {head[0]}"
+        self._size = end
+        if not data:
             return None
-        data = self.path.read_bytes()
-        end = len(data)
-        while end > 0:
-            start = data.rfind(b"\n", 0, end - 1) + 1
-            line = data[start:end].strip()
-            if line:
-                record = parse_record(line)
-                if record is not None and hmac.compare_digest(
-                    str(record["mac"]), mac_of(self._key, record)
-                ):
-                    self._seq, self._prev = int(record["seq"]), str(record["mac"])
-                    break
-            end = start
         good = data[:end] if end == 0 or data[end - 1 : end] == b"\n" else data[:end] + b"\n"
         rest = data[end:]
         if not rest.strip():
@@ -136,9 +143,9 @@ class AuditLog:
         quarantine = self.path.with_name(
             f"{self.path.name}.quarantined-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
         )
-        _write_private(quarantine, rest)
+        write_private(quarantine, rest)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        _write_private(tmp, good)
+        write_private(tmp, good)
         os.replace(tmp, self.path)
         log.warning(
             "audit log %s: %d bytes after the last verifiable record moved to %s",
@@ -170,6 +177,9 @@ class AuditLog:
         shown = self._shown(uid, fingerprint) if fingerprint else ""
         fields = _fields(action, namespace, name, uid, version, kms_key_id, shown, detail)
         with self._lock:
+            if self._begun is not None:
+                self._write(_fields(Reason.AUDIT_SEGMENT, detail=self._begun), now, sync=False)
+                self._begun = None
             if self._gaps:
                 untold = f"; {self._gaps_dropped} more" if self._gaps_dropped else ""
                 gap = "taken while the log could not be written: " + "; ".join(self._gaps)
@@ -215,10 +225,36 @@ class AuditLog:
                 raise AuditWriteError(f"audit log {self.path}: {again.strerror}") from None
         self.reserve.restore()
         self._seq, self._prev = record["seq"], record["mac"]
+        self._size += len(line)
         if self._mirror is not None:
             self._mirror.write('{"audit":' + line[:-1].decode() + "}\n")
             self._mirror.flush()
+        if self.segments.due(self._size) and fields["action"] not in SEGMENT_RECORDS:
+            self._close_segment(now)
         return record
+
+    def _close_segment(self, now: datetime | None) -> None:
+        """Close the open file and begin the next with a record linking to it; prune the
+        oldest segments, saying so (``_lock`` held; a failure leaves the file open)."""
+        try:
+            closed = self.segments.close(self._seq)
+        except OSError as exc:
+            log.warning("audit log %s: could not close the segment: %s", self.path, exc)
+            return
+        self._size = 0
+        self._begun = f"follows {closed.name}: records up to {self._seq}, the last one {self._prev}"
+        try:
+            self._write(_fields(Reason.AUDIT_SEGMENT, detail=self._begun), now, sync=False)
+            self._begun = None
+            gone = self.segments.prune()
+            if gone:
+                names = ", ".join(p.name for p in gone)
+                detail = f"removed {names}: only the newest {self.segments.kept} are kept"
+                self._write(_fields(Reason.AUDIT_PRUNED, detail=detail), now, sync=False)
+        except (AuditWriteError, OSError) as exc:  # told with the next record that is written
+            log.warning("audit log %s: a new segment: %s", self.path, exc)
+        if self.on_segment is not None:
+            self.on_segment()
 
     def _append(self, line: bytes, sync: bool) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -253,13 +289,3 @@ def _fields(
     return {"action": action, "namespace": namespace, "name": name, "uid": uid,
             "version": version, "kmsKeyId": kms_key_id, "fingerprint": fingerprint,
             "detail": detail}  # fmt: skip
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file only its owner may read (0600, as the log itself)."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()  # a leftover .tmp of a crash: its mode is not trusted
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())

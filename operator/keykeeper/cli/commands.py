@@ -1,7 +1,7 @@
 """The ``keykeeper`` command (also installed as the kubectl plugin ``kubectl-keykeeper``).
 
 keykeeper run                       run the operator (settings from flags and env)
-keykeeper audit verify LOG          check an audit log's HMAC chain against its anchor
+keykeeper audit verify LOG...       check an audit log's HMAC chain against its anchor
 keykeeper cert                      print the cluster's sealing public key (and fingerprint)
 keykeeper seal -n NS --name N       seal a value for one ApiKey: a manifest safe in git
 keykeeper status|plan|rotate|suspend|reinstate|revoke [NAME]   day-2 work on ApiKeys
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -143,7 +145,13 @@ def _add_audit(commands: Any) -> None:
     audit = commands.add_parser("audit", help="audit log tools")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_commands.add_parser("verify", help="check an audit log's HMAC chain")
-    verify.add_argument("log", type=Path)
+    verify.add_argument(
+        "log",
+        type=Path,
+        nargs="+",
+        help="the log; with closed segments, those first then the open file "
+        "(audit.jsonl.0* audit.jsonl)",
+    )
     source = verify.add_mutually_exclusive_group()
     source.add_argument(
         "--audit-key-file",
@@ -258,8 +266,9 @@ def _verify(args: argparse.Namespace, cluster: UserCluster) -> int:
             print("note: no anchor in the cluster; checking the chain only", file=sys.stderr)
     if found is not None:
         print(anchor.describe(found), file=sys.stderr)
-    with args.log.open("rb") as handle:
-        verdict = verify(handle, key, found)
+    with contextlib.ExitStack() as files:
+        handles = [files.enter_context(path.open("rb")) for path in args.log]
+        verdict = verify(itertools.chain.from_iterable(handles), key, found)
     print(verdict)
     return 0 if verdict.ok else 1
 

@@ -98,15 +98,11 @@ def assemble(
         settings.sealing_cutoff,
         v1_until=settings.sealed_v1_until,
     )
-    audit = AuditLog(
-        settings.audit_log,
-        keyring.audit_key,
-        mirror=sys.stdout if settings.audit_stdout else None,
-        shown=keyring.shown,
-    )
+    audit = audit_log(settings, keyring)
     anchorer = Anchorer(
         kube, settings.namespace, audit, keyring.audit_key, writer=settings.instance
     )
+    audit.on_segment = anchorer.soon
     sink = EventSink(kube, settings.instance)
     reconciler = Reconciler(
         kube, world, keyring, providers, sealing, sink, audit, settings.namespace
@@ -131,6 +127,17 @@ def assemble(
         queue,
         policy_queue,
         facts,
+    )
+
+
+def audit_log(settings: Settings, keyring: Keyring) -> AuditLog:
+    return AuditLog(
+        settings.audit_log,
+        keyring.audit_key,
+        mirror=sys.stdout if settings.audit_stdout else None,
+        shown=keyring.shown,
+        segment_bytes=settings.audit_segment_bytes,
+        kept=settings.audit_segments_kept,
     )
 
 

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from keykeeper.api.durations import parse_duration
+from keykeeper.audit.segments import KEPT, SEGMENT_BYTES
 
 LOG_FORMATS = ("json", "plain", "full")
 MAX_WORKERS = 256
+MIN_SEGMENT_BYTES = 64 * 1024  # an audit segment holds more than a few records
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class Settings:
     http_address: str = ":8080"  # /healthz, /readyz, /metrics; "" serves nothing
     leader_election: bool = False  # on in the chart: only the Lease holder writes
     audit_stdout: bool = False  # each audit record also as a JSON line on stdout
+    audit_segment_bytes: int = SEGMENT_BYTES  # the audit file is closed past this size
+    audit_segments_kept: int = KEPT  # closed audit segments kept (0: all)
     workers: int = 16  # keys reconciled at once: each mostly waits on the API or a KMS
     instance: str = "keykeeper"
     sealing_renewal: timedelta | None = timedelta(days=30)  # None: never
@@ -41,6 +45,12 @@ class Settings:
             )
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"workers must be 1 to {MAX_WORKERS}, not {self.workers}")
+        if self.audit_segment_bytes < MIN_SEGMENT_BYTES or self.audit_segments_kept < 0:
+            raise ValueError(
+                f"audit segments must be at least {MIN_SEGMENT_BYTES} bytes, and a count "
+                f"of them kept 0 (all) or more: {self.audit_segment_bytes}, "
+                f"{self.audit_segments_kept}"
+            )
         if self.sealing_check <= 0:
             raise ValueError(f"the sealing check interval must be positive: {self.sealing_check}")
 
@@ -59,6 +69,16 @@ class Settings:
             http_address=env.get("KEYKEEPER_HTTP_ADDRESS", default.http_address),
             leader_election=_flag(env.get("KEYKEEPER_LEADER_ELECTION", "false")),
             audit_stdout=_flag(env.get("KEYKEEPER_AUDIT_STDOUT", "false")),
+            audit_segment_bytes=_integer(
+                "KEYKEEPER_AUDIT_SEGMENT_BYTES",
+                env.get("KEYKEEPER_AUDIT_SEGMENT_BYTES"),
+                default.audit_segment_bytes,
+            ),
+            audit_segments_kept=_integer(
+                "KEYKEEPER_AUDIT_SEGMENTS_KEPT",
+                env.get("KEYKEEPER_AUDIT_SEGMENTS_KEPT"),
+                default.audit_segments_kept,
+            ),
             workers=_integer("KEYKEEPER_WORKERS", env.get("KEYKEEPER_WORKERS"), default.workers),
             instance=env.get("POD_NAME", env.get("HOSTNAME", default.instance)),
             sealing_renewal=_duration(env.get("KEYKEEPER_SEALING_RENEWAL", "30d")),
