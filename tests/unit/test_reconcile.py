@@ -404,3 +404,23 @@ def test_one_record_per_action_per_reconcile_names_every_target(h: Harness) -> N
     for action in ("Projected", "ProjectionWithdrawn"):
         detail = next(r["detail"] for r in records if r["action"] == action)
         assert {"home/k", "a/k", "b/k"} == set(detail.split("; ")), detail
+
+
+def test_a_status_computed_from_a_stale_key_is_not_written(h: Harness) -> None:
+    """K12: the status patch carries the resourceVersion the reconcile read. A replica
+    that stopped leading (or a reconcile that read the key before it changed) cannot
+    overwrite the status another writer has written since; the key is looked at again,
+    read from the API."""
+    h.apikey("home", "k", "p", "a", "b")
+    h.reconcile("home", "k")
+    h.world.put_key(h.kube.objects[apikey_path("home", "k")])  # what this replica saw
+    by_leader = {"status": {"phase": "Suspended"}}  # written since, by the new leader
+    asyncio.run(h.kube.patch(apikey_path("home", "k", status=True), by_leader))
+    newer = json.loads(json.dumps(h.status("home", "k")))
+    h.world.drop_namespace("b")  # this replica's reconcile has a status to write
+    retry = asyncio.run(h.reconciler.reconcile(("home", "k")))  # from the stale body
+    assert h.status("home", "k") == newer, "a stale status overwrote a newer one"
+    assert retry is not None and retry <= 1.0
+    assert h.world.body_of(("home", "k")) is None, "the next reconcile reads the key again"
+    asyncio.run(h.reconciler.reconcile(("home", "k")))  # from the API's body: written
+    assert h.status("home", "k")["phase"] == "Active"

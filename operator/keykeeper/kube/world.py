@@ -19,19 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keykeeper.api.models import (
-    ApiKeySpec,
-    KeyPolicySpec,
-    Phase,
-    parse_policy_spec,
-)
-from keykeeper.core.authz import (
-    KeyContext,
-    NamespaceInfo,
-    accepted_sources,
-    admits_source,
-    selects,
-)
+from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Phase, parse_policy_spec
+from keykeeper.core.authz import KeyContext, NamespaceInfo, accepted_sources, admits_source, selects
 from keykeeper.core.projection import ProjectedSecret, Prover, recorded
 from keykeeper.errors import SpecError
 from keykeeper.kube.echoes import Echoes
@@ -244,6 +233,16 @@ class World:
         """The key's status as last written: the operator's own write until its echo."""
         found = self.written_status.get(ref)
         return found[1] if found is not None else (body.get("status") or {})
+
+    def resource_version(self, ref: KeyRef, body: dict[str, Any]) -> str:
+        """The newest resourceVersion known: the status write's until its echo, else the body's."""
+        found = self.written_status.get(ref)
+        return found[0] if found and found[0] else str(body["metadata"]["resourceVersion"])
+
+    def forget_written_status(self, ref: KeyRef) -> None:
+        """A status write refused as stale: the next reconcile reads the key from the API."""
+        self.written_status.pop(ref, None)
+        self.bodies.pop(ref, None)
 
     def wrote_status(self, ref: KeyRef, written: dict[str, Any]) -> None:
         """The key as the status write returned it: its status until the watch echoes it."""

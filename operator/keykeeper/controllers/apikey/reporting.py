@@ -22,12 +22,14 @@ from keykeeper.controllers.apikey.run import Run
 from keykeeper.core import lifecycle, store
 from keykeeper.core.narration import narrate
 from keykeeper.core.status import compose, mark_withdrawn
-from keykeeper.kube.client import Kube
+from keykeeper.kube.client import Conflict, Kube
 from keykeeper.kube.paths import apikey_path
 from keykeeper.kube.world import World
 from keykeeper.types import Body
 
 log = logging.getLogger("keykeeper.reporting")
+
+STALE_RETRY = 0.5  # a status refused as stale: the key again, read from the API
 
 
 class Reporter:
@@ -64,13 +66,31 @@ class Reporter:
             generation=run.body["metadata"].get("generation", 0),
             now=self.clock(),
         )
-        if status != old:
-            patch = {**{k: None for k in old if k not in status}, **status}
-            written = await self.kube.patch(apikey_path(*run.ref, status=True), {"status": patch})
-            self.world.wrote_status(run.ref, written)
+        if status != old and not await self._write(run, old, status):
+            await self.tell(run)  # what was done was done; the status is told next time
+            return
         for entry in narrate(old, status, run.ready, run.results):
             await run.journal.narrate(entry)
         await self.tell(run)
+
+    async def _write(self, run: Run, old: Body, status: Body) -> bool:
+        """Write the status at the resourceVersion this reconcile knows (K12): a key that
+        changed since, or whose status another writer (a replica that leads now) wrote,
+        refuses it as stale, and the key is looked at again from what the API holds."""
+        patch = {**{k: None for k in old if k not in status}, **status}
+        rv = self.world.resource_version(run.ref, run.body)
+        try:
+            written = await self.kube.patch(
+                apikey_path(*run.ref, status=True),
+                {"metadata": {"resourceVersion": rv}, "status": patch},
+            )
+        except Conflict:
+            log.info("%s/%s: the key changed since it was read; its status waits", *run.ref)
+            self.world.forget_written_status(run.ref)
+            run.again(STALE_RETRY)
+            return False
+        self.world.wrote_status(run.ref, written)
+        return True
 
     async def tell(self, run: Run) -> None:
         """The Events of what the run did (its audit records were written before)."""
