@@ -45,10 +45,10 @@ def test_a_tenant_cannot_restart_workloads_beyond_its_policy(
         assert stamp(control_plane, victim, "web") is None
         assert kk.secret(victim, "k") is None
         requests = operator_requests(control_plane, since=since)
-        touched = {
+        touched = {  # the index's list and watch are cluster-wide reads of opted-in ones
             r.namespace
             for r in requests
-            if r.resource in ("deployments", "statefulsets", "daemonsets")
+            if r.resource in ("deployments", "statefulsets", "daemonsets") and r.namespace
         }
         # the operator is shared with other tests' keys, which rotate too: every namespace
         # whose workloads it touched is one it wrote a rotated Secret into
@@ -101,6 +101,42 @@ def test_a_workload_restarts_only_for_the_key_it_names(
         assert told, "the restart is told on the workload, in its namespace"
         on_key = [e.message for e in kk.events(owner.namespace, "k")]
         assert not any("web" in m for m in on_key), "the source's Events do not name it"
+
+
+def test_a_rotation_lists_no_workloads_in_its_target_namespaces(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, leaks: Leaks
+) -> None:
+    """K19: each rotation written made 3 LISTs (one per workload kind) in every target
+    namespace, in the key's worker, whether or not anything there opted in: a tenant
+    rotating a key with many targets made the operator list all of them, again and
+    again. The opted-in workloads are now indexed by a lean watch; a rotation reads
+    nothing to find them (a LIST only while that watch is not in step)."""
+    targets = [kk.namespace("to") for _ in range(12)]
+    policy = unique("restarts")
+    kk.create(keypolicy(policy, targets={"names": targets}))
+    with tenant(control_plane, kk) as attacker:
+        projections = [{"namespace": ns} for ns in targets]
+        attacker.kk.create(apikey(attacker.namespace, "k", policy, projections=projections))
+        for ns in targets:
+            leaks.add(wait_for(lambda ns=ns: kk.value(ns, "k"), what=f"projected into {ns}"))  # type: ignore[misc]
+        since = now()
+        for version in (2, 3):
+            rotate_now(attacker, "k")
+            wait_for(lambda v=version: version_of(kk, attacker.namespace) == v,  # type: ignore[misc]
+                     what=f"version {version}")  # fmt: skip
+            leaks.add(wait_for(lambda: kk.value(targets[-1], "k"), what="the new value"))
+        rotated = {
+            r.namespace
+            for r in operator_requests(control_plane, since=since)
+            if r.resource == "secrets" and r.verb == "update"
+        }
+        assert set(targets) <= rotated, "the rotation was not written into every target"
+        lists = [
+            r
+            for r in operator_requests(control_plane, since=since)
+            if r.resource in ("deployments", "statefulsets", "daemonsets") and r.namespace
+        ]
+        assert lists == [], f"{len(lists)} workload requests for 2 rotations x 12 targets"
 
 
 def version_of(kk: Cluster, namespace: str) -> int | None:

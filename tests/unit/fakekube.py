@@ -14,7 +14,7 @@ import copy
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from keykeeper.errors import ApiError, ApiUnavailable, Conflict, NotFound
@@ -48,7 +48,7 @@ class FakeKube(Kube):
 
     async def watch(
         self, path: str, query: dict[str, str], seconds: int = 240
-    ) -> AsyncIterator[Body]:
+    ) -> AsyncGenerator[Body, None]:
         """No watches in memory: a watcher falls back to polling."""
         raise ApiUnavailable(f"WATCH {path}: the in-memory API has no watches")
         yield {}  # an async generator

@@ -14,7 +14,7 @@ import json
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -169,7 +169,7 @@ class Kube:
 
     async def watch(
         self, path: str, query: dict[str, str], seconds: int = 240
-    ) -> AsyncIterator[Body]:
+    ) -> AsyncGenerator[Body, None]:
         """The events of one watch request (``{"type", "object"}``), until the server ends
         it after ``seconds``; a broken stream raises ``ApiUnavailable``."""
         headers = {"Accept": "application/json", **self._auth()}

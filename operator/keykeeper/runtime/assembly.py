@@ -28,6 +28,7 @@ from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.client import Kube
 from keykeeper.kube.credentials import credentials_reader
 from keykeeper.kube.paths import keypolicy_path
+from keykeeper.kube.workloads import WorkloadIndex
 from keykeeper.kube.world import World
 from keykeeper.providers import registry
 from keykeeper.providers.cache import ProviderCache
@@ -51,6 +52,12 @@ class Parts:
     queue: WorkQueue[KeyRef]
     policy_queue: WorkQueue[str]
     facts: KeyFactsBook
+
+    @property
+    def workloads(self) -> WorkloadIndex:
+        index = self.reconciler.restarter.index
+        assert index is not None
+        return index
 
     def snapshot(self, leading: bool, elector: Elector | None, ready: bool) -> metrics.Snapshot:
         now = time.time()
@@ -107,6 +114,7 @@ def assemble(
     reconciler = Reconciler(
         kube, world, keyring, providers, sealing, sink, audit, settings.namespace
     )
+    reconciler.restarter.index = WorkloadIndex()  # kept by a lean watch while leading
 
     async def policy(name: str) -> float | None:
         return await reconcile_policy(kube, world, providers, name, settings.namespace)

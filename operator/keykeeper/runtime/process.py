@@ -150,6 +150,7 @@ class Runtime:
             asyncio.create_task(parts.queue.run(), name="keykeeper-keys"),
             asyncio.create_task(parts.policy_queue.run(), name="keykeeper-policies"),
             asyncio.create_task(parts.anchorer.run(), name="keykeeper-audit-anchor"),
+            asyncio.create_task(parts.workloads.run(self.kube), name="keykeeper-workloads"),
             asyncio.create_task(self._sealing_loop(), name="keykeeper-sealing-keys"),
         ]
 

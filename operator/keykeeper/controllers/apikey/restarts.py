@@ -16,8 +16,9 @@ out as ``kubectl rollout restart`` does. Several targets of one key rotating tog
 restart a workload once; a workload already stamped for those versions is not touched
 again. Each restart is an Event on the workload, in its namespace, and an audit record;
 the ApiKey's Event only counts them (a source tenant learns no workload names).
-Workloads are found with one labelled LIST per kind and namespace, only when a rotation
-was written.
+Workloads are found in the index a lean watch keeps (``kube.workloads``: no request
+per rotation), or, while that index is not in step, with one labelled LIST per kind and
+namespace.
 """
 
 from __future__ import annotations
@@ -32,13 +33,11 @@ from keykeeper.controllers.apikey.run import Run
 from keykeeper.errors import KeykeeperError
 from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import workloads_path
+from keykeeper.kube.workloads import KINDS, OPT_IN, RESTARTED_FOR, WorkloadIndex
 from keykeeper.types import Body, KeyRef
 
 log = logging.getLogger("keykeeper.restarts")
 
-OPT_IN = "keykeeper.dev/restart-on-rotation"  # the label that selects, the annotation that names
-RESTARTED_FOR = "keykeeper.dev/restarted-for"  # on the pod template
-KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
 
 Rotated = tuple[str, str, int]  # (namespace, Secret name, version now projected)
 
@@ -68,8 +67,15 @@ def stamp_for(workload: Body, rotated: dict[str, int], source: KeyRef) -> str | 
 
 
 class Restarter:
-    def __init__(self, kube: Kube, sink: EventSink) -> None:
-        self.kube, self.sink = kube, sink
+    def __init__(self, kube: Kube, sink: EventSink, index: WorkloadIndex | None = None) -> None:
+        self.kube, self.sink, self.index = kube, sink, index
+
+    async def opted_in(self, namespace: str, kind: str) -> list[Body]:
+        """The workloads of ``kind`` in ``namespace`` that opt in: from the index when it
+        is in step with the cluster, else listed."""
+        if self.index is not None and self.index.synced:
+            return self.index.workloads(namespace, kind)
+        return await self.kube.list(workloads_path(namespace, kind), label_selector=OPT_IN)
 
     async def restart(self, run: Run, rotated: Iterable[Rotated]) -> None:
         by_namespace: dict[str, dict[str, int]] = defaultdict(dict)
@@ -79,9 +85,7 @@ class Restarter:
         for namespace, secrets in sorted(by_namespace.items()):
             for kind in KINDS:
                 try:
-                    found = await self.kube.list(
-                        workloads_path(namespace, kind), label_selector=OPT_IN
-                    )
+                    found = await self.opted_in(namespace, kind)
                 except KeykeeperError as exc:
                     log.warning("%s/%s: listing %s in %s: %s", *run.ref, kind, namespace, exc)
                     continue
