@@ -57,6 +57,13 @@ WITHDRAWAL_SECONDS = Histogram(
     buckets=_SECONDS,
     registry=REGISTRY,
 )
+LOOP_STALL = Histogram(
+    "keykeeper_event_loop_stall_seconds",
+    "How late the event loop ran a timer due every 0.1 s: the longest piece of work it "
+    "did without yielding (the Lease is renewed on this loop, within its 10 s deadline).",
+    buckets=_SECONDS,
+    registry=REGISTRY,
+)
 KMS_CALLS = Counter(
     "keykeeper_kms_requests_total",
     "Calls to a key provider (KMS or HSM), by provider and operation.",

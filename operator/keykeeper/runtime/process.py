@@ -33,6 +33,7 @@ from keykeeper.kube.world import World
 from keykeeper.runtime import metrics
 from keykeeper.runtime.assembly import Parts, assemble, preload
 from keykeeper.runtime.leadership import Elector
+from keykeeper.runtime.loopwatch import watch_loop
 from keykeeper.runtime.serving import Server
 from keykeeper.runtime.settings import Settings
 
@@ -128,6 +129,7 @@ class Runtime:
             self.kube.write_guard = self._elector.fence  # from now on, only the leader writes
             self.tasks.append(asyncio.create_task(self._elector.run(), name="keykeeper-leader"))
         self.tasks.append(asyncio.create_task(self._lead(), name="keykeeper-lead"))
+        self.tasks.append(asyncio.create_task(watch_loop(), name="keykeeper-loop-watch"))
 
     async def _lead(self) -> None:
         """Once leading (at once without election): the sealing keys, the audit anchor,
