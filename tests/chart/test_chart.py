@@ -91,6 +91,21 @@ def test_the_server_side_leader_fence_is_deploys_and_opt_in(render: Render) -> N
     assert not [d for d in off if d["metadata"]["name"].endswith("leader-fence")]
 
 
+def test_authenticated_metrics_are_deploys_and_opt_in(render: Render) -> None:
+    """deploy/metrics-auth.yaml, rendered only with http.metricsAuth=kubernetes (K19)."""
+    assert not [d for d in render() if "metrics-" in d["metadata"]["name"]]
+    docs = render("http.metricsAuth=kubernetes", "serviceMonitor.enabled=true")
+    rendered = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    for doc in yaml.safe_load_all((REPO / "deploy" / "metrics-auth.yaml").read_text()):
+        key = (doc["kind"], doc["metadata"]["name"])
+        assert _comparable(rendered[key]) == _comparable(doc), key
+    (container,) = deployment(docs)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KEYKEEPER_METRICS_AUTH"] == "kubernetes"
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["bearerTokenFile"].endswith("serviceaccount/token")
+
+
 def test_the_admission_policies_name_the_releases_service_account(render: Render) -> None:
     docs = render("serviceAccount.name=kk", namespace="secrets")
     for policy in by_kind(docs, "ValidatingAdmissionPolicy"):
@@ -107,6 +122,7 @@ def test_the_admission_policies_name_the_releases_service_account(render: Render
         ("operator.logFormat=xml", "value must be one of 'json', 'plain', 'full'"),
         ("image.digest=latest", "/image/digest"),
         ("audit.volume=hostPath", "/audit/volume"),
+        ("http.metricsAuth=basic", "/http/metricsAuth"),
         ("audit.segmentBytes=1000", "/audit/segmentBytes': minimum: got 1,000, want 65,536"),
         ("http.port=80", "/http/port': minimum: got 80, want 1,024"),
         ("operator.sealingRenewal=monthly", "/operator/sealingRenewal"),

@@ -18,6 +18,7 @@ from keykeeper.runtime.settings import Settings
         pytest.param({"KEYKEEPER_WORKERS": "0"}, "workers must be 1 to", id="no-workers"),
         pytest.param({"KEYKEEPER_WORKERS": "100000"}, "workers must be 1 to", id="too-many"),
         pytest.param({"KEYKEEPER_WORKERS": "many"}, "not a whole number", id="workers-text"),
+        pytest.param({"KEYKEEPER_METRICS_AUTH": "basic"}, "metrics auth", id="metrics-auth"),
         pytest.param(
             {"KEYKEEPER_AUDIT_SEGMENT_BYTES": "100"}, "audit segments must be", id="tiny-segment"
         ),

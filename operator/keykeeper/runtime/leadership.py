@@ -42,6 +42,7 @@ from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import lease_path
 from keykeeper.types import Body
 
+REVIEWS = ("/apis/authentication.k8s.io/", "/apis/authorization.k8s.io/")  # not writes
 log = logging.getLogger("keykeeper.leadership")
 
 LEASE_NAME = "keykeeper-leader"
@@ -104,8 +105,9 @@ class Elector:
         )
 
     def fence(self, method: str, path: str) -> None:
-        """``Kube.write_guard``: every write but the Lease's own needs ``current()``."""
-        if path.startswith(lease_path(self._namespace)) or self.current():
+        """``Kube.write_guard``: every write but the Lease's own, and the reviews that
+        write nothing (a standby checks its scrapers' tokens too), needs ``current()``."""
+        if path.startswith((lease_path(self._namespace), *REVIEWS)) or self.current():
             return
         raise NotLeading(
             f"{method} {path} refused: this replica ({self.identity}) does not hold the "

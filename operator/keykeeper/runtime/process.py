@@ -34,6 +34,7 @@ from keykeeper.runtime import metrics
 from keykeeper.runtime.assembly import Parts, assemble, preload
 from keykeeper.runtime.leadership import Elector
 from keykeeper.runtime.loopwatch import watch_loop
+from keykeeper.runtime.metricsauth import Reviewer
 from keykeeper.runtime.serving import Server
 from keykeeper.runtime.settings import Settings
 
@@ -89,7 +90,8 @@ class Runtime:
 
     async def start(self) -> None:
         if self.settings.http_address:
-            self._server = Server(self.settings.http_address, self.ready.is_set)
+            reviewer = Reviewer(self.kube) if self.settings.metrics_auth == "kubernetes" else None
+            self._server = Server(self.settings.http_address, self.ready.is_set, reviewer)
             await self._server.start()
         metrics.WORLD.snapshot = self.snapshot
         master = await load_master_key(

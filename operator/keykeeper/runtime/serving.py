@@ -4,7 +4,9 @@
 * live: the event loop answers (a wedged loop cannot answer at all);
 * ready: the replica's caches are loaded — a standby replica is ready too, so a
   rollout proceeds and a failover finds a warm replica;
-* metrics: ``keykeeper.runtime.metrics.REGISTRY``.
+* metrics: ``keykeeper.runtime.metrics.REGISTRY``; open, or, with a ``Reviewer``
+  (``KEYKEEPER_METRICS_AUTH=kubernetes``), only to a bearer token the apiserver
+  authenticates and RBAC lets ``get`` ``/metrics`` (``metricsauth``).
 
 Nothing served here carries a key's value, name or any data an ApiKey author wrote.
 """
@@ -18,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from keykeeper.runtime import metrics
+from keykeeper.runtime.metricsauth import Reviewer, Verdict
 
 log = logging.getLogger("keykeeper.serving")
 
@@ -31,9 +34,11 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 class Server:
-    def __init__(self, address: str, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self, address: str, ready: Callable[[], bool], reviewer: Reviewer | None = None
+    ) -> None:
         self.host, self.port = parse_address(address)
-        self._ready = ready
+        self._ready, self._reviewer = ready, reviewer
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -58,6 +63,10 @@ class Server:
             return web.Response(text="ready\n")
         return web.Response(status=503, text="loading\n")
 
-    async def _metrics(self, _: web.Request) -> web.Response:
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self._reviewer is not None:
+            verdict = await self._reviewer.check(request.headers.get("Authorization", ""))
+            if verdict is not Verdict.ALLOWED:
+                return web.Response(status=int(verdict), text=f"{verdict.name.lower()}\n")
         body = generate_latest(metrics.REGISTRY)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

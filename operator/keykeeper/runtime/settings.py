@@ -11,6 +11,7 @@ from keykeeper.api.durations import parse_duration
 from keykeeper.audit.segments import KEPT, SEGMENT_BYTES
 
 LOG_FORMATS = ("json", "plain", "full")
+METRICS_AUTH = ("none", "kubernetes")  # /metrics open, or a TokenReview + RBAC
 MAX_WORKERS = 256
 MIN_SEGMENT_BYTES = 64 * 1024  # an audit segment holds more than a few records
 
@@ -26,6 +27,7 @@ class Settings:
     http_address: str = ":8080"  # /healthz, /readyz, /metrics; "" serves nothing
     leader_election: bool = False  # on in the chart: only the Lease holder writes
     audit_stdout: bool = False  # each audit record also as a JSON line on stdout
+    metrics_auth: str = "none"  # "kubernetes": /metrics for tokens RBAC lets get it
     audit_segment_bytes: int = SEGMENT_BYTES  # the audit file is closed past this size
     audit_segments_kept: int = KEPT  # closed audit segments kept (0: all)
     workers: int = 16  # keys reconciled at once: each mostly waits on the API or a KMS
@@ -42,6 +44,10 @@ class Settings:
         if self.log_format not in LOG_FORMATS:
             raise ValueError(
                 f"log format {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}"
+            )
+        if self.metrics_auth not in METRICS_AUTH:
+            raise ValueError(
+                f"metrics auth {self.metrics_auth!r} is not one of {', '.join(METRICS_AUTH)}"
             )
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"workers must be 1 to {MAX_WORKERS}, not {self.workers}")
@@ -69,6 +75,7 @@ class Settings:
             http_address=env.get("KEYKEEPER_HTTP_ADDRESS", default.http_address),
             leader_election=_flag(env.get("KEYKEEPER_LEADER_ELECTION", "false")),
             audit_stdout=_flag(env.get("KEYKEEPER_AUDIT_STDOUT", "false")),
+            metrics_auth=env.get("KEYKEEPER_METRICS_AUTH", default.metrics_auth),
             audit_segment_bytes=_integer(
                 "KEYKEEPER_AUDIT_SEGMENT_BYTES",
                 env.get("KEYKEEPER_AUDIT_SEGMENT_BYTES"),
