@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keykeeper.api.models import Phase, RotationStrategy
+from keykeeper.api.windows import Window
 from keykeeper.core.lifecycle import (
     ALLOWED,
     CreateVersion,
@@ -411,3 +412,35 @@ def test_random_histories_stay_legal(
         if phase in (Phase.ACTIVE, Phase.ROTATED, Phase.ROTATION_PENDING):
             assert observed.current is not None
             assert not intent.revoked and not intent.suspended
+
+
+SATURDAY_NIGHTS = replace(RULES, window=Window.of(["Sat"], "02:00-04:00", "UTC"))  # T0: Thursday
+
+
+@pytest.mark.parametrize(
+    ("observed", "intent", "now", "rotates", "next_at"),
+    [
+        # due a day ago, the window opens on Saturday 02:00: waits, and says when
+        (Observed(current=v(1, 91 * DAY)), Intent(), T0, None, datetime(2026, 1, 3, 2, tzinfo=UTC)),
+        # in the window: rotates
+        (Observed(current=v(1, 91 * DAY)), Intent(), datetime(2026, 1, 3, 2, 30, tzinfo=UTC),
+         "Scheduled", None),
+        # due in 80 days (Sunday 2026-03-22): at the next Saturday's opening after that
+        (Observed(current=v(1, 10 * DAY)), Intent(), T0, None, datetime(2026, 3, 28, 2, tzinfo=UTC)),
+        # a requested rotation never waits for the window
+        (Observed(current=v(1, DAY)), Intent(rotate_requested_at=T0 - timedelta(minutes=1)), T0,
+         "Requested", None),
+    ],
+)  # fmt: skip
+def test_a_rotation_window_holds_back_scheduled_rotations_only(
+    observed: Observed, intent: Intent, now: datetime, rotates: str | None, next_at: datetime | None
+) -> None:
+    d = decide(intent, SATURDAY_NIGHTS, observed, now)
+    if rotates is not None:
+        assert d.actions == (CreateVersion(rotates),)
+        return
+    assert d.actions == () and d.phase is Phase.ACTIVE
+    assert d.next_rotation_at == next_at
+    assert d.recheck_after == next_at - now  # type: ignore[operator]
+    (due,) = d.conditions
+    assert "in the rotation window Sat 02:00-04:00 UTC" in due.message

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from keykeeper.api import names
+from keykeeper.api import names, windows
 from keykeeper.api.durations import parse_duration
 from keykeeper.api.patterns import compile_pattern
 from keykeeper.api.provider_options import ProviderId, parse_options
@@ -141,11 +141,23 @@ class RotationStrategy(StrEnum):
     MANUAL = "Manual"
 
 
+class RotationWindow(_Model):
+    """When scheduled rotations may happen (``api.windows``): never open is refused."""
+
+    days: list[Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]] = Field(min_length=1)
+    hours: Annotated[str, AfterValidator(windows.checked_span)]
+    time_zone: Annotated[str, AfterValidator(windows.checked_zone)] = "UTC"
+
+    def window(self) -> windows.Window:
+        return windows.Window.of(list(self.days), self.hours, self.time_zone)
+
+
 class Rotation(_Model):
     period: Duration | None = None
     grace_period: Duration = "24h"
     min_interval: Duration | None = None  # requested rotations: at most one per this long
     strategy: RotationStrategy = RotationStrategy.GENERATE
+    window: RotationWindow | None = None
 
     @property
     def period_delta(self) -> timedelta | None:

@@ -46,4 +46,5 @@ def rules_of(policy: KeyPolicySpec) -> lifecycle.Rules:
         min_interval=policy.rotation.min_interval_delta,
         strategy=policy.rotation.strategy,
         revoked_for=policy.retention.revoked_delta,
+        window=policy.rotation.window.window() if policy.rotation.window else None,
     )

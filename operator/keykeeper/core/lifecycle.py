@@ -28,6 +28,7 @@ Rules a reader might not guess:
   a fresh version from the source (the damaged one cannot be trusted).
 * Suspension keeps all material and pauses rotation; revocation withdraws at once and
   erases every envelope after ``retention.revokedFor``.
+* A ``rotation.window`` holds back only scheduled rotations (``api.windows``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from keykeeper.api.conditions import READY, ROTATION_DUE, Condition
 from keykeeper.api.models import Phase, RotationStrategy
 from keykeeper.api.reasons import Reason, RotationCause
 from keykeeper.api.timestamps import rfc3339
+from keykeeper.api.windows import Window
 
 MANUAL_POLL = timedelta(seconds=30)
 
@@ -92,6 +94,12 @@ class Rules:
     min_interval: timedelta = timedelta(0)  # a requested rotation waits this long after the last
     strategy: RotationStrategy = RotationStrategy.GENERATE
     revoked_for: timedelta = timedelta(days=30)
+    window: Window | None = None  # scheduled rotations only happen while it is open
+
+    def scheduled(self, made: datetime, now: datetime) -> datetime | None:
+        """The scheduled rotation: a period after ``made``, held for the window's opening."""
+        due = made + self.period if self.period else None
+        return self.window.next_open(max(due, now)) if due and self.window else due
 
 
 @dataclass(frozen=True)
@@ -220,7 +228,7 @@ def _projecting(
     elif previous is not None and previous.expires_at is not None:
         waits.append(previous.expires_at - now)
 
-    due_at = current.created_at + rules.period if rules.period else None
+    due_at = rules.scheduled(current.created_at, now)
     requested = intent.rotate_requested_at
     if requested is not None and requested > current.created_at:  # at most one per minInterval
         requested = max(requested, current.created_at + rules.min_interval)
@@ -250,16 +258,9 @@ def _projecting(
         )
     if due_at is not None:
         waits.append(due_at - now)
-    conditions.append(
-        Condition(
-            ROTATION_DUE,
-            "False",
-            Reason.NOT_DUE,
-            f"next rotation at {rfc3339(due_at)}"
-            if due_at
-            else "the policy sets no rotation period",
-        )
-    )
+    where = f", in the rotation window {rules.window.describe()}" if rules.window else ""
+    not_due = f"next rotation at {rfc3339(due_at)}{where}" if due_at else "no rotation period"
+    conditions.append(Condition(ROTATION_DUE, "False", Reason.NOT_DUE, not_due))
     phase = Phase.ROTATED if previous is not None else Phase.ACTIVE
     return Decision(phase, tuple(actions), tuple(conditions), min(waits, default=None), due_at)
 
