@@ -8,7 +8,6 @@ as a condition and a Warning Event, never a crash).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -16,11 +15,18 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from keykeeper.api import names, windows
+from keykeeper.api import windows
 from keykeeper.api.durations import parse_duration
-from keykeeper.api.patterns import compile_pattern
+from keykeeper.api.fields import (
+    DataKey,
+    Duration,
+    NamespaceName,
+    ObjectName,
+    Regex,
+    optional_namespace,
+)
 from keykeeper.api.provider_options import ProviderId, parse_options
-from keykeeper.errors import InvalidName, SpecError
+from keykeeper.errors import SpecError
 
 GROUP = "keykeeper.dev"
 VERSION = "v1alpha1"
@@ -48,40 +54,6 @@ class Phase(StrEnum):
 
 
 PROJECTING_PHASES = frozenset({Phase.ACTIVE, Phase.ROTATION_PENDING, Phase.ROTATED})
-
-
-def _duration(text: str) -> str:
-    parse_duration(text)
-    return text
-
-
-Duration = Annotated[str, AfterValidator(_duration)]
-
-
-def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
-    """A names check as a pydantic validator (which wants ValueError)."""
-
-    def validate(text: str) -> str:
-        try:
-            return check(text)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
-
-    return validate
-
-
-NamespaceName = Annotated[str, AfterValidator(_checked(names.namespace))]
-ObjectName = Annotated[str, AfterValidator(_checked(names.object_name))]
-DataKey = Annotated[str, AfterValidator(_checked(names.data_key))]
-
-
-def _optional_namespace(text: str) -> str:
-    return _checked(names.namespace)(text) if text else text
-
-
-def _regex(text: str) -> str:
-    compile_pattern(text)
-    return text
 
 
 class _Model(BaseModel):
@@ -121,7 +93,7 @@ class TargetSelection(NamespaceSelection):
 
 class SecretKeyRef(_Model):
     name: ObjectName
-    namespace: Annotated[str, AfterValidator(_optional_namespace)] = ""
+    namespace: Annotated[str, AfterValidator(optional_namespace)] = ""
 
 
 class Kms(_Model):
@@ -183,7 +155,7 @@ class Retention(_Model):
 class ValueConstraints(_Model):
     min_length: int = Field(default=0, ge=0)
     max_length: int = Field(default=4096, ge=1, le=65536)
-    pattern: Annotated[str, AfterValidator(_regex)] | None = None
+    pattern: Regex | None = None
     # unbound kk-sealed-v1 values refused even inside the cluster's migration window
     refuse_unbound_seals: bool = False
 
