@@ -83,6 +83,18 @@ def test_raw_and_json_outputs(
     assert code == 0 and json.loads(out)["spec"]["policy"] == "p"
 
 
+def test_seal_can_say_when_the_value_expires(
+    cert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["seal", "-n", "ns", "--name", "k", "--policy", "p", "--cert", str(cert)]
+    code, out, err = run([*argv, "--expires-at", "2027-03-01T12:00:00+01:00"], capsys, stdin=b"v")
+    assert code == 0, err
+    assert yaml.safe_load(out)["spec"]["expiresAt"] == "2027-03-01T11:00:00Z"
+    with pytest.raises(SystemExit):  # argparse's usage error
+        run([*argv, "--expires-at", "next tuesday"], capsys, stdin=b"v")
+    assert "not an RFC 3339 time" in capsys.readouterr().err
+
+
 def test_a_value_on_the_command_line_warns(cert: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["seal", "-n", "ns", "--name", "k", "--cert", str(cert), "--raw", "--value", "x"]
     code, _, err = run([*argv, "--policy", "p"], capsys)

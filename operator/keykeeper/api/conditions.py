@@ -16,6 +16,8 @@ from keykeeper.api.timestamps import rfc3339
 READY = "Ready"
 PROJECTED = "Projected"
 ROTATION_DUE = "RotationDue"
+EXPIRING = "Expiring"  # the value expires within the policy's alerts.expiringWithin
+EXPIRED = "Expired"
 
 Status = Literal["True", "False", "Unknown"]
 

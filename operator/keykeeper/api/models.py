@@ -12,7 +12,15 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from keykeeper.api import windows
@@ -144,6 +152,20 @@ class Rotation(_Model):
         return parse_duration(self.min_interval) if self.min_interval else timedelta(0)
 
 
+class ExpiryAction(StrEnum):
+    WARN = "Warn"  # Expired says so loudly; nothing is withdrawn for it
+    SUSPEND = "Suspend"  # an expired value is withdrawn as a suspended key's is
+
+
+class Alerts(_Model):
+    expiring_within: Duration = "14d"
+    on_expiry: ExpiryAction = ExpiryAction.WARN
+
+    @property
+    def expiring_delta(self) -> timedelta:
+        return parse_duration(self.expiring_within)
+
+
 class Retention(_Model):
     revoked_for: Duration = "30d"
 
@@ -181,6 +203,7 @@ class KeyPolicySpec(_Model):
     retention: Retention = Field(default_factory=Retention)
     value: ValueConstraints = Field(default_factory=ValueConstraints)
     generator: Generator = Field(default_factory=Generator)
+    alerts: Alerts = Field(default_factory=Alerts)
 
 
 class GenerateSource(_Model):
@@ -237,6 +260,7 @@ class ApiKeySpec(_Model):
     projections: tuple[Projection, ...] = ()
     suspended: bool = False
     revoked: bool = False
+    expires_at: AwareDatetime | None = None  # a user-supplied value's own expiry
 
     @model_validator(mode="after")
     def _bounded_selectors(self) -> ApiKeySpec:

@@ -59,6 +59,10 @@ class Reason(StrEnum):
     SECRET_NAME_NOT_ALLOWED = "SecretNameNotAllowed"  # noqa: S105 - a reason, not a secret
     # -- conditions (core.lifecycle, core.status, controllers.keypolicy) -------------------
     NOT_DUE = "NotDue"
+    EXPIRES_SOON = "ExpiresSoon"
+    EXPIRED = "Expired"
+    NOT_EXPIRING = "NotExpiring"
+    NOT_EXPIRED = "NotExpired"
     AWAITING_NEW_VALUE = "AwaitingNewValue"
     NO_PROJECTIONS_REQUESTED = "NoProjectionsRequested"
     ALL_PROJECTED = "AllProjected"

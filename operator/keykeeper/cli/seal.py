@@ -103,6 +103,8 @@ def manifest(args: argparse.Namespace, sealed: str) -> dict[str, Any]:
     targets = [{"namespace": ns} for ns in args.project or []]
     if targets:
         spec["projections"] = targets
+    if args.expires_at:
+        spec["expiresAt"] = args.expires_at
     return {
         "apiVersion": API_VERSION,
         "kind": "ApiKey",
@@ -162,6 +164,11 @@ def add_arguments(commands: Any) -> None:
     sealer.add_argument("-P", "--policy", help="the KeyPolicy the value is sealed for (required)")
     sealer.add_argument("--project", action="append", metavar="NS", help="a target namespace")
     sealer.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    sealer.add_argument(
+        "--expires-at",
+        type=_instant,
+        help="when the value stops working at its issuer (RFC 3339): spec.expiresAt",
+    )
     sealer.add_argument("--raw", action="store_true", help="print the sealed string only")
     source = sealer.add_mutually_exclusive_group()
     source.add_argument("--from-file", type=_path, help="read the value from this file")
@@ -183,6 +190,15 @@ def _cluster_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--operator-namespace", default="keykeeper-system", help="where keykeeper runs"
     )
+
+
+def _instant(text: str) -> str:
+    from keykeeper.api.timestamps import parse, rfc3339
+
+    try:
+        return rfc3339(parse(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
 
 
 def _path(text: str) -> Any:

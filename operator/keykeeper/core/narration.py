@@ -40,6 +40,7 @@ def narrate(
     return [
         *_phase_changes(old, new, ready),
         *_rotation_awaited(old, new),
+        *_expiry_crossed(old, new),
         *_ready_failed(old, ready),
         *_denials(old, results),
     ]
@@ -87,6 +88,18 @@ def _rotation_awaited(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[En
             "awaiting a new source value",
         )
     ]
+
+
+def _expiry_crossed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Entry]:
+    """Expiring, then Expired, each told once when it turns True (not per reconcile)."""
+    out = []
+    for type_ in (conditions.EXPIRED, conditions.EXPIRING):
+        now, before = _condition(new, type_), _condition(old, type_)
+        if now.get("status") == "True" and before.get("reason") != now.get("reason"):
+            message = str(now.get("message", ""))
+            out.append(Entry(EventType.WARNING, str(now.get("reason")), message, message))
+            break  # Expired says all that Expiring would
+    return out
 
 
 def _ready_failed(old: Mapping[str, Any], ready: Condition) -> list[Entry]:

@@ -23,11 +23,12 @@ actions), ``plan`` (what to write, keep, withdraw, deny), ``status`` and
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from keykeeper.api import labels
-from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, Phase
+from keykeeper.api.models import ApiKeySpec, ExpiryAction, KeyPolicySpec, Phase
 from keykeeper.audit.events import EventSink
 from keykeeper.audit.log import AuditLog
 from keykeeper.controllers.apikey.enforcing import Enforcer
@@ -46,7 +47,7 @@ from keykeeper.controllers.apikey.rewrapping import rewrap
 from keykeeper.controllers.apikey.run import AUDIT_RETRY, SOURCE_RETRY, Run, provider_backoff
 from keykeeper.controllers.apikey.sources import SourceMissing, Sources
 from keykeeper.controllers.apikey.versions import VersionKeeper
-from keykeeper.core import lifecycle, store
+from keykeeper.core import expiry, lifecycle, store
 from keykeeper.core.intent import intent_of, rules_of
 from keykeeper.core.store import facts
 from keykeeper.errors import AuditWriteError, IntegrityError, ProviderError, SpecError
@@ -157,7 +158,7 @@ class Reconciler:
         self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec
     ) -> tuple[store.Store, lifecycle.Decision]:
         stored = await self.keeper.read(run.uid, none_yet=run.new_key)
-        intent, rules = intent_of(run.body, spec), rules_of(policy)
+        intent, rules = self._expiry(run, spec, policy, intent_of(run.body, spec)), rules_of(policy)
 
         def decide(current: store.Store, source: str | None) -> lifecycle.Decision:
             return lifecycle.decide(intent, rules, facts(current, source), self.clock())
@@ -210,6 +211,19 @@ class Reconciler:
         if stored.keks_pending:
             run.provider_trouble()
         return stored, life
+
+    def _expiry(
+        self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec, intent: lifecycle.Intent
+    ) -> lifecycle.Intent:
+        """The value's expiry as conditions, a time to look again, and, if the policy says
+        so, an expired value withdrawn as a suspended key's is."""
+        found = expiry.assess(spec.expires_at, policy.alerts.expiring_delta, self.clock())
+        run.extra += found.conditions
+        if found.recheck_after is not None:
+            run.again(max(found.recheck_after.total_seconds(), 1.0))
+        if found.expired and policy.alerts.on_expiry is ExpiryAction.SUSPEND:
+            return dataclasses.replace(intent, suspended=True)
+        return intent
 
     async def _project(
         self,

@@ -61,7 +61,10 @@ class Reporter:
             current=stored.current.version if stored.current else None,
             next_rotation_at=rfc3339(next_at) if next_at else None,
             ready=run.ready,
-            extra=[by_type[conditions.ROTATION_DUE]] if conditions.ROTATION_DUE in by_type else [],
+            extra=[
+                *([by_type[conditions.ROTATION_DUE]] if conditions.ROTATION_DUE in by_type else []),
+                *run.extra,
+            ],
             results=run.results,
             generation=run.body["metadata"].get("generation", 0),
             now=self.clock(),

@@ -52,6 +52,8 @@ class Run:
     new_key: bool = False
     # projected Secrets this run moved to a new version: (namespace, name, version)
     rotated: list[tuple[str, str, int]] = field(default_factory=list)
+    # conditions beside Ready and Projected that this run found (Expiring, Expired)
+    extra: list[Condition] = field(default_factory=list)
     # withdrawn Secrets another finalizer keeps (deleted, emptied, not gone yet)
     withdrawing: set[tuple[str, str]] = field(default_factory=set)
 

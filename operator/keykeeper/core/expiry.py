@@ -1,0 +1,55 @@
+"""A value's expiry (pure): the ``Expiring`` and ``Expired`` conditions, and when to
+look again.
+
+A value keykeeper did not make (sealed, imported) can carry its expiry
+(``spec.expiresAt``). From ``alerts.expiringWithin`` (default 14 days) before it the
+key shows ``Expiring=True ExpiresSoon``; from the moment itself ``Expired=True``,
+which withdraws nothing by itself (the policy's ``alerts.onExpiry: Suspend`` makes it
+withdraw, as a suspended key does). The reporter's narration tells each crossing once,
+as a Warning Event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from keykeeper.api.conditions import EXPIRED, EXPIRING, Condition
+from keykeeper.api.reasons import Reason
+from keykeeper.api.timestamps import rfc3339
+
+
+@dataclass(frozen=True)
+class Expiry:
+    conditions: tuple[Condition, ...] = ()
+    recheck_after: timedelta | None = None
+    expired: bool = False
+
+
+def assess(expires_at: datetime | None, within: timedelta, now: datetime) -> Expiry:
+    if expires_at is None:
+        return Expiry()
+    at = rfc3339(expires_at)
+    if now >= expires_at:
+        return Expiry(
+            (
+                Condition(EXPIRING, "True", Reason.EXPIRED, f"the value expired at {at}"),
+                Condition(EXPIRED, "True", Reason.EXPIRED, f"the value expired at {at}"),
+            ),
+            expired=True,
+        )
+    not_expired = Condition(EXPIRED, "False", Reason.NOT_EXPIRED, f"the value expires at {at}")
+    if now >= expires_at - within:
+        left = expires_at - now
+        soon = f"the value expires at {at}, in {_days(left)}: supply a new one"
+        expiring = Condition(EXPIRING, "True", Reason.EXPIRES_SOON, soon)
+        return Expiry((expiring, not_expired), left)
+    quiet = Condition(EXPIRING, "False", Reason.NOT_EXPIRING, f"the value expires at {at}")
+    return Expiry((quiet, not_expired), expires_at - within - now)
+
+
+def _days(left: timedelta) -> str:
+    if left >= timedelta(days=2):
+        return f"{left.days} days"
+    hours = int(left.total_seconds() // 3600)
+    return f"{hours} hours" if hours >= 2 else f"{int(left.total_seconds() // 60)} minutes"
