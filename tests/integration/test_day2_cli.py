@@ -43,6 +43,7 @@ def test_status_plan_and_the_lifecycle_commands(
     header, row = out.splitlines()[0], next(x for x in out.splitlines() if " k " in f" {x} ")
     assert header.split()[:3] == ["NAMESPACE", "NAME", "PHASE"]
     assert row.split()[:4] == [home, "k", "Active", "1"]
+    assert header.split()[6] == "EXPIRES" and row.split()[4:6] == ["-", "-"]  # no period, no expiry
     code, out, _ = kk_cli("status", "-A", "-o", "json")
     assert code == 0 and any(i["metadata"]["namespace"] == home for i in json.loads(out)["items"])
     code, out, _ = kk_cli("status", "k", "-n", home)

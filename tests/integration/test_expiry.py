@@ -8,11 +8,13 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, actions, apikey, condition, keypolicy, unique
 from devtools.operator import Operator, wait_for
 from kubernetes.client.rest import ApiException
 
 from tests.integration.conftest import Leaks
+from tests.integration.test_seal_cli import kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -30,7 +32,7 @@ def imported(kk: Cluster, leaks: Leaks, home: str, name: str, policy: str, expir
 
 
 def test_an_expiring_value_says_so_and_an_expired_one_can_be_withdrawn(
-    operator: Operator, kk: Cluster, leaks: Leaks
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, leaks: Leaks
 ) -> None:
     home = kk.namespace("home")
     warn, suspend = unique("warn"), unique("suspend")
@@ -48,6 +50,10 @@ def test_an_expiring_value_says_so_and_an_expired_one_can_be_withdrawn(
     assert "in 2 days" in expiring["message"] or "in 3 days" in expiring["message"], expiring
     told = kk.wait_for_events(home, "soon", "ExpiresSoon")
     assert [e.type for e in told if "ExpiresSoon" in actions(e)] == ["Warning"], told
+    admin = control_plane.admin.kubeconfig  # type: ignore[union-attr]
+    shown = kubectl(control_plane, admin, "keykeeper", "status", "-n", home).stdout.decode()
+    row = next(line for line in shown.splitlines() if line.split()[1:2] == ["soon"])
+    assert "(soon)" in row, shown
 
     imported(kk, leaks, home, "gone", suspend, at(-timedelta(minutes=1)))
     wait_for(

@@ -63,7 +63,9 @@ def status(cluster: UserCluster, namespace: str | None, name: str | None, output
         return _dump(shown, output)
     if name:
         return _detail(cluster, keys[0])
-    rows = [("NAMESPACE", "NAME", "PHASE", "VERSION", "NEXT ROTATION", "PROJECTED", "DENIED")]
+    rows = [
+        ("NAMESPACE", "NAME", "PHASE", "VERSION", "NEXT ROTATION", "EXPIRES", "PROJECTED", "DENIED")
+    ]
     for key in sorted(keys, key=lambda k: (k["metadata"]["namespace"], k["metadata"]["name"])):
         st, targets = key.get("status") or {}, (key.get("status") or {}).get("targets") or {}
         rows.append(
@@ -72,12 +74,24 @@ def status(cluster: UserCluster, namespace: str | None, name: str | None, output
                 key["metadata"]["name"],
                 str(st.get("phase", "")),
                 str(st.get("currentVersion", "")),
-                str(st.get("nextRotationAt", "")),
+                str(st.get("nextRotationAt") or "-"),
+                _expires(key),
                 str(targets.get("projected", 0)),
                 str(targets.get("denied", 0)),
             )
         )
     return _table(rows)
+
+
+def _expires(key: dict[str, Any]) -> str:
+    """The value's expiry, and whether it is near or past (its conditions say)."""
+    at = (key.get("spec") or {}).get("expiresAt")
+    if not at:
+        return "-"
+    states = {c.get("type"): c for c in (key.get("status") or {}).get("conditions") or []}
+    if (states.get("Expired") or {}).get("status") == "True":
+        return f"{at} (expired)"
+    return f"{at} (soon)" if (states.get("Expiring") or {}).get("status") == "True" else str(at)
 
 
 def _detail(cluster: UserCluster, key: dict[str, Any]) -> str:
