@@ -23,12 +23,25 @@ def at(delta: timedelta) -> str:
     return (datetime.now(UTC) + delta).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def imported(kk: Cluster, leaks: Leaks, home: str, name: str, policy: str, expires: str) -> None:
+def imported(
+    kk: Cluster,
+    leaks: Leaks,
+    home: str,
+    name: str,
+    policy: str,
+    expires: str,
+    *,
+    on_source: bool = False,
+) -> None:
+    """An imported key whose expiry is in its spec, or (``on_source``) on its source Secret."""
     value = secrets.token_urlsafe(24).encode()
     leaks.add(value)
-    kk.put_secret(home, f"{name}-src", {"api-key": value}, importable_by=name)
+    notes = {"keykeeper.dev/expires-at": expires} if on_source else None
+    kk.put_secret(home, f"{name}-src", {"api-key": value}, importable_by=name, annotations=notes)
     source = {"secretRef": {"name": f"{name}-src"}}
-    kk.create(apikey(home, name, policy, source=source, projections=[{"namespace": home, "secretName": f"{name}-out"}], expiresAt=expires))  # fmt: skip
+    stated = {} if on_source else {"expiresAt": expires}
+    projections = [{"namespace": home, "secretName": f"{name}-out"}]
+    kk.create(apikey(home, name, policy, source=source, projections=projections, **stated))
 
 
 def test_an_expiring_value_says_so_and_an_expired_one_can_be_withdrawn(
@@ -54,6 +67,12 @@ def test_an_expiring_value_says_so_and_an_expired_one_can_be_withdrawn(
     shown = kubectl(control_plane, admin, "keykeeper", "status", "-n", home).stdout.decode()
     row = next(line for line in shown.splitlines() if line.split()[1:2] == ["soon"])
     assert "(soon)" in row, shown
+
+    imported(kk, leaks, home, "said", warn, at(timedelta(days=2)), on_source=True)
+    wait_for(
+        lambda: condition(kk.key(home, "said"), "Expiring").get("reason") == "ExpiresSoon",
+        what="Expiring=True from the source Secret's annotation",
+    )
 
     imported(kk, leaks, home, "gone", suspend, at(-timedelta(minutes=1)))
     wait_for(

@@ -94,3 +94,27 @@ def test_an_expired_value_under_each_policy(
     assert (h.secret("a", "k") is not None) is projected
     warnings = [e for e in h.events() if e["type"] == "Warning"]
     assert [e["reason"] for e in warnings] == ["ExpiresSoon", "Expired"], warnings
+
+
+@pytest.mark.parametrize(
+    ("annotation", "expiring"),
+    [("2026-01-03T00:00:00Z", ("True", "ExpiresSoon")), ("next week", ("Unknown", "InvalidValue"))],
+)
+def test_the_source_secret_can_state_the_expiry(
+    tmp_path: Path, annotation: str, expiring: tuple[str, str]
+) -> None:
+    h = Harness(tmp_path)
+    h.namespaces("home", "a", OPERATOR_NS)
+    h.policy("p", targetNamespaces={"names": ["a"]})
+    notes = {"keykeeper.dev/importable-by": "k", "keykeeper.dev/expires-at": annotation}
+    h.kube.put(
+        "/api/v1/namespaces/home/secrets/src",
+        {"metadata": {"name": "src", "namespace": "home", "annotations": notes},
+         "type": "Opaque", "data": {"api-key": "c2VjcmV0LXZhbHVlLTAxMjM0NTY3"}},
+    )  # fmt: skip
+    h.apikey("home", "k", "p", "a", source={"secretRef": {"name": "src"}})
+    h.reconcile("home", "k")
+    found = _condition(h.status("home", "k"), "Expiring")
+    assert (found["status"], found["reason"]) == expiring, found
+    assert h.secret("a", "k") is not None, "an expiry, stated or not, withdraws nothing by itself"
+    assert expiring[1] in {e["reason"] for e in h.events() if e["type"] == "Warning"}

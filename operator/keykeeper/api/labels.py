@@ -13,6 +13,7 @@ FINGERPRINT = "keykeeper.dev/fingerprint"
 PREVIOUS_FINGERPRINT = "keykeeper.dev/previous-fingerprint"
 OWNER_PROOF = "keykeeper.dev/owner-proof"
 IMPORTABLE_BY = "keykeeper.dev/importable-by"
+EXPIRES_AT = "keykeeper.dev/expires-at"  # on a source Secret: when its value expires (RFC 3339)
 # on a Namespace: the source namespaces (comma-separated, or "*") whose keys it accepts
 ACCEPT_FROM = "keykeeper.dev/accept-from"
 ROTATE_REQUESTED_AT = "keykeeper.dev/rotate-requested-at"

@@ -2,11 +2,12 @@
 look again.
 
 A value keykeeper did not make (sealed, imported) can carry its expiry
-(``spec.expiresAt``). From ``alerts.expiringWithin`` (default 14 days) before it the
-key shows ``Expiring=True ExpiresSoon``; from the moment itself ``Expired=True``,
-which withdraws nothing by itself (the policy's ``alerts.onExpiry: Suspend`` makes it
-withdraw, as a suspended key does). The reporter's narration tells each crossing once,
-as a Warning Event.
+(``spec.expiresAt``, or the source Secret's ``keykeeper.dev/expires-at``). From
+``alerts.expiringWithin`` (default 14 days) before it the key shows ``Expiring=True
+ExpiresSoon``; from the moment itself ``Expired=True``, which withdraws nothing by
+itself (the policy's ``alerts.onExpiry: Suspend`` makes it withdraw, as a suspended
+key does). An annotation that is not a time makes ``Expiring=Unknown InvalidValue``.
+The reporter's narration tells each crossing once, as a Warning Event.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from keykeeper.api import timestamps
 from keykeeper.api.conditions import EXPIRED, EXPIRING, Condition
+from keykeeper.api.labels import EXPIRES_AT
 from keykeeper.api.reasons import Reason
 from keykeeper.api.timestamps import rfc3339
 
@@ -26,9 +29,29 @@ class Expiry:
     expired: bool = False
 
 
-def assess(expires_at: datetime | None, within: timedelta, now: datetime) -> Expiry:
+@dataclass(frozen=True)
+class Unreadable:
+    """An expiry stated in a form that is not a time (a source Secret's annotation)."""
+
+    text: str
+
+
+def stated(value: datetime | str) -> datetime | Unreadable:
+    """An expiry from the spec (a time already) or a source Secret's annotation."""
+    if isinstance(value, datetime):
+        return value
+    try:
+        return timestamps.parse(value)
+    except ValueError:
+        return Unreadable(value)
+
+
+def assess(expires_at: datetime | Unreadable | None, within: timedelta, now: datetime) -> Expiry:
     if expires_at is None:
         return Expiry()
+    if isinstance(expires_at, Unreadable):
+        why = f"the source Secret's {EXPIRES_AT} is not an RFC 3339 time; its expiry is unknown"
+        return Expiry((Condition(EXPIRING, "Unknown", Reason.INVALID_VALUE, why),))
     at = rfc3339(expires_at)
     if now >= expires_at:
         return Expiry(

@@ -91,11 +91,13 @@ def _rotation_awaited(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[En
 
 
 def _expiry_crossed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Entry]:
-    """Expiring, then Expired, each told once when it turns True (not per reconcile)."""
+    """Expiring, then Expired, each told once when it turns True (not per reconcile); an
+    expiry that cannot be read (Unknown) too."""
     out = []
     for type_ in (conditions.EXPIRED, conditions.EXPIRING):
         now, before = _condition(new, type_), _condition(old, type_)
-        if now.get("status") == "True" and before.get("reason") != now.get("reason"):
+        told = now.get("status") in ("True", "Unknown")
+        if told and before.get("reason") != now.get("reason"):
             message = str(now.get("message", ""))
             out.append(Entry(EventType.WARNING, str(now.get("reason")), message, message))
             break  # Expired says all that Expiring would

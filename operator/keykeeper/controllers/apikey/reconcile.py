@@ -158,7 +158,7 @@ class Reconciler:
         self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec
     ) -> tuple[store.Store, lifecycle.Decision]:
         stored = await self.keeper.read(run.uid, none_yet=run.new_key)
-        intent, rules = self._expiry(run, spec, policy, intent_of(run.body, spec)), rules_of(policy)
+        intent, rules = intent_of(run.body, spec), rules_of(policy)
 
         def decide(current: store.Store, source: str | None) -> lifecycle.Decision:
             return lifecycle.decide(intent, rules, facts(current, source), self.clock())
@@ -166,7 +166,9 @@ class Reconciler:
         # enforcement first, on the store's facts alone: the source (an API read) only
         # decides SourceChanged rotations, which never change whether a phase projects
         await self.enforcer.withdraw_unwanted(run, spec, policy, decide(stored, None).phase, stored)
-        source_fp = await self.keeper.sources.fingerprint(run.ref, spec)
+        seen = await self.keeper.sources.seen(run.ref, spec)
+        source_fp = seen.fingerprint
+        intent = self._expiry(run, spec.expires_at or seen.expires_at, policy, intent)
         life = decide(stored, source_fp)
         providers = LazyProvider(lambda: self.providers.provider_for(policy.kms, self.namespace))
         try:
@@ -213,11 +215,16 @@ class Reconciler:
         return stored, life
 
     def _expiry(
-        self, run: Run, spec: ApiKeySpec, policy: KeyPolicySpec, intent: lifecycle.Intent
+        self,
+        run: Run,
+        expires_at: datetime | str,  # the spec's, or the source Secret's annotation ("": none)
+        policy: KeyPolicySpec,
+        intent: lifecycle.Intent,
     ) -> lifecycle.Intent:
         """The value's expiry as conditions, a time to look again, and, if the policy says
         so, an expired value withdrawn as a suspended key's is."""
-        found = expiry.assess(spec.expires_at, policy.alerts.expiring_delta, self.clock())
+        stated = expiry.stated(expires_at) if expires_at else None
+        found = expiry.assess(stated, policy.alerts.expiring_delta, self.clock())
         run.extra += found.conditions
         if found.recheck_after is not None:
             run.again(max(found.recheck_after.total_seconds(), 1.0))

@@ -28,7 +28,15 @@ from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.client import Kube
 from keykeeper.types import Body, KeyRef
 
-__all__ = ["ImportNotPermitted", "Imported", "SourceMissing", "Sources", "Supplied", "consent"]
+__all__ = [
+    "ImportNotPermitted",
+    "Imported",
+    "Seen",
+    "SourceMissing",
+    "Sources",
+    "Supplied",
+    "consent",
+]
 
 
 @dataclass(frozen=True)
@@ -38,9 +46,19 @@ class Imported:
     value: bytes
     uid: str
     resource_version: str
+    expires_at: str = ""  # its keykeeper.dev/expires-at annotation, as written
 
     def __repr__(self) -> str:  # the value never reaches a log through repr()
         return f"Imported(uid={self.uid!r})"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The user-supplied source as it is now: its fingerprint (None: none, or gone) and
+    the expiry its source Secret states (``keykeeper.dev/expires-at``; "" if none)."""
+
+    fingerprint: str | None = None
+    expires_at: str = ""
 
 
 def consent(body: Body, key_name: str) -> str | None:
@@ -83,15 +101,17 @@ class Sources:
     sealing: SealingKeys
     revocations: Revocations
 
-    async def fingerprint(self, ref: KeyRef, spec: ApiKeySpec) -> str | None:
-        """A fingerprint of the user-supplied source as it is now (None: none, or gone)."""
+    async def seen(self, ref: KeyRef, spec: ApiKeySpec) -> Seen:
+        """The user-supplied source as it is now (one read of a source Secret)."""
         source = spec.source
         if source.sealed is not None:
-            return self.keyring.fingerprint(b"sealed:" + source.sealed.encode())
+            return Seen(self.keyring.fingerprint(b"sealed:" + source.sealed.encode()))
         if source.secret_ref is not None:
             found = await self._import(ref, spec, missing_ok=True)
-            return None if found is None else self.keyring.fingerprint(b"secretRef:" + found.value)
-        return None
+            if found is not None:
+                fingerprint = self.keyring.fingerprint(b"secretRef:" + found.value)
+                return Seen(fingerprint, found.expires_at)
+        return Seen()
 
     async def value_for(
         self,
@@ -161,5 +181,8 @@ class Sources:
             raise SourceMissing(f"Secret {ref[0]}/{source.name} has no key {source.key!r}")
         meta = found["metadata"]
         return Imported(
-            base64.b64decode(encoded), str(meta.get("uid", "")), str(meta.get("resourceVersion"))
+            base64.b64decode(encoded),
+            str(meta.get("uid", "")),
+            str(meta.get("resourceVersion")),
+            str((meta.get("annotations") or {}).get(labels.EXPIRES_AT, ""))[:64],
         )
