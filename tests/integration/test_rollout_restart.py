@@ -5,6 +5,7 @@ nothing of a workload but its restart stamp."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +84,10 @@ def test_an_opted_in_deployment_restarts_once_per_rotation(
     assert stamp(control_plane, apps, "other") is None, "a workload that did not opt in"
     restarts = [r for r in operator.audit_records() if r["action"] == "RolloutRestarted"]
     assert len([r for r in restarts if apps in r["detail"]]) == 2
+    with urllib.request.urlopen(operator.metrics, timeout=5) as answer:
+        counted = [ln for ln in answer.read().decode().splitlines()
+                   if ln.startswith('keykeeper_restarts_total{result="restarted"}')]  # fmt: skip
+    assert counted and float(counted[0].split()[-1]) >= 2, counted
 
 
 def test_the_operator_may_change_nothing_else_of_a_workload(

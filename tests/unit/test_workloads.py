@@ -68,3 +68,18 @@ def test_a_restart_reads_the_index_when_in_step_and_lists_when_not() -> None:
     found = asyncio.run(restarter.opted_in("apps", "deployments"))
     assert [w["metadata"]["name"] for w in found] == ["web"]
     assert kube.requests == [], "in step: no request"
+
+
+def test_a_workload_deleted_before_its_restart_is_skipped_without_an_error() -> None:
+    from keykeeper.controllers.apikey.run import Run
+
+    kube = FakeKube()  # the index still has it; the API no longer does
+    index = WorkloadIndex()
+    index._synced.update(KINDS)
+    index.put("deployments", deployment("web", "home/k:k"))
+    restarter = Restarter(kube, EventSink(kube, "test"), index)
+    run = Run(SOURCE, {"metadata": {"uid": "u", "name": "k", "namespace": "home"}})
+    asyncio.run(restarter.restart(run, [("apps", "k", 2)]))
+    assert restarter.results == {"gone": 1}
+    assert run.journal.told == [], "nothing to tell: nothing was restarted, nothing failed"
+    assert not [b for p, b in kube.objects.items() if "/events/" in p]

@@ -76,6 +76,7 @@ class Parts:
             unanchored=self.anchorer.unanchored() if leading else 0,
             audit_failures=self.audit.failures,
             audit_reserve_released=self.audit.reserve.released,
+            restarts=dict(self.reconciler.restarter.results),
         )
 
 

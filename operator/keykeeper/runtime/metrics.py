@@ -115,6 +115,7 @@ class Snapshot:
     unanchored: int = 0  # audit records written since the last anchor
     audit_failures: int = 0  # audit records that could not be written
     audit_reserve_released: bool = False  # the audit volume filled up (K9)
+    restarts: dict[str, int] = field(default_factory=dict)  # rollout restarts, by result
 
 
 class _World(Collector):
@@ -170,11 +171,24 @@ class _World(Collector):
             value=now.events_dropped,
         )
         yield from _audit(now)
+        yield _restarts(now)
         yield CounterMetricFamily(
             "keykeeper_api_throttled",
             "Answers 429 (API priority and fairness) from the apiserver that were waited out.",
             value=now.api_throttled,
         )
+
+
+def _restarts(now: Snapshot) -> Metric:
+    restarts = CounterMetricFamily(
+        "keykeeper_restarts",
+        "Rollout restarts of opted-in workloads after a rotation, by result (restarted, "
+        "failed, gone: the workload was deleted before its patch).",
+        labels=["result"],
+    )
+    for result, count in sorted(now.restarts.items()):
+        restarts.add_metric([result], count)
+    return restarts
 
 
 def _audit(now: Snapshot) -> Iterator[Metric]:

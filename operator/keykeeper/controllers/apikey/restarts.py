@@ -24,19 +24,28 @@ namespace.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
+from enum import StrEnum
 
 from keykeeper.api.reasons import EventType, Reason
 from keykeeper.audit.events import EventSink
 from keykeeper.controllers.apikey.run import Run
-from keykeeper.errors import KeykeeperError
+from keykeeper.errors import KeykeeperError, NotFound
 from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import workloads_path
 from keykeeper.kube.workloads import KINDS, OPT_IN, RESTARTED_FOR, WorkloadIndex
 from keykeeper.types import Body, KeyRef
 
 log = logging.getLogger("keykeeper.restarts")
+
+
+class Restart(StrEnum):
+    """What became of one workload's restart (``keykeeper_restarts_total{result}``)."""
+
+    RESTARTED = "restarted"
+    FAILED = "failed"
+    GONE = "gone"  # deleted between being found and being patched
 
 
 Rotated = tuple[str, str, int]  # (namespace, Secret name, version now projected)
@@ -69,6 +78,7 @@ def stamp_for(workload: Body, rotated: dict[str, int], source: KeyRef) -> str | 
 class Restarter:
     def __init__(self, kube: Kube, sink: EventSink, index: WorkloadIndex | None = None) -> None:
         self.kube, self.sink, self.index = kube, sink, index
+        self.results: Counter[str] = Counter()  # keykeeper_restarts_total{result}
 
     async def opted_in(self, namespace: str, kind: str) -> list[Body]:
         """The workloads of ``kind`` in ``namespace`` that opt in: from the index when it
@@ -92,10 +102,10 @@ class Restarter:
                 for workload in found:
                     stamp = stamp_for(workload, secrets, run.ref)
                     if stamp is not None:
-                        if await self._patch(run, namespace, kind, workload, stamp):
-                            done += 1
-                        else:
-                            failed += 1
+                        result = await self._patch(run, namespace, kind, workload, stamp)
+                        self.results[result] += 1
+                        done += result is Restart.RESTARTED
+                        failed += result is Restart.FAILED
         if done or failed:  # counted on the ApiKey: the workloads are told in their own
             run.journal.tell(
                 EventType.WARNING if failed else EventType.NORMAL,
@@ -104,7 +114,9 @@ class Restarter:
                 + (f"; {failed} could not be restarted" if failed else ""),
             )
 
-    async def _patch(self, run: Run, namespace: str, kind: str, workload: Body, stamp: str) -> bool:
+    async def _patch(
+        self, run: Run, namespace: str, kind: str, workload: Body, stamp: str
+    ) -> Restart:
         name = workload["metadata"]["name"]
         where = f"{kind}/{name} in {namespace}"
         await run.journal.intend(Reason.ROLLOUT_RESTARTED, f"{where} for {stamp}")
@@ -113,11 +125,14 @@ class Restarter:
         target = {"apiVersion": "apps/v1", "kind": KINDS[kind], "metadata": workload["metadata"]}
         try:
             await self.kube.patch(workloads_path(namespace, kind, name), patch)
+        except NotFound:  # deleted since it was seen: nothing to restart, nothing wrong
+            log.info("%s/%s: %s is gone; not restarted", *run.ref, where)
+            return Restart.GONE
         except KeykeeperError as exc:  # the rotation stands; the workload restarts by hand
             log.warning("%s/%s: restarting %s: %s", *run.ref, where, exc)
             failure = f"{source} rotated {stamp}, but the restart failed: {exc}"
             await self.sink.emit(target, EventType.WARNING, Reason.ROLLOUT_RESTARTED, failure)
-            return False
+            return Restart.FAILED
         told = f"restarted: {source} rotated {stamp}"
         await self.sink.emit(target, EventType.NORMAL, Reason.ROLLOUT_RESTARTED, told)
-        return True
+        return Restart.RESTARTED
