@@ -13,7 +13,8 @@ STAMP := $(VENV)/.installed
 dev: deps ## the main job: a local control plane, the chart installed, examples applied
 	$(BIN)/python -m devtools.controlplane --dev
 
-# Everything the tests need: Python packages, the Debian packages (SoftHSM2; buildah,
+# Everything the tests need: Python packages, the Debian packages (SoftHSM2; promtool
+# from prometheus for the alert rules; buildah,
 # podman, mmdebstrap for the image; runc, iptables, conntrack for the node), the
 # upstream control plane, local-kms (the AWS KMS peer the outage test kills), and for
 # the chart and e2e: kube-controller-manager, helm and a real node (kubelet,
@@ -21,7 +22,7 @@ dev: deps ## the main job: a local control plane, the chart installed, examples 
 # modules, cached.
 deps: $(STAMP) system-packages controlplane peers e2e-tools node ## install everything the tests need (venv from uv.lock, Debian packages, Go-built binaries)
 
-SYSTEM_PACKAGES := softhsm2 buildah podman mmdebstrap runc iptables conntrack gcc libc6-dev
+SYSTEM_PACKAGES := softhsm2 buildah podman mmdebstrap runc iptables conntrack gcc libc6-dev prometheus
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f '$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -67,8 +67,39 @@ def test_key_facts_come_from_the_status_and_survive_garbage() -> None:
     assert facts.phase == "Active"
     assert facts.version_created == pytest.approx(1861920000.0)
     assert facts.next_rotation == pytest.approx(1893456000.0)
-    junk = key_facts({"phase": None, "nextRotationAt": "soon", "versions": ["x", 3]})
-    assert junk == ("Pending", None, None)
+    junk = key_facts(
+        {"phase": None, "nextRotationAt": "soon", "versions": ["x", 3], "conditions": [7, "x"]}
+    )
+    assert junk == ("Pending", None, None, "", False)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "expiry", "unprojected"),
+    [
+        ([], "", False),
+        ([{"type": "Expiring", "status": "True"}], "Expiring", False),
+        ([{"type": "Expiring", "status": "True"}, {"type": "Expired", "status": "True"}],
+         "Expired", False),
+        ([{"type": "Expiring", "status": "Unknown"}], "", False),
+    ],
+)  # fmt: skip
+def test_what_the_alerts_count_of_a_key(
+    conditions: list[dict[str, str]], expiry: str, unprojected: bool
+) -> None:
+    facts = key_facts({"phase": "Active", "conditions": conditions})
+    assert (facts.expiry, facts.unprojected) == (expiry, unprojected)
+
+
+@pytest.mark.parametrize(
+    ("targets", "unprojected"),
+    [({}, False), ({"failed": 0, "denied": 3}, False), ({"failed": 2}, True),
+     ({"failed": "2"}, False)],
+)  # fmt: skip
+def test_only_a_failed_target_is_a_projection_failing(
+    targets: dict[str, object], unprojected: bool
+) -> None:
+    facts = key_facts({"phase": "Active", "targets": targets})
+    assert facts.unprojected is unprojected
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,9 @@ class Parts:
         facts = list(self.facts.facts.values())
         return metrics.Snapshot(
             phases=dict(Counter(f.phase for f in facts)),
+            expiring=sum(1 for f in facts if f.expiry == "Expiring"),
+            expired=sum(1 for f in facts if f.expiry == "Expired"),
+            unprojected=sum(1 for f in facts if f.unprojected),
             version_ages=tuple(now - f.version_created for f in facts if f.version_created),
             to_rotation=tuple(f.next_rotation - now for f in facts if f.next_rotation),
             queue_depth=self.queue.depth,

@@ -24,6 +24,16 @@ class KeyFacts(NamedTuple):
     phase: str
     version_created: float | None  # epoch seconds
     next_rotation: float | None
+    expiry: str = ""  # "", Expiring or Expired: what its conditions say of its value
+    unprojected: bool = False  # targets it is authorized for but could not be written to
+
+
+def _conditions(status: Mapping[str, Any]) -> dict[str, tuple[object, object]]:
+    return {
+        str(c.get("type")): (c.get("status"), c.get("reason"))
+        for c in status.get("conditions") or ()
+        if isinstance(c, dict)
+    }
 
 
 def key_facts(status: Mapping[str, Any]) -> KeyFacts:
@@ -42,7 +52,13 @@ def key_facts(status: Mapping[str, Any]) -> KeyFacts:
         if isinstance(phase, str) and phase in PHASES
         else "Unknown"
     )
-    return KeyFacts(shown, created, timestamps.epoch(status.get("nextRotationAt")))
+    said = _conditions(status)
+    expiry = next((t for t in ("Expired", "Expiring") if said.get(t, ("",))[0] == "True"), "")
+    failed = (status.get("targets") or {}).get("failed") if isinstance(status, dict) else 0
+    unprojected = isinstance(failed, int) and failed > 0  # denied targets are no failure
+    return KeyFacts(
+        shown, created, timestamps.epoch(status.get("nextRotationAt")), expiry, unprojected
+    )
 
 
 @dataclass

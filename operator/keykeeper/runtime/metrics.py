@@ -103,6 +103,9 @@ class Snapshot:
     """The cluster as the operator knows it, at one scrape."""
 
     phases: dict[str, int] = field(default_factory=dict)
+    expiring: int = 0  # keys whose value expires soon (Expiring=True, not yet Expired)
+    expired: int = 0
+    unprojected: int = 0  # keys with targets they are authorized for but not written to
     version_ages: tuple[float, ...] = ()  # seconds, of each key's current version
     to_rotation: tuple[float, ...] = ()  # seconds to each scheduled rotation (<0: due)
     queue_depth: int = 0
@@ -172,11 +175,27 @@ class _World(Collector):
         )
         yield from _audit(now)
         yield _restarts(now)
+        yield from _keys(now)
         yield CounterMetricFamily(
             "keykeeper_api_throttled",
             "Answers 429 (API priority and fairness) from the apiserver that were waited out.",
             value=now.api_throttled,
         )
+
+
+def _keys(now: Snapshot) -> Iterator[Metric]:
+    yield _gauge(
+        "keykeeper_keys_expiring",
+        "ApiKeys whose value expires within their policy's alerts.expiringWithin.",
+        now.expiring,
+    )
+    yield _gauge("keykeeper_keys_expired", "ApiKeys whose value has expired.", now.expired)
+    yield _gauge(
+        "keykeeper_keys_not_projected",
+        "ApiKeys with a target they are authorized for that could not be written (a "
+        "target the policy does not authorize is not counted).",
+        now.unprojected,
+    )
 
 
 def _restarts(now: Snapshot) -> Metric:
