@@ -93,7 +93,7 @@ def test_what_the_alerts_count_of_a_key(
 @pytest.mark.parametrize(
     ("targets", "unprojected"),
     [({}, False), ({"failed": 0, "denied": 3}, False), ({"failed": 2}, True),
-     ({"failed": "2"}, False)],
+     ({"failed": "2"}, False), ([1, 2], False)],
 )  # fmt: skip
 def test_only_a_failed_target_is_a_projection_failing(
     targets: dict[str, object], unprojected: bool

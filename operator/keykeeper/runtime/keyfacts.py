@@ -54,7 +54,8 @@ def key_facts(status: Mapping[str, Any]) -> KeyFacts:
     )
     said = _conditions(status)
     expiry = next((t for t in ("Expired", "Expiring") if said.get(t, ("",))[0] == "True"), "")
-    failed = (status.get("targets") or {}).get("failed") if isinstance(status, dict) else 0
+    targets = status.get("targets")
+    failed = targets.get("failed") if isinstance(targets, dict) else 0
     unprojected = isinstance(failed, int) and failed > 0  # denied targets are no failure
     return KeyFacts(
         shown, created, timestamps.epoch(status.get("nextRotationAt")), expiry, unprojected

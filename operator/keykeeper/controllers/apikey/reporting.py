@@ -69,11 +69,9 @@ class Reporter:
             generation=run.body["metadata"].get("generation", 0),
             now=self.clock(),
         )
-        if status != old and not await self._write(run, old, status):
-            await self.tell(run)  # what was done was done; the status is told next time
-            return
-        for entry in narrate(old, status, run.ready, run.results):
-            await run.journal.narrate(entry)
+        if status == old or await self._write(run, old, status):  # a stale one: told next time
+            for entry in narrate(old, status, run.ready, run.results):
+                await run.journal.narrate(entry)
         await self.tell(run)
 
     async def _write(self, run: Run, old: Body, status: Body) -> bool:

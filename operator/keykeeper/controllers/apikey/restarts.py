@@ -91,7 +91,7 @@ class Restarter:
         by_namespace: dict[str, dict[str, int]] = defaultdict(dict)
         for namespace, secret, version in rotated:
             by_namespace[namespace][secret] = version
-        done = failed = 0
+        outcomes: Counter[Restart] = Counter()
         for namespace, secrets in sorted(by_namespace.items()):
             for kind in KINDS:
                 try:
@@ -102,10 +102,9 @@ class Restarter:
                 for workload in found:
                     stamp = stamp_for(workload, secrets, run.ref)
                     if stamp is not None:
-                        result = await self._patch(run, namespace, kind, workload, stamp)
-                        self.results[result] += 1
-                        done += result is Restart.RESTARTED
-                        failed += result is Restart.FAILED
+                        outcomes[await self._patch(run, namespace, kind, workload, stamp)] += 1
+        self.results.update(outcomes)
+        done, failed = outcomes[Restart.RESTARTED], outcomes[Restart.FAILED]
         if done or failed:  # counted on the ApiKey: the workloads are told in their own
             run.journal.tell(
                 EventType.WARNING if failed else EventType.NORMAL,
