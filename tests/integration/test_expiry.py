@@ -13,6 +13,7 @@ from devtools.kk import Cluster, actions, apikey, condition, keypolicy, unique
 from devtools.operator import Operator, wait_for
 from kubernetes.client.rest import ApiException
 
+from keykeeper.api import timestamps
 from tests.integration.conftest import Leaks
 from tests.integration.test_seal_cli import kubectl
 
@@ -51,7 +52,8 @@ def test_an_expiring_value_says_so_and_an_expired_one_can_be_withdrawn(
     warn, suspend = unique("warn"), unique("suspend")
     kk.create(keypolicy(warn, sources={"names": [home]}))
     kk.create(keypolicy(suspend, sources={"names": [home]}, alerts={"onExpiry": "Suspend"}))
-    imported(kk, leaks, home, "soon", warn, at(timedelta(days=3)))
+    soon_at = at(timedelta(days=3))
+    imported(kk, leaks, home, "soon", warn, soon_at)
     wait_for(lambda: kk.value(home, "soon-out"), what="the expiring key projected")
     expiring = wait_for(
         lambda: (
@@ -61,6 +63,9 @@ def test_an_expiring_value_says_so_and_an_expired_one_can_be_withdrawn(
         what="Expiring=True",
     )
     assert "in 2 days" in expiring["message"] or "in 3 days" in expiring["message"], expiring
+    # the expiry itself, for the per-key metric and whoever reads the status
+    stated = timestamps.parse(kk.key(home, "soon")["status"]["valueExpiresAt"])  # type: ignore[index]
+    assert abs((stated - timestamps.parse(soon_at)).total_seconds()) < 1
     told = kk.wait_for_events(home, "soon", "ExpiresSoon")
     assert [e.type for e in told if "ExpiresSoon" in actions(e)] == ["Warning"], told
     admin = control_plane.admin.kubeconfig  # type: ignore[union-attr]

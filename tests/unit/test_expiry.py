@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from keykeeper.api.models import Phase
+from keykeeper.api.timestamps import rfc3339
 from keykeeper.controllers.apikey.run import ready
 from keykeeper.core.expiry import assess
 from keykeeper.core.narration import narrate
@@ -41,6 +42,7 @@ def test_the_conditions_of_an_expiry(
     assert by_type.get("Expiring") == expiring and by_type.get("Expired") == expired
     assert found.recheck_after == recheck
     assert found.expired is (expired is not None and expired[0] == "True")
+    assert found.at == (None if expires_in is None else rfc3339(NOW + expires_in))
 
 
 def _status(conditions: tuple[object, ...]) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""The metrics: what a scrape shows of the world, histograms without per-key series,
+"""The metrics: what a scrape shows of the world, histograms over all keys, the per-key series and their labels,
 KMS calls counted at the guard, and the HTTP endpoints."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def test_key_facts_come_from_the_status_and_survive_garbage() -> None:
     junk = key_facts(
         {"phase": None, "nextRotationAt": "soon", "versions": ["x", 3], "conditions": [7, "x"]}
     )
-    assert junk == ("Pending", None, None, "", False)
+    assert junk == ("Pending", None, None, "", False, None)
 
 
 @pytest.mark.parametrize(
@@ -127,6 +127,106 @@ def test_the_world_keeps_facts_per_key_and_forgets_dropped_keys() -> None:
     assert book.changed_at[ref] == (1, 5.0)
     world.drop_key(ref)
     assert ref not in book.facts and ref not in book.changed_at
+
+
+def with_snapshot(snapshot: metrics.Snapshot) -> dict[str, list[Any]]:
+    metrics.WORLD.snapshot = lambda: snapshot
+    try:
+        return scrape()
+    finally:
+        metrics.WORLD.snapshot = metrics.Snapshot
+
+
+def test_per_key_series_name_the_key_its_owner_and_its_expiry_state() -> None:
+    book = KeyFactsBook(owner_label="keykeeper.dev/owner")
+    keys = {
+        ("payments", "stripe"): (
+            {"keykeeper.dev/owner": "team-pay"},
+            {
+                "valueExpiresAt": "2030-01-01T00:00:00Z",
+                "conditions": [{"type": "Expiring", "status": "True"}],
+            },
+        ),
+        ("payments", "old"): (
+            {"keykeeper.dev/owner": "bad value!"},  # not a label value: no owner
+            {
+                "valueExpiresAt": "2020-01-01T00:00:00Z",
+                "conditions": [{"type": "Expired", "status": "True"}],
+            },
+        ),
+        ("web", "rotating"): ({}, {"nextRotationAt": "2030-01-01T00:00:00Z"}),
+        ("web", "plain"): ({"keykeeper.dev/owner": "web"}, {"phase": "Active"}),
+    }
+    for (namespace, name), (labels, status) in keys.items():
+        body = {"metadata": {"namespace": namespace, "name": name, "labels": labels}}
+        book.note_generation((namespace, name), body, 0.0)
+        book.status_seen((namespace, name), status)
+    found = with_snapshot(metrics.Snapshot(per_key=book.series()))
+    expiry = {
+        (s.labels["namespace"], s.labels["name"], s.labels["owner"], s.labels["state"]): s.value
+        for s in found["keykeeper_key_expiry_timestamp_seconds"]
+    }
+    assert expiry == {
+        ("payments", "stripe", "team-pay", "expiring"): pytest.approx(1893456000.0),
+        ("payments", "old", "", "expired"): pytest.approx(1577836800.0),
+    }
+    due = {
+        (s.labels["namespace"], s.labels["name"], s.labels["owner"]): s.value
+        for s in found["keykeeper_key_rotation_due_timestamp_seconds"]
+    }
+    assert due == {("web", "rotating", ""): pytest.approx(1893456000.0)}
+    assert found["keykeeper_per_key_series"][0].value == 1
+    book.status_seen(("payments", "stripe"), None)
+    assert ("payments", "stripe") not in book.owners, "a deleted key's owner is forgotten"
+
+
+def test_per_key_series_off_exports_none_and_says_so() -> None:
+    book = KeyFactsBook()  # no owner label: the chart's metrics.perKeySeries=false
+    book.note_generation(("a", "k"), {"metadata": {"labels": {"keykeeper.dev/owner": "x"}}}, 0)
+    assert not book.owners
+    found = with_snapshot(metrics.Snapshot())
+    assert found["keykeeper_per_key_series"][0].value == 0
+    assert "keykeeper_key_expiry_timestamp_seconds" not in found
+
+
+def test_a_provider_is_up_until_its_breaker_opens_and_again_once_a_probe_answers() -> None:
+    from keykeeper.providers.guard import Guarded
+
+    class Down:
+        provider_id = "aws"
+        capabilities: frozenset[str] = frozenset()
+        healthy = False
+
+        def current_kek_id(self) -> str:
+            if not self.healthy:
+                raise ProviderUnavailable("the KMS does not answer")
+            return "kek"
+
+        def check(self) -> None:
+            self.current_kek_id()
+
+    probes: list[Any] = []
+    inner = Down()
+    guarded = Guarded(
+        inner,  # type: ignore[arg-type]
+        rate=100,
+        burst=10,
+        timeout=1,
+        schedule=lambda _delay, probe: probes.append(probe),
+    )
+    assert not guarded.down
+    with pytest.raises(ProviderUnavailable):
+        guarded.current_kek_id()
+    assert guarded.down
+    found = with_snapshot(metrics.Snapshot(providers_down={"aws": guarded.down}))
+    assert [(s.labels["provider"], s.value) for s in found["keykeeper_provider_up"]] == [
+        ("aws", 0.0)
+    ]
+    probes.pop()()  # still down: probed again later
+    assert guarded.down and probes
+    inner.healthy = True
+    probes.pop()()
+    assert not guarded.down
 
 
 def test_kms_calls_errors_and_latency_are_counted_by_provider_and_operation() -> None:

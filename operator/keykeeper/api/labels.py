@@ -1,4 +1,13 @@
-"""Label and annotation names keykeeper writes (DESIGN.md §1)."""
+"""Label and annotation names keykeeper writes (DESIGN.md §1), and the shape of a label
+key and value as the apiserver checks them."""
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(rf"(?:[a-z0-9](?:[a-z0-9.-]{{0,251}}[a-z0-9])?/)?{_NAME}")
+_LABEL_VALUE = re.compile(rf"(?:{_NAME})?")
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 KEYKEEPER = "keykeeper"
@@ -22,3 +31,14 @@ MANAGED_SELECTOR = f"{MANAGED_BY}={KEYKEEPER}"
 # on an ApiKey: "true" lets it take back a value it had before (a deliberate rollback)
 REUSE_ALLOWED = "keykeeper.dev/allow-value-reuse"
 ROLE_REVOCATIONS = "revocations"
+
+
+def is_label_key(text: str) -> bool:
+    return bool(_LABEL_KEY.fullmatch(text))
+
+
+def label_value(labels: Mapping[str, Any] | None, key: str) -> str:
+    """The value of ``key`` among ``labels``, or "" if absent or not a label value (what
+    the apiserver admits: at most 63 characters of a closed alphabet)."""
+    value = (labels or {}).get(key, "")
+    return value if isinstance(value, str) and _LABEL_VALUE.fullmatch(value) else ""

@@ -27,6 +27,7 @@ class Expiry:
     conditions: tuple[Condition, ...] = ()
     recheck_after: timedelta | None = None
     expired: bool = False
+    at: str | None = None  # the expiry, RFC 3339 (status.valueExpiresAt)
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,16 @@ def assess(expires_at: datetime | Unreadable | None, within: timedelta, now: dat
                 Condition(EXPIRED, "True", Reason.EXPIRED, f"the value expired at {at}"),
             ),
             expired=True,
+            at=at,
         )
     not_expired = Condition(EXPIRED, "False", Reason.NOT_EXPIRED, f"the value expires at {at}")
     if now >= expires_at - within:
         left = expires_at - now
         soon = f"the value expires at {at}, in {_days(left)}: supply a new one"
         expiring = Condition(EXPIRING, "True", Reason.EXPIRES_SOON, soon)
-        return Expiry((expiring, not_expired), left)
+        return Expiry((expiring, not_expired), left, at=at)
     quiet = Condition(EXPIRING, "False", Reason.NOT_EXPIRING, f"the value expires at {at}")
-    return Expiry((quiet, not_expired), expires_at - within - now)
+    return Expiry((quiet, not_expired), expires_at - within - now, at=at)
 
 
 def _days(left: timedelta) -> str:

@@ -98,6 +98,14 @@ class ProviderCache:
         credentials, version = found
         return await asyncio.to_thread(self.provider, kms, credentials, version)
 
+    def health(self) -> dict[str, bool]:
+        """Provider id -> whether one of its instances is down (``keykeeper_provider_up``)."""
+        down: dict[str, bool] = {}
+        for _, provider in list(self._providers.values()):
+            name = str(provider.provider_id)
+            down[name] = down.get(name, False) or (isinstance(provider, Guarded) and provider.down)
+        return down
+
     def close(self) -> None:
         while self._providers:
             _close(self._providers.popitem()[1][1])

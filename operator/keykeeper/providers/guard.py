@@ -134,6 +134,11 @@ class Guarded(KeyProvider):
         self._executor = BoundedExecutor(str(self.provider_id))
 
     @property
+    def down(self) -> bool:
+        """The breaker is open: calls fail at once while the KMS is probed."""
+        return self._down is not None
+
+    @property
     def executor(self) -> BoundedExecutor:
         """Its own threads, bounded (``providers.threads``): a slow KMS holds only these."""
         return self._executor

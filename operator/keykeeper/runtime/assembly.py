@@ -80,6 +80,8 @@ class Parts:
             audit_failures=self.audit.failures,
             audit_reserve_released=self.audit.reserve.released,
             restarts=dict(self.reconciler.restarter.results),
+            per_key=self.facts.series() if self.facts.owner_label else None,
+            providers_down=self.providers.health(),
         )
 
 
@@ -92,7 +94,8 @@ def assemble(
     on_provider_recovery: Callable[[], None] | None = None,
 ) -> Parts:
     keyring = Keyring(master)
-    facts = KeyFactsBook()
+    # per-key series on: the owner label is kept ("" keeps none, and exports none)
+    facts = KeyFactsBook(owner_label=settings.owner_label if settings.per_key_metrics else "")
     world.on_status = facts.status_seen
     providers = ProviderCache(
         registry,

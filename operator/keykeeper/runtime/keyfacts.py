@@ -8,13 +8,15 @@ hook), so a scrape reads these small tuples instead of decoding 100,000 bodies.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from keykeeper.api import timestamps
+from keykeeper.api.labels import label_value
 from keykeeper.api.models import Phase
 from keykeeper.core.store import VersionState
+from keykeeper.runtime.keyseries import KeySeries
 from keykeeper.types import Body, KeyRef
 
 PHASES = frozenset(p.value for p in Phase)
@@ -26,6 +28,7 @@ class KeyFacts(NamedTuple):
     next_rotation: float | None
     expiry: str = ""  # "", Expiring or Expired: what its conditions say of its value
     unprojected: bool = False  # targets it is authorized for but could not be written to
+    expires_at: float | None = None  # epoch seconds: status.valueExpiresAt
 
 
 def _conditions(status: Mapping[str, Any]) -> dict[str, tuple[object, object]]:
@@ -58,7 +61,12 @@ def key_facts(status: Mapping[str, Any]) -> KeyFacts:
     failed = targets.get("failed") if isinstance(targets, dict) else 0
     unprojected = isinstance(failed, int) and failed > 0  # denied targets are no failure
     return KeyFacts(
-        shown, created, timestamps.epoch(status.get("nextRotationAt")), expiry, unprojected
+        shown,
+        created,
+        timestamps.epoch(status.get("nextRotationAt")),
+        expiry,
+        unprojected,
+        timestamps.epoch(status.get("valueExpiresAt")),
     )
 
 
@@ -69,6 +77,10 @@ class KeyFactsBook:
     # (generation, loop time it arrived)
     changed_at: dict[KeyRef, tuple[int, float]] = field(default_factory=dict)
     generations: dict[KeyRef, int] = field(default_factory=dict)
+    # the value of ``owner_label`` on each key that has one (the per-key series' owner);
+    # "" keeps none
+    owner_label: str = ""
+    owners: dict[KeyRef, str] = field(default_factory=dict)
 
     def status_seen(self, ref: KeyRef, status: Mapping[str, Any] | None) -> None:
         """The world's ``on_status`` hook: None means the key is gone."""
@@ -76,16 +88,44 @@ class KeyFactsBook:
             self.facts.pop(ref, None)
             self.changed_at.pop(ref, None)
             self.generations.pop(ref, None)
+            self.owners.pop(ref, None)
         else:
             self.facts[ref] = key_facts(status)
 
     def listed(self, ref: KeyRef, body: Body) -> None:
         """The start-up list: what was there before is no change (no lag clock)."""
         self.generations[ref] = int(body.get("metadata", {}).get("generation") or 0)
+        self._owner(ref, body)
 
     def note_generation(self, ref: KeyRef, body: Body, now: float) -> None:
         """A watch event: a generation not seen before starts the projection-lag clock."""
         generation = int(body.get("metadata", {}).get("generation") or 0)
+        self._owner(ref, body)
         if self.generations.get(ref) != generation:
             self.generations[ref] = generation
             self.changed_at[ref] = (generation, now)
+
+    def _owner(self, ref: KeyRef, body: Body) -> None:
+        owner = label_value(body.get("metadata", {}).get("labels"), self.owner_label)
+        if owner and self.owner_label:
+            self.owners[ref] = owner
+        else:
+            self.owners.pop(ref, None)
+
+    def series(self) -> PerKey:
+        """The per-key series' keys, copied now (on the loop), made into series later (on
+        the scrape's thread)."""
+        return PerKey(list(self.facts.items()), dict(self.owners))
+
+
+@dataclass(frozen=True)
+class PerKey:
+    facts: list[tuple[KeyRef, KeyFacts]]
+    owners: dict[KeyRef, str]
+
+    def __iter__(self) -> Iterator[KeySeries]:
+        """One entry per key with an expiry or a scheduled rotation."""
+        for ref, f in self.facts:
+            if f.expires_at is not None or f.next_rotation is not None:
+                owner = self.owners.get(ref, "")
+                yield KeySeries(*ref, owner, f.expiry, f.expires_at, f.next_rotation)

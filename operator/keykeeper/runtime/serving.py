@@ -8,16 +8,18 @@
   (``KEYKEEPER_METRICS_AUTH=kubernetes``), only to a bearer token the apiserver
   authenticates and RBAC lets ``get`` ``/metrics`` (``metricsauth``).
 
-Nothing served here carries a key's value, name or any data an ApiKey author wrote.
+Nothing served here carries a key's value or data key; the per-key series name keys
+(namespace, name, owner label) unless ``KEYKEEPER_PER_KEY_METRICS=false``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from keykeeper.runtime import metrics
 from keykeeper.runtime.metricsauth import Reviewer, Verdict
@@ -68,5 +70,6 @@ class Server:
             verdict = await self._reviewer.check(request.headers.get("Authorization", ""))
             if verdict is not Verdict.ALLOWED:
                 return web.Response(status=int(verdict), text=f"{verdict.name.lower()}\n")
-        body = generate_latest(metrics.REGISTRY)
+        # the world is read on the loop, the text rendered off it (per-key series: K4)
+        body = await asyncio.to_thread(metrics.render, metrics.WORLD.snapshot())
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

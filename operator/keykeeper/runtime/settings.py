@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from keykeeper.api.durations import parse_duration
+from keykeeper.api.labels import is_label_key
 from keykeeper.audit.segments import KEPT, SEGMENT_BYTES
 
 LOG_FORMATS = ("json", "plain", "full")
@@ -28,6 +29,10 @@ class Settings:
     leader_election: bool = False  # on in the chart: only the Lease holder writes
     audit_stdout: bool = False  # each audit record also as a JSON line on stdout
     metrics_auth: str = "none"  # "kubernetes": /metrics for tokens RBAC lets get it
+    # one series per key for its expiry and its rotation due, labelled namespace, name and
+    # owner (the value of this label on the ApiKey); off for very large installs
+    per_key_metrics: bool = True
+    owner_label: str = "keykeeper.dev/owner"
     audit_segment_bytes: int = SEGMENT_BYTES  # the audit file is closed past this size
     audit_segments_kept: int = KEPT  # closed audit segments kept (0: all)
     workers: int = 16  # keys reconciled at once: each mostly waits on the API or a KMS
@@ -49,6 +54,8 @@ class Settings:
             raise ValueError(
                 f"metrics auth {self.metrics_auth!r} is not one of {', '.join(METRICS_AUTH)}"
             )
+        if not is_label_key(self.owner_label):
+            raise ValueError(f"the owner label {self.owner_label!r} is not a label key")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ValueError(f"workers must be 1 to {MAX_WORKERS}, not {self.workers}")
         if self.audit_segment_bytes < MIN_SEGMENT_BYTES or self.audit_segments_kept < 0:
@@ -76,6 +83,8 @@ class Settings:
             leader_election=_flag(env.get("KEYKEEPER_LEADER_ELECTION", "false")),
             audit_stdout=_flag(env.get("KEYKEEPER_AUDIT_STDOUT", "false")),
             metrics_auth=env.get("KEYKEEPER_METRICS_AUTH", default.metrics_auth),
+            per_key_metrics=_flag(env.get("KEYKEEPER_PER_KEY_METRICS", "true")),
+            owner_label=env.get("KEYKEEPER_OWNER_LABEL", default.owner_label),
             audit_segment_bytes=_integer(
                 "KEYKEEPER_AUDIT_SEGMENT_BYTES",
                 env.get("KEYKEEPER_AUDIT_SEGMENT_BYTES"),

@@ -226,6 +226,7 @@ class Reconciler:
         stated = expiry.stated(expires_at) if expires_at else None
         found = expiry.assess(stated, policy.alerts.expiring_delta, self.clock())
         run.extra += found.conditions
+        run.value_expires_at = found.at
         if found.recheck_after is not None:
             run.again(max(found.recheck_after.total_seconds(), 1.0))
         if found.expired and policy.alerts.on_expiry is ExpiryAction.SUSPEND:

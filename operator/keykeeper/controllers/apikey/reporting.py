@@ -60,6 +60,7 @@ class Reporter:
             ],
             current=stored.current.version if stored.current else None,
             next_rotation_at=rfc3339(next_at) if next_at else None,
+            value_expires_at=run.value_expires_at,
             ready=run.ready,
             extra=[
                 *([by_type[conditions.ROTATION_DUE]] if conditions.ROTATION_DUE in by_type else []),

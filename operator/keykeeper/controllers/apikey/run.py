@@ -54,6 +54,7 @@ class Run:
     rotated: list[tuple[str, str, int]] = field(default_factory=list)
     # conditions beside Ready and Projected that this run found (Expiring, Expired)
     extra: list[Condition] = field(default_factory=list)
+    value_expires_at: str | None = None  # RFC 3339: when the current value expires
     # withdrawn Secrets another finalizer keeps (deleted, emptied, not gone yet)
     withdrawing: set[tuple[str, str]] = field(default_factory=set)
 
