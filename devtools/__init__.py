@@ -13,6 +13,7 @@
 * ``kk`` — builders of KeyPolicies and ApiKeys and an admin's small verbs;
 * ``softhsm`` — a real SoftHSM2 token in a temporary directory;
 * ``kmspeers`` — AWS KMS peers as processes: moto's server and local-kms;
+* ``prometheus`` — a real Prometheus scraping the operator, keykeeper's alert rules loaded;
 * ``fakes`` — in-repo fakes of Google Cloud KMS (gRPC) and Azure Key Vault (HTTPS),
   driven by the unmodified SDK clients;
 * ``peers`` — the peer controllers the fan-out bench compares with (Sealed Secrets,

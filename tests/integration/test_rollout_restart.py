@@ -21,14 +21,18 @@ pytestmark = pytest.mark.cluster
 
 OPT_IN = "keykeeper.dev/restart-on-rotation"
 STAMP = "keykeeper.dev/restarted-for"
+WINDOW = "keykeeper.dev/restart-window"
 
 
-def deployment(name: str, names_secrets: str, opted_in: bool) -> dict[str, Any]:
+def deployment(
+    name: str, names_secrets: str, opted_in: bool, window: str | None = None
+) -> dict[str, Any]:
     labels = {"app": name, **({OPT_IN: "true"} if opted_in else {})}
+    annotations = {OPT_IN: names_secrets, **({WINDOW: window} if window is not None else {})}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels, "annotations": {OPT_IN: names_secrets}},
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"app": name}},
@@ -67,7 +71,8 @@ def test_an_opted_in_deployment_restarts_once_per_rotation(
     kk.create(apikey(home, "k", policy, projections=targets))
     leaks.add(wait_for(lambda: kk.value(apps, "a-key"), what="projected"))
     names = f"{home}/k:a-key, {home}/k:b-key"
-    for body in (deployment("web", names, True), deployment("other", f"{home}/k:a-key", False)):
+    web = deployment("web", names, True, window="0")  # each rotation rolls at once
+    for body in (web, deployment("other", f"{home}/k:a-key", False)):
         control_plane.kubectl("-n", apps, "apply", "-f", "-", input=json.dumps(body))
     before = get(control_plane, apps, "web")["metadata"]["generation"]
 
@@ -196,8 +201,8 @@ def test_an_operator_restart_rolls_out_nothing(
 ) -> None:
     """#26: a workload restarts only when a value it mounts changed; an operator that
     restarts (and re-reads every key, re-checks every projected Secret) never rolls one.
-    50 opted-in Deployments, each restarted once by a rotation, then the operator
-    stopped and started: not one more rollout."""
+    50 opted-in Deployments, each restarted once by a rotation (after the default 30 s
+    restart window), then the operator stopped and started: not one more rollout."""
     home, apps = kk.namespace("home"), kk.namespace("apps")
     policy = unique("storm")
     kk.create(keypolicy(policy, targets={"names": [apps]}, rotation={"gracePeriod": "1h"}))
@@ -215,7 +220,7 @@ def test_an_operator_restart_rolls_out_nothing(
         return {d["metadata"]["name"]: d["metadata"]["generation"] for d in listed["items"]}
 
     wait_for(lambda: all(stamp(control_plane, apps, n) == "s=2" for n in names[-3:]),
-             timeout=60, what="restarted for version 2")  # fmt: skip
+             timeout=90, what="restarted for version 2")  # fmt: skip
     leaks.add(kk.value(apps, "s"))  # type: ignore[arg-type]
     time.sleep(1.0)
     before = generations()
@@ -226,3 +231,32 @@ def test_an_operator_restart_rolls_out_nothing(
              timeout=2).status == 200, timeout=90, what="ready")  # fmt: skip
     time.sleep(5.0)  # the start-up sweep reconciles the key and sees every Secret again
     assert generations() == before, "a restart of the operator rolled workloads out"
+
+
+def test_keys_rotated_within_a_restart_window_are_one_rollout(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, leaks: Leaks
+) -> None:
+    """#26 (sapcc PR #8835): a username and a password, two ApiKeys, rotated seconds
+    apart, roll a workload that mounts both out once, with both new versions."""
+    home, apps = kk.namespace("home"), kk.namespace("apps")
+    policy = unique("window")
+    kk.create(keypolicy(policy, targets={"names": [apps]}, rotation={"gracePeriod": "1h"}))
+    for name in ("user", "pass"):
+        kk.create(apikey(home, name, policy, projections=[{"namespace": apps, "secretName": name}]))
+        leaks.add(wait_for(lambda n=name: kk.value(apps, n), what=f"{name} projected"))  # type: ignore[misc]
+    names = f"{home}/user:user, {home}/pass:pass"
+    body = deployment("db-client", names, True, window="8s")
+    control_plane.kubectl("-n", apps, "apply", "-f", "-", input=json.dumps(body))
+    before = get(control_plane, apps, "db-client")["metadata"]["generation"]
+    rotate(kk, home, "user")
+    time.sleep(3.0)  # the password follows a few seconds later, inside the window
+    rotate(kk, home, "pass")
+    wait_for(lambda: stamp(control_plane, apps, "db-client") == "pass=2,user=2", timeout=30,
+             what="one rollout with both new versions")  # fmt: skip
+    time.sleep(2.0)
+    after = get(control_plane, apps, "db-client")["metadata"]["generation"]
+    assert after - before == 1, "two rotations inside the window: one rollout"
+    on_workload = kk.wait_for_events(apps, "db-client", "RolloutRestarted")
+    assert any(f"ApiKey {home}/pass, {home}/user rotated" in e.message for e in on_workload)
+    for name in ("user", "pass"):
+        leaks.add(kk.value(apps, name))  # type: ignore[arg-type]

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from keykeeper.controllers.apikey.restarts import OPT_IN, RESTARTED_FOR, stamp_for
+from keykeeper.controllers.apikey.restarts import OPT_IN, RESTARTED_FOR
+from keykeeper.controllers.apikey.stamps import stamp_for
 
 
 def workload(names: str, stamped: str | None = None) -> dict[str, Any]:

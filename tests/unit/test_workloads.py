@@ -7,9 +7,17 @@ import asyncio
 from typing import Any
 
 from keykeeper.audit.events import EventSink
-from keykeeper.controllers.apikey.restarts import Restarter, stamp_for
+from keykeeper.controllers.apikey.restarts import Restarter
+from keykeeper.controllers.apikey.stamps import stamp_for
 from keykeeper.kube.paths import workloads_path
-from keykeeper.kube.workloads import KINDS, OPT_IN, RESTARTED_FOR, WorkloadIndex, compact
+from keykeeper.kube.workloads import (
+    KINDS,
+    OPT_IN,
+    RESTARTED_FOR,
+    WINDOW,
+    WorkloadIndex,
+    compact,
+)
 from tests.unit.fakekube import FakeKube
 
 SOURCE = ("home", "k")
@@ -76,7 +84,9 @@ def test_a_workload_deleted_before_its_restart_is_skipped_without_an_error() -> 
     kube = FakeKube()  # the index still has it; the API no longer does
     index = WorkloadIndex()
     index._synced.update(KINDS)
-    index.put("deployments", deployment("web", "home/k:k"))
+    web = deployment("web", "home/k:k")
+    web["metadata"]["annotations"][WINDOW] = "0"  # at once
+    index.put("deployments", web)
     restarter = Restarter(kube, EventSink(kube, "test"), index)
     run = Run(SOURCE, {"metadata": {"uid": "u", "name": "k", "namespace": "home"}})
     asyncio.run(restarter.restart(run, [("apps", "k", 2)]))

@@ -27,6 +27,7 @@ log = logging.getLogger("keykeeper.workloads")
 
 OPT_IN = "keykeeper.dev/restart-on-rotation"  # the label that selects, the annotation that names
 RESTARTED_FOR = "keykeeper.dev/restarted-for"  # on the pod template
+WINDOW = "keykeeper.dev/restart-window"  # on the workload: rotations gathered into one rollout
 KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
 RETRY = 2.0  # seconds before listing again after a broken watch
 
@@ -42,7 +43,10 @@ def compact(workload: Body) -> Body:
             "namespace": meta.get("namespace", ""),
             "uid": meta.get("uid", ""),  # the Event on it names it exactly
             "resourceVersion": meta.get("resourceVersion", ""),
-            "annotations": {OPT_IN: (meta.get("annotations") or {}).get(OPT_IN, "")},
+            "annotations": {
+                OPT_IN: (meta.get("annotations") or {}).get(OPT_IN, ""),
+                WINDOW: str((meta.get("annotations") or {}).get(WINDOW, ""))[:32],
+            },
         }
     }
     if stamp is not None:

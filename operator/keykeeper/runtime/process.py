@@ -71,11 +71,16 @@ class Runtime:
         return self._parts
 
     async def stop(self) -> None:
-        """Graceful shutdown: the leader anchors the audit log's head and releases the
-        Lease, so a standby takes over at its next try."""
+        """Graceful shutdown: the leader rolls the workloads whose restart window is
+        open, anchors the audit log's head and releases the Lease, so a standby takes
+        over at its next try."""
         for task in self.tasks:
             task.cancel()
         if self._parts is not None and self.leading:
+            try:  # restart windows still open roll now: a rollout owed is not dropped
+                await self._parts.reconciler.restarter.flush()
+            except KeykeeperError as exc:
+                log.warning("could not roll the workloads owed a restart at shutdown: %s", exc)
             try:
                 await self._parts.anchorer.anchor()
             except KeykeeperError as exc:  # no longer sure to lead, or the API is away

@@ -81,7 +81,7 @@ class Reconciler:
         self.projector = Projector(kube, world, keyring)
         self.finalizer = Finalizer(kube, world, self.keeper, self.projector, audit, namespace)
         self.reporter = Reporter(kube, world, sink, clock, keyring.shown)
-        self.restarter = Restarter(kube, sink)
+        self.restarter = Restarter(kube, sink, audit=audit)
         self.gather = Gatherer(world, namespace)
         self.enforcer = Enforcer(
             world, self.gather, self.projector, self.keeper, self.reporter, audit, clock

@@ -14,8 +14,14 @@ opted-in workload naming that key and Secret gets **one** patch of its pod templ
 annotation ``keykeeper.dev/restarted-for`` (``<secret>=<version>,...``), which rolls it
 out as ``kubectl rollout restart`` does. Several targets of one key rotating together
 restart a workload once; a workload already stamped for those versions is not touched
-again. Each restart is an Event on the workload, in its namespace, and an audit record;
-the ApiKey's Event only counts them (a source tenant learns no workload names).
+again. Rotations owed to one workload are gathered for its restart window
+(``keykeeper.dev/restart-window``, default 30 s; ``0``: at once), opened by the first:
+a username and a password rotated seconds apart roll it out once, with both. The window
+is kept in memory: a graceful shutdown rolls every open one at once (``flush``); a
+crash inside a window loses that rollout (the workload still has the previous value
+beside the new one for the grace period). Each restart is an Event on the workload,
+in its namespace, and an audit record; the ApiKey's Event only counts them (a source
+tenant learns no workload names).
 Workloads are found in the index a lean watch keeps (``kube.workloads``: no request
 per rotation), or, while that index is not in step, with one labelled LIST per kind and
 namespace.
@@ -23,14 +29,19 @@ namespace.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from keykeeper.api.reasons import EventType, Reason
 from keykeeper.audit.events import EventSink
+from keykeeper.audit.journal import Journal
+from keykeeper.audit.log import AuditLog
 from keykeeper.controllers.apikey.run import Run
+from keykeeper.controllers.apikey.stamps import owed, stamp, stamped, window_of
 from keykeeper.errors import KeykeeperError, NotFound
 from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import workloads_path
@@ -49,36 +60,30 @@ class Restart(StrEnum):
 
 
 Rotated = tuple[str, str, int]  # (namespace, Secret name, version now projected)
+Place = tuple[str, str, str]  # (namespace, kind, workload name)
 
 
-def named_by(workload: Body, source: KeyRef) -> set[str]:
-    """The Secrets ``workload`` asks to be restarted for when the ApiKey ``source``
-    rotates them (entries ``<namespace>/<apikey>:<secret>``; others name no key)."""
-    meta = workload.get("metadata") or {}
-    names: set[str] = set()
-    for entry in (meta.get("annotations") or {}).get(OPT_IN, "").split(","):
-        key, _, secret = entry.strip().partition(":")
-        if secret and key == f"{source[0]}/{source[1]}":
-            names.add(secret)
-    return names
+@dataclass
+class Gathered:
+    """The rotations owed to one workload while its restart window is open."""
 
-
-def stamp_for(workload: Body, rotated: dict[str, int], source: KeyRef) -> str | None:
-    """The template annotation this workload should carry, or None if it names none of
-    the Secrets ``source`` rotated, or already carries it (pure)."""
-    named = named_by(workload, source)
-    hit = {secret: version for secret, version in rotated.items() if secret in named}
-    if not hit:
-        return None
-    stamp = ",".join(f"{secret}={version}" for secret, version in sorted(hit.items()))
-    template = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
-    return None if (template.get("annotations") or {}).get(RESTARTED_FOR) == stamp else stamp
+    versions: dict[str, int] = field(default_factory=dict)
+    sources: set[KeyRef] = field(default_factory=set)
 
 
 class Restarter:
-    def __init__(self, kube: Kube, sink: EventSink, index: WorkloadIndex | None = None) -> None:
-        self.kube, self.sink, self.index = kube, sink, index
+    def __init__(
+        self,
+        kube: Kube,
+        sink: EventSink,
+        index: WorkloadIndex | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.kube, self.sink, self.index, self.audit = kube, sink, index, audit
         self.results: Counter[str] = Counter()  # keykeeper_restarts_total{result}
+        self.gathered: dict[Place, Gathered] = {}  # restart windows open
+        self._timers: dict[Place, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Restart | None]] = set()
 
     async def opted_in(self, namespace: str, kind: str) -> list[Body]:
         """The workloads of ``kind`` in ``namespace`` that opt in: from the index when it
@@ -88,10 +93,13 @@ class Restarter:
         return await self.kube.list(workloads_path(namespace, kind), label_selector=OPT_IN)
 
     async def restart(self, run: Run, rotated: Iterable[Rotated]) -> None:
+        """Roll the workloads that name what ``run`` rotated: at once for a window of 0,
+        else gathered with every other rotation owed them until their window closes."""
         by_namespace: dict[str, dict[str, int]] = defaultdict(dict)
         for namespace, secret, version in rotated:
             by_namespace[namespace][secret] = version
         outcomes: Counter[Restart] = Counter()
+        gathering = 0
         for namespace, secrets in sorted(by_namespace.items()):
             for kind in KINDS:
                 try:
@@ -100,38 +108,114 @@ class Restarter:
                     log.warning("%s/%s: listing %s in %s: %s", *run.ref, kind, namespace, exc)
                     continue
                 for workload in found:
-                    stamp = stamp_for(workload, secrets, run.ref)
-                    if stamp is not None:
-                        outcomes[await self._patch(run, namespace, kind, workload, stamp)] += 1
+                    hits = owed(workload, secrets, run.ref)
+                    if hits:
+                        place = (namespace, kind, str(workload["metadata"]["name"]))
+                        outcome = await self._owe(run, place, workload, hits)
+                        if outcome is None:
+                            gathering += 1
+                        else:
+                            outcomes[outcome] += 1
         self.results.update(outcomes)
+        self._tell(run, outcomes, gathering)
+
+    async def _owe(
+        self, run: Run, place: Place, workload: Body, hits: dict[str, int]
+    ) -> Restart | None:
+        """A rollout now (a window of 0), or None: gathered until the window closes."""
+        window = window_of(workload)
+        if window <= 0:
+            versions = {**stamped(workload), **hits}
+            return await self._patch(run.journal, place, workload, versions, {run.ref})
+        gathered = self.gathered.setdefault(place, Gathered())
+        gathered.versions.update(hits)
+        gathered.sources.add(run.ref)
+        if place not in self._timers:  # the first rotation opens the window
+            loop = asyncio.get_running_loop()
+            self._timers[place] = loop.call_later(window, self._due, place)
+        return None
+
+    def _tell(self, run: Run, outcomes: Counter[Restart], gathering: int) -> None:
+        """Counted on the ApiKey: the workloads are told in their own namespace."""
         done, failed = outcomes[Restart.RESTARTED], outcomes[Restart.FAILED]
-        if done or failed:  # counted on the ApiKey: the workloads are told in their own
-            run.journal.tell(
-                EventType.WARNING if failed else EventType.NORMAL,
-                Reason.ROLLOUT_RESTARTED,
-                f"restarted {done} opted-in workload(s)"
-                + (f"; {failed} could not be restarted" if failed else ""),
-            )
+        said = [f"restarted {done} opted-in workload(s)"] if done or failed else []
+        if failed:
+            said.append(f"{failed} could not be restarted")
+        if gathering:
+            said.append(f"{gathering} opted-in workload(s) restart when their window closes")
+        if said:
+            kind = EventType.WARNING if failed else EventType.NORMAL
+            run.journal.tell(kind, Reason.ROLLOUT_RESTARTED, "; ".join(said))
+
+    def _due(self, place: Place) -> None:
+        task = asyncio.create_task(self.roll(place), name=f"keykeeper-restart-{place[2]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def roll(self, place: Place) -> Restart | None:
+        """The one rollout a closed window gathered, from the workload as it is now."""
+        self._timers.pop(place, None)
+        gathered = self.gathered.pop(place, None)
+        if gathered is None:
+            return None
+        namespace, kind, name = place
+        try:
+            workload = await self.kube.get_or_none(workloads_path(namespace, kind, name))
+        except KeykeeperError as exc:
+            log.warning("restarting %s/%s in %s: %s", kind, name, namespace, exc)
+            outcome: Restart | None = Restart.FAILED
+        else:
+            outcome = await self._roll_into(place, workload, gathered)
+        if outcome is not None:
+            self.results[outcome] += 1
+        return outcome
+
+    async def _roll_into(
+        self, place: Place, workload: Body | None, gathered: Gathered
+    ) -> Restart | None:
+        if workload is None:
+            return Restart.GONE
+        still = {  # what it still names and was not rolled for since
+            secret: version
+            for source in gathered.sources
+            for secret, version in owed(workload, gathered.versions, source).items()
+        }
+        if not still:
+            return None  # it stopped opting in, or was rolled already
+        journal = Journal(self.audit, min(gathered.sources), "")
+        versions = {**stamped(workload), **still}
+        return await self._patch(journal, place, workload, versions, gathered.sources)
+
+    async def flush(self) -> None:
+        """Every open window closed now (a graceful shutdown: no owed rollout is lost)."""
+        for place, timer in list(self._timers.items()):
+            timer.cancel()
+            await self.roll(place)
 
     async def _patch(
-        self, run: Run, namespace: str, kind: str, workload: Body, stamp: str
+        self,
+        journal: Journal,
+        place: Place,
+        workload: Body,
+        versions: dict[str, int],
+        sources: set[KeyRef],
     ) -> Restart:
-        name = workload["metadata"]["name"]
-        where = f"{kind}/{name} in {namespace}"
-        await run.journal.intend(Reason.ROLLOUT_RESTARTED, f"{where} for {stamp}")
-        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR: stamp}}}}}
-        source = f"ApiKey {run.ref[0]}/{run.ref[1]}"
+        namespace, kind, name = place
+        where, stamp_text = f"{kind}/{name} in {namespace}", stamp(versions)
+        await journal.intend(Reason.ROLLOUT_RESTARTED, f"{where} for {stamp_text}")
+        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR: stamp_text}}}}}
+        source = "ApiKey " + ", ".join(f"{ns}/{key}" for ns, key in sorted(sources))
         target = {"apiVersion": "apps/v1", "kind": KINDS[kind], "metadata": workload["metadata"]}
         try:
             await self.kube.patch(workloads_path(namespace, kind, name), patch)
         except NotFound:  # deleted since it was seen: nothing to restart, nothing wrong
-            log.info("%s/%s: %s is gone; not restarted", *run.ref, where)
+            log.info("%s is gone; not restarted", where)
             return Restart.GONE
         except KeykeeperError as exc:  # the rotation stands; the workload restarts by hand
-            log.warning("%s/%s: restarting %s: %s", *run.ref, where, exc)
-            failure = f"{source} rotated {stamp}, but the restart failed: {exc}"
+            log.warning("restarting %s: %s", where, exc)
+            failure = f"{source} rotated {stamp_text}, but the restart failed: {exc}"
             await self.sink.emit(target, EventType.WARNING, Reason.ROLLOUT_RESTARTED, failure)
             return Restart.FAILED
-        told = f"restarted: {source} rotated {stamp}"
+        told = f"restarted: {source} rotated {stamp_text}"
         await self.sink.emit(target, EventType.NORMAL, Reason.ROLLOUT_RESTARTED, told)
         return Restart.RESTARTED

@@ -1,0 +1,127 @@
+"""Restart windows (#26): rotations owed to one workload within its window are one
+rollout; a window of 0 rolls at once; a shutdown rolls every open window; a workload
+that stopped opting in, or was deleted, before its window closed is left alone."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from keykeeper.audit.events import EventSink
+from keykeeper.controllers.apikey.restarts import Restarter
+from keykeeper.controllers.apikey.run import Run
+from keykeeper.controllers.apikey.stamps import DEFAULT_WINDOW, MAX_WINDOW, window_of
+from keykeeper.kube.paths import workloads_path
+from keykeeper.kube.workloads import OPT_IN, RESTARTED_FOR, WINDOW
+from tests.unit.fakekube import FakeKube
+
+WEB = workloads_path("apps", "deployments", "web")
+PLACE = ("apps", "deployments", "web")
+
+
+def deployment(names: str, window: str | None = None) -> dict[str, Any]:
+    annotations = {OPT_IN: names, **({WINDOW: window} if window is not None else {})}
+    return {
+        "metadata": {"name": "web", "namespace": "apps", "labels": {OPT_IN: "true"},
+                     "annotations": annotations},
+        "spec": {"template": {"metadata": {}, "spec": {"containers": []}}},
+    }  # fmt: skip
+
+
+def run_of(name: str) -> Run:
+    return Run(
+        ("home", name), {"metadata": {"uid": f"u-{name}", "name": name, "namespace": "home"}}
+    )
+
+
+def patches(kube: FakeKube) -> int:
+    return sum(1 for method, path in kube.requests if method == "PATCH" and path == WEB)
+
+
+def stamp_of(kube: FakeKube) -> str:
+    return str(kube.objects[WEB]["spec"]["template"]["metadata"]["annotations"][RESTARTED_FOR])
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        (None, DEFAULT_WINDOW),
+        ("", DEFAULT_WINDOW),
+        ("0", 0.0),
+        ("0s", 0.0),
+        ("10s", 10.0),
+        ("2m", 120.0),
+        ("1h", MAX_WINDOW),  # bounded: a restart is never put off for long
+        ("soon", DEFAULT_WINDOW),  # not a duration
+        ("-5s", DEFAULT_WINDOW),
+    ],
+)
+def test_the_window_a_workload_asks_for(text: str | None, seconds: float) -> None:
+    assert window_of(deployment("home/a:user", text)) == seconds
+
+
+def test_a_username_and_a_password_rotated_apart_are_one_rollout_with_both() -> None:
+    async def scenario() -> None:
+        kube = FakeKube()
+        kube.put(WEB, deployment("home/a:user, home/b:pass", "30s"))
+        restarter = Restarter(kube, EventSink(kube, "test"))
+        first, second = run_of("a"), run_of("b")
+        await restarter.restart(first, [("apps", "user", 2)])
+        await restarter.restart(second, [("apps", "pass", 5)])
+        assert patches(kube) == 0, "the window is open: nothing rolled yet"
+        assert [t.message for t in first.journal.told] == [
+            "1 opted-in workload(s) restart when their window closes"
+        ]
+        assert await restarter.roll(PLACE) == "restarted"  # the window closes
+        assert patches(kube) == 1 and stamp_of(kube) == "pass=5,user=2"
+        assert restarter.results == {"restarted": 1}
+        await restarter.restart(first, [("apps", "user", 2)])  # the same version again
+        assert not restarter.gathered, "rolled for it already: nothing owed"
+
+    asyncio.run(scenario())
+
+
+def test_a_window_of_zero_rolls_at_once_and_a_closing_timer_rolls_the_rest() -> None:
+    async def scenario() -> None:
+        kube = FakeKube()
+        kube.put(WEB, deployment("home/a:user", "0"))
+        restarter = Restarter(kube, EventSink(kube, "test"))
+        await restarter.restart(run_of("a"), [("apps", "user", 2)])
+        assert patches(kube) == 1 and stamp_of(kube) == "user=2"
+        kube.objects[WEB]["metadata"]["annotations"][WINDOW] = "1s"
+        await restarter.restart(run_of("a"), [("apps", "user", 3)])
+        assert patches(kube) == 1
+        await asyncio.sleep(1.3)  # the loop's timer closes the window
+        assert patches(kube) == 2 and stamp_of(kube) == "user=3"
+
+    asyncio.run(scenario())
+
+
+def test_a_shutdown_rolls_every_open_window() -> None:
+    async def scenario() -> None:
+        kube = FakeKube()
+        kube.put(WEB, deployment("home/a:user"))  # the default window
+        restarter = Restarter(kube, EventSink(kube, "test"))
+        await restarter.restart(run_of("a"), [("apps", "user", 2)])
+        await restarter.flush()
+        assert patches(kube) == 1 and not restarter.gathered
+
+    asyncio.run(scenario())
+
+
+def test_a_workload_that_left_or_stopped_asking_before_its_window_closed() -> None:
+    async def scenario() -> None:
+        kube = FakeKube()
+        kube.put(WEB, deployment("home/a:user"))
+        restarter = Restarter(kube, EventSink(kube, "test"))
+        await restarter.restart(run_of("a"), [("apps", "user", 2)])
+        kube.objects[WEB]["metadata"]["annotations"][OPT_IN] = "home/other:user"
+        assert await restarter.roll(PLACE) is None and patches(kube) == 0
+        await restarter.restart(run_of("other"), [("apps", "user", 2)])
+        del kube.objects[WEB]
+        assert await restarter.roll(PLACE) == "gone"
+        assert restarter.results == {"gone": 1}
+
+    asyncio.run(scenario())
