@@ -78,6 +78,9 @@ def test_an_expiring_value_says_so_and_an_expired_one_can_be_withdrawn(
         lambda: condition(kk.key(home, "said"), "Expiring").get("reason") == "ExpiresSoon",
         what="Expiring=True from the source Secret's annotation",
     )
+    shown = kubectl(control_plane, admin, "keykeeper", "status", "-n", home).stdout.decode()
+    row = next(line for line in shown.splitlines() if line.split()[1:2] == ["said"])
+    assert "(soon)" in row, f"the annotation's expiry is shown too: {shown}"
 
     imported(kk, leaks, home, "gone", suspend, at(-timedelta(minutes=1)))
     wait_for(

@@ -84,8 +84,10 @@ def status(cluster: UserCluster, namespace: str | None, name: str | None, output
 
 
 def _expires(key: dict[str, Any]) -> str:
-    """The value's expiry, and whether it is near or past (its conditions say)."""
-    at = (key.get("spec") or {}).get("expiresAt")
+    """The value's expiry (as the operator read it: the spec's, or the source Secret's
+    annotation), and whether it is near or past (its conditions say)."""
+    status = key.get("status") or {}
+    at = status.get("valueExpiresAt") or (key.get("spec") or {}).get("expiresAt")
     if not at:
         return "-"
     states = {c.get("type"): c for c in (key.get("status") or {}).get("conditions") or []}
