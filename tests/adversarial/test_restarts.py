@@ -29,7 +29,7 @@ def test_a_tenant_cannot_restart_workloads_beyond_its_policy(
     kk.create(keypolicy(policy, targets={"names": [allowed]}))
     with tenant(control_plane, kk) as attacker:
         for ns in (allowed, victim):  # both opted in, both name the key and its Secret
-            body = deployment("web", f"{attacker.namespace}/k:k", True)
+            body = deployment("web", f"{attacker.namespace}/k:k", True, window="0")
             control_plane.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(body))
         since = now()
         projections = [{"namespace": allowed}, {"namespace": victim}]
@@ -71,7 +71,12 @@ def test_a_workload_restarts_only_for_the_key_it_names(
     with tenant(control_plane, kk, "owner") as owner, tenant(control_plane, kk) as attacker:
         opt_in = f"{owner.namespace}/k:db-key"
         control_plane.kubectl(
-            "-n", apps, "apply", "-f", "-", input=json.dumps(deployment("web", opt_in, True))
+            "-n",
+            apps,
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(deployment("web", opt_in, True, window="0")),
         )
         # the owner's key does not exist yet: the attacker projects the very Secret name
         projections = [{"namespace": apps, "secretName": "db-key"}]

@@ -91,7 +91,9 @@ def test_expiry_alerts_fire_in_prometheus_naming_the_key_and_its_owner(
         what="KeykeeperKeyExpired firing for the expired key",
     )
     soon = [
-        a for a in prometheus.alerts("KeykeeperKeyExpiringSoon") if a["labels"]["name"] == "soon"
+        a
+        for a in prometheus.alerts("KeykeeperKeyExpiringSoon")
+        if labels_of(a) == (home, "soon", "team-payments", "key")
     ]
     assert f"ApiKey {home}/soon expires at" in soon[0]["annotations"]["summary"], soon
     assert not firing("KeykeeperKeyExpiringSoon", "gone"), "an expired key is Expired, not Expiring"
@@ -124,30 +126,30 @@ def _outage(prometheus: Prometheus, kk: Cluster, leaks: Leaks, peer: kmspeers.Pe
     wait_for(lambda: condition(kk.policy(policy), "Ready").get("status") == "True", what="Ready")
     kk.create(apikey(home, "before", policy, projections=[{"namespace": home}]))
     leaks.add(wait_for(lambda: kk.value(home, "before"), what="a key under the AWS KMS"))
+    # this policy's KMS key: another test may have left another AWS peer down on purpose
     up = wait_for(
-        lambda: prometheus.query('keykeeper_provider_up{provider="aws"}'),
-        what="keykeeper_provider_up for aws scraped",
+        lambda: prometheus.query(f'keykeeper_provider_up{{provider="aws",key_ref="{alias}"}}'),
+        what="keykeeper_provider_up for this KMS key scraped",
     )
     assert [float(s["value"][1]) for s in up] == [1.0], up
-    assert not prometheus.alerts("KeykeeperProviderUnavailable", "pending")
-    assert not prometheus.alerts("KeykeeperProviderUnavailable")
+
+    def unavailable(state: str = "firing") -> list[dict[str, Any]]:
+        found = prometheus.alerts("KeykeeperProviderUnavailable", state)
+        return [a for a in found if a["labels"].get("key_ref") == alias]
+
+    assert not unavailable("pending") and not unavailable()
 
     peer.kill()
     kk.create(apikey(home, "during", policy, projections=[{"namespace": home}]))
     fired = wait_for(
-        lambda: prometheus.alerts("KeykeeperProviderUnavailable"),
-        timeout=60,
-        what="KeykeeperProviderUnavailable firing while the KMS is gone",
+        unavailable, timeout=60, what="KeykeeperProviderUnavailable firing while the KMS is gone"
     )
     assert [a["labels"]["provider"] for a in fired] == ["aws"], fired
     assert kk.value(home, "during") is None, "no value without its KMS"
 
     peer.start()
     wait_for(
-        lambda: (
-            not prometheus.alerts("KeykeeperProviderUnavailable")
-            and not prometheus.alerts("KeykeeperProviderUnavailable", "pending")
-        ),
+        lambda: not unavailable() and not unavailable("pending"),
         timeout=60,
         what="KeykeeperProviderUnavailable resolved once the KMS answers",
     )

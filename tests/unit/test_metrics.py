@@ -218,10 +218,11 @@ def test_a_provider_is_up_until_its_breaker_opens_and_again_once_a_probe_answers
     with pytest.raises(ProviderUnavailable):
         guarded.current_kek_id()
     assert guarded.down
-    found = with_snapshot(metrics.Snapshot(providers_down={"aws": guarded.down}))
-    assert [(s.labels["provider"], s.value) for s in found["keykeeper_provider_up"]] == [
-        ("aws", 0.0)
+    found = with_snapshot(metrics.Snapshot(providers_down={("aws", "alias/k"): guarded.down}))
+    shown = [
+        (s.labels["provider"], s.labels["key_ref"], s.value) for s in found["keykeeper_provider_up"]
     ]
+    assert shown == [("aws", "alias/k", 0.0)]
     probes.pop()()  # still down: probed again later
     assert guarded.down and probes
     inner.healthy = True

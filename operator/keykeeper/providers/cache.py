@@ -98,12 +98,15 @@ class ProviderCache:
         credentials, version = found
         return await asyncio.to_thread(self.provider, kms, credentials, version)
 
-    def health(self) -> dict[str, bool]:
-        """Provider id -> whether one of its instances is down (``keykeeper_provider_up``)."""
-        down: dict[str, bool] = {}
-        for _, provider in list(self._providers.values()):
-            name = str(provider.provider_id)
-            down[name] = down.get(name, False) or (isinstance(provider, Guarded) and provider.down)
+    def health(self) -> dict[tuple[str, str], bool]:
+        """(provider id, the policy's keyRef) -> whether that provider is down
+        (``keykeeper_provider_up``; a keyRef the platform team wrote, not a tenant)."""
+        down: dict[tuple[str, str], bool] = {}
+        for cache_key, (_, provider) in list(self._providers.items()):
+            place = (str(provider.provider_id), str(json.loads(cache_key)[1]))
+            down[place] = down.get(place, False) or (
+                isinstance(provider, Guarded) and provider.down
+            )
         return down
 
     def close(self) -> None:

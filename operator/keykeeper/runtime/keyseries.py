@@ -58,13 +58,13 @@ def families(per_key: Iterable[KeySeries] | None) -> Iterator[Metric]:
     yield due
 
 
-def providers(down: dict[str, bool]) -> Metric:
+def providers(down: dict[tuple[str, str], bool]) -> Metric:
     up = GaugeMetricFamily(
         "keykeeper_provider_up",
         "0 while a key provider (KMS or HSM) is considered down: its breaker is open after "
         "a call failed as unavailable, and the operator probes it until it answers.",
-        labels=["provider"],
+        labels=["provider", "key_ref"],
     )
-    for provider, is_down in sorted(down.items()):
-        up.add_metric([provider], 0.0 if is_down else 1.0)
+    for (provider, key_ref), is_down in sorted(down.items()):
+        up.add_metric([provider, key_ref], 0.0 if is_down else 1.0)
     return up

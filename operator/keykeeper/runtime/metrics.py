@@ -129,7 +129,8 @@ class Snapshot:
     audit_reserve_released: bool = False  # the audit volume filled up (K9)
     restarts: dict[str, int] = field(default_factory=dict)  # rollout restarts, by result
     per_key: Iterable[KeySeries] | None = None  # None: per-key series are off
-    providers_down: dict[str, bool] = field(default_factory=dict)  # provider id -> breaker open
+    # (provider id, keyRef) -> its breaker is open
+    providers_down: dict[tuple[str, str], bool] = field(default_factory=dict)
 
 
 # a snapshot taken on the event loop, for a scrape rendered on a thread (``render``)
