@@ -4,7 +4,9 @@ whether each key provider is up. ``metrics`` exports them with the rest.
 
 ``namespace`` and ``name`` are what the apiserver admits as names; ``owner`` is the
 value of the owner label (``KEYKEEPER_OWNER_LABEL``) as the apiserver admits label values
-(``api.labels.label_value``); ``state`` and ``provider`` are closed sets.
+(``api.labels.label_value``); ``state`` and ``provider`` are closed sets; ``key_ref`` is
+a KeyPolicy's ``kms.keyRef``, written by the platform team (at most 64: the provider
+cache's bound).
 """
 
 from __future__ import annotations
