@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import time
 import urllib.request
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -454,13 +454,15 @@ def test_audit_records_reach_stdout_as_json_lines_and_no_value_does(
 
 def test_failover_after_the_leader_is_killed(plane: ControlPlane, agent: Pods, kk: Cluster) -> None:
     """SIGKILL the leader; a standby takes the Lease within the lease duration and
-    writes next; nothing existing is written again; no version is lost or added."""
+    writes next; nothing existing is written again; no version is lost or added; and 50
+    opted-in workloads, rolled once for a rotation before, are not rolled again (#26)."""
     home = kk.namespace("failover")
     kk.label_namespace(home, {"team": "payments", "keykeeper.dev/tier": "prod"})
     for i in range(5):
         kk.create(apikey(home, f"steady-{i}", "payments", projections=[{"namespace": home}]))
     for i in range(5):
         wait_for(lambda i=i: kk.value(home, f"steady-{i}"), what="steady keys projected")
+    restarted = opted_in_workloads(plane, kk, home, "steady-0")  # #26: no storm on failover
     rounds = []
     for round_ in range(FAILOVERS):
         wait_for(lambda: len(ready_pods(plane)) == 2, timeout=90, what="two ready replicas")
@@ -540,6 +542,55 @@ def test_failover_after_the_leader_is_killed(plane: ControlPlane, agent: Pods, k
         )
     for r in rounds:
         assert r["kill_to_first_write_s"] <= 15 + 2 + 2, "within the lease duration and a retry"
+    assert generations(plane, home) == restarted, "a failover rolled opted-in workloads out"
+
+
+WORKLOADS = 50
+
+
+def generations(plane: ControlPlane, namespace: str) -> dict[str, int]:
+    listed = json.loads(plane.kubectl("-n", namespace, "get", "deployments", "-o", "json"))
+    return {d["metadata"]["name"]: d["metadata"]["generation"] for d in listed["items"]}
+
+
+def opted_in_workloads(plane: ControlPlane, kk: Cluster, home: str, key: str) -> dict[str, int]:
+    """50 Deployments (no replicas: nothing to schedule) that ask to be restarted when
+    ``key`` rotates, rolled once by a rotation; their generations afterwards."""
+    items = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": f"app-{n:02d}",
+                "labels": {"keykeeper.dev/restart-on-rotation": "true"},
+                "annotations": {
+                    "keykeeper.dev/restart-on-rotation": f"{home}/{key}:{key}",
+                    "keykeeper.dev/restart-window": "0",
+                },
+            },
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": f"app-{n:02d}"}},
+                "template": {
+                    "metadata": {"labels": {"app": f"app-{n:02d}"}},
+                    "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
+                },
+            },
+        }
+        for n in range(WORKLOADS)
+    ]
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    plane.kubectl("-n", home, "apply", "-f", "-", input=manifest)
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    kk.patch_key(
+        home, key, {"metadata": {"annotations": {"keykeeper.dev/rotate-requested-at": at}}}
+    )
+    wait_for(
+        lambda: set(generations(plane, home).values()) == {2},
+        timeout=60,
+        what=f"the {WORKLOADS} workloads rolled once for the rotation",
+    )
+    return generations(plane, home)
 
 
 def test_a_leader_paused_past_its_lease_writes_nothing_when_it_resumes(
