@@ -14,6 +14,7 @@
 * ``softhsm`` — a real SoftHSM2 token in a temporary directory;
 * ``kmspeers`` — AWS KMS peers as processes: moto's server and local-kms;
 * ``prometheus`` — a real Prometheus scraping the operator, keykeeper's alert rules loaded;
+* ``argo`` — Argo Rollouts' own Rollout CRD, from its Go module, for restarts of Rollouts;
 * ``fakes`` — in-repo fakes of Google Cloud KMS (gRPC) and Azure Key Vault (HTTPS),
   driven by the unmodified SDK clients;
 * ``peers`` — the peer controllers the fan-out bench compares with (Sealed Secrets,

@@ -24,10 +24,15 @@ SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:keykeeper"
 
 class Operator:
     def __init__(
-        self, plane: ControlPlane, workdir: Path, env: dict[str, str] | None = None
+        self,
+        plane: ControlPlane,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        extras: tuple[str, ...] = (),
     ) -> None:
         self.plane = plane
         self.env = dict(env or {})
+        self.extras = extras  # more of deploy/ to apply (an opt-in's RBAC and policy)
         self.workdir = workdir
         self.audit_log = workdir / "audit.jsonl"
         self.log = workdir / "operator.log"
@@ -42,6 +47,8 @@ class Operator:
         self.plane.kubectl("create", "namespace", NAMESPACE, check=False)
         self.plane.kubectl("apply", "-f", str(REPO / "deploy" / "rbac.yaml"))
         self.plane.kubectl("apply", "-f", str(REPO / "deploy" / "admission-policy.yaml"))
+        for extra in self.extras:
+            self.plane.kubectl("apply", "-f", str(REPO / "deploy" / extra))
         self.identity = self.plane.service_account(NAMESPACE, "keykeeper")
         self._wait_for_admission_policy()
 
@@ -131,10 +138,13 @@ class Operator:
 
 @contextmanager
 def running_operator(
-    plane: ControlPlane, workdir: Path, env: dict[str, str] | None = None
+    plane: ControlPlane,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    extras: tuple[str, ...] = (),
 ) -> Iterator[Operator]:
     """The operator installed under the shipped RBAC and started; stopped on leaving."""
-    operator = Operator(plane, workdir, env)
+    operator = Operator(plane, workdir, env, extras)
     operator.install()
     operator.start()
     try:

@@ -51,6 +51,7 @@ def pytest_runtest_makereport(
 
 # -- the operator under test ------------------------------------------------------------------
 
+from devtools.argo import install_rollout_crd  # noqa: E402
 from devtools.kk import Cluster  # noqa: E402
 from devtools.operator import Operator, running_operator  # noqa: E402
 
@@ -63,9 +64,12 @@ def operator(
 ) -> Iterator[Operator]:
     """The operator process; it inherits SOFTHSM2_CONF, so policies can use the test token."""
     global _OPERATOR
-    # sealing keys checked every 2 s, so `keykeeper cert --rotate` is seen at once
-    env = {"KEYKEEPER_SEALING_CHECK": "2"}
-    with running_operator(control_plane, tmp_path_factory.mktemp("operator"), env) as running:
+    # sealing keys checked every 2 s, so `keykeeper cert --rotate` is seen at once; Argo
+    # Rollouts' CRD installed and their restarts on (deploy/argo-rollouts.yaml)
+    env = {"KEYKEEPER_SEALING_CHECK": "2", "KEYKEEPER_ARGO_ROLLOUTS": "true"}
+    install_rollout_crd(control_plane)
+    workdir = tmp_path_factory.mktemp("operator")
+    with running_operator(control_plane, workdir, env, ("argo-rollouts.yaml",)) as running:
         _OPERATOR = running
         try:
             yield running

@@ -352,3 +352,19 @@ def test_the_operator_may_write_exactly_the_secret_types_it_uses() -> None:
     ]
     allowed = set(re.findall(r"'([^']+)'", rule.split("object.type in", 1)[1]))
     assert allowed == {t.value for t in SecretType}
+
+
+def test_argo_rollouts_restarts_are_deploys_and_opt_in(render: Render) -> None:
+    """deploy/argo-rollouts.yaml, rendered only with restarts.argoRollouts (#26)."""
+    assert not [d for d in render() if "rollout" in d["metadata"]["name"]]
+    docs = render("restarts.argoRollouts=true")
+    rendered = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    for doc in yaml.safe_load_all((REPO / "deploy" / "argo-rollouts.yaml").read_text()):
+        key = (doc["kind"], doc["metadata"]["name"])
+        assert _comparable(rendered[key]) == _comparable(doc), key
+    (container,) = deployment(docs)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KEYKEEPER_ARGO_ROLLOUTS"] == "true"
+    off = render("restarts.argoRollouts=true", "admissionPolicies.enabled=false")
+    assert not [d for d in off if d["kind"].startswith("ValidatingAdmissionPolicy")
+                and "rollout" in d["metadata"]["name"]]  # fmt: skip

@@ -260,3 +260,86 @@ def test_keys_rotated_within_a_restart_window_are_one_rollout(
     assert any(f"ApiKey {home}/pass, {home}/user rotated" in e.message for e in on_workload)
     for name in ("user", "pass"):
         leaks.add(kk.value(apps, name))  # type: ignore[arg-type]
+
+
+def rollout(name: str, names_secrets: str, opted_in: bool) -> dict[str, Any]:
+    """An Argo Rollout (its real CRD is installed; no Argo controller runs)."""
+    body = deployment(name, names_secrets, opted_in, window="0")
+    body["apiVersion"], body["kind"] = "argoproj.io/v1alpha1", "Rollout"
+    body["spec"]["strategy"] = {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}
+    return body
+
+
+def get_rollout(plane: ControlPlane, ns: str, name: str) -> dict[str, Any]:
+    return dict(
+        json.loads(plane.kubectl("-n", ns, "get", "rollout.argoproj.io", name, "-o", "json"))
+    )
+
+
+def test_an_opted_in_argo_rollout_restarts_by_restart_at(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, leaks: Leaks
+) -> None:
+    """#26: a Rollout is restarted as `kubectl argo rollouts restart` does (spec.restartAt),
+    its stamp on itself: its template, and so its canary, is not touched."""
+    home, apps = kk.namespace("home"), kk.namespace("apps")
+    policy = unique("argo")
+    kk.create(keypolicy(policy, targets={"names": [apps]}, rotation={"gracePeriod": "1h"}))
+    kk.create(apikey(home, "k", policy, projections=[{"namespace": apps, "secretName": "s"}]))
+    leaks.add(wait_for(lambda: kk.value(apps, "s"), what="projected"))
+    for body in (rollout("canary", f"{home}/k:s", True), rollout("other", f"{home}/k:s", False)):
+        control_plane.kubectl("-n", apps, "apply", "-f", "-", input=json.dumps(body))
+    template = get_rollout(control_plane, apps, "canary")["spec"]["template"]
+    rotate(kk, home, "k")
+
+    def stamped() -> bool:
+        annotations = get_rollout(control_plane, apps, "canary")["metadata"].get("annotations")
+        return (annotations or {}).get(STAMP) == "s=2"
+
+    wait_for(stamped, timeout=30, what="the Rollout restarted for version 2")
+    leaks.add(kk.value(apps, "s"))  # type: ignore[arg-type]
+    after = get_rollout(control_plane, apps, "canary")
+    restart_at = datetime.fromisoformat(after["spec"]["restartAt"].replace("Z", "+00:00"))
+    assert abs((datetime.now(UTC) - restart_at).total_seconds()) < 60
+    assert after["spec"]["template"] == template, "no new revision through the canary"
+    other = get_rollout(control_plane, apps, "other")
+    assert "restartAt" not in other["spec"], "a Rollout that did not opt in"
+    on_it = kk.wait_for_events(apps, "canary", "RolloutRestarted")
+    assert any(f"ApiKey {home}/k rotated s=2" in e.message for e in on_it)
+
+
+ROLLOUT_MUTATIONS = [
+    {"spec": {"paused": True}},
+    {"spec": {"strategy": {"canary": {"steps": []}}}},
+    {"spec": {"replicas": 5}},
+    {"spec": {"template": {"metadata": {"annotations": {STAMP: "s=9"}}}}},
+    {"metadata": {"labels": {"extra": "x"}}},
+    {"metadata": {"annotations": {"other": "x"}}},
+    {"metadata": {"finalizers": ["example.com/hold"]}},
+]
+
+
+def test_the_operator_may_change_only_a_rollouts_restart_at_and_stamp(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster
+) -> None:
+    apps = kk.namespace("apps")
+    for body in (rollout("web", "home/k:s", True), rollout("other", "home/k:s", False)):
+        control_plane.kubectl("-n", apps, "apply", "-f", "-", input=json.dumps(body))
+    restart = {
+        "metadata": {"annotations": {STAMP: "s=9"}},
+        "spec": {"restartAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+    }
+
+    def patch(name: str, body: dict[str, Any]) -> str:
+        return control_plane.kubectl(
+            "-n", apps, "patch", "rollout.argoproj.io", name, "--type", "merge",
+            "--dry-run=server", "-p", json.dumps(body), identity=operator.identity, check=False,
+        )  # fmt: skip
+
+    assert "patched" in patch("web", restart), "the restart itself goes through"
+    refused = patch("other", restart)
+    assert "keykeeper-rollout-restarts" in refused and "denied" in refused.lower(), refused
+    for mutation in ROLLOUT_MUTATIONS:
+        refused = patch("web", mutation)
+        assert "keykeeper-rollout-restarts" in refused and "denied" in refused.lower(), (
+            f"{mutation}: {refused}"
+        )

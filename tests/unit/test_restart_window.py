@@ -125,3 +125,37 @@ def test_a_workload_that_left_or_stopped_asking_before_its_window_closed() -> No
         assert restarter.results == {"gone": 1}
 
     asyncio.run(scenario())
+
+
+def test_an_argo_rollout_is_restarted_by_restart_at_with_its_stamp_on_itself() -> None:
+    from datetime import UTC, datetime
+
+    from keykeeper.controllers.apikey.restarts import restart_patch
+    from keykeeper.controllers.apikey.stamps import stamped
+
+    now = datetime(2026, 12, 4, 22, 0, tzinfo=UTC)
+    assert restart_patch("rollouts", "s=2", now) == {
+        "metadata": {"annotations": {RESTARTED_FOR: "s=2"}},
+        "spec": {"restartAt": "2026-12-04T22:00:00Z"},
+    }
+    assert restart_patch("deployments", "s=2", now) == {
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR: "s=2"}}}}
+    }
+    body = deployment("home/a:s")
+    body["metadata"]["annotations"][RESTARTED_FOR] = "s=2"  # where a Rollout keeps it
+    assert stamped(body, "rollouts") == {"s": 2}
+    assert stamped(body, "deployments") == {}, "a Deployment's stamp is on its template"
+
+
+def test_a_kind_the_cluster_does_not_serve_has_no_workloads() -> None:
+    from keykeeper.errors import NotFound
+    from keykeeper.kube.workloads import kinds_for
+
+    async def scenario() -> None:
+        kube = FakeKube()
+        kube.fail = lambda method, path: NotFound(path) if "argoproj.io" in path else None
+        restarter = Restarter(kube, EventSink(kube, "test"), kinds=kinds_for(True))
+        assert await restarter.opted_in("apps", "rollouts") == []
+        await restarter.restart(run_of("a"), [("apps", "user", 2)])  # no error, nothing to do
+
+    asyncio.run(scenario())

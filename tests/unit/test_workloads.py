@@ -93,3 +93,21 @@ def test_a_workload_deleted_before_its_restart_is_skipped_without_an_error() -> 
     assert restarter.results == {"gone": 1}
     assert run.journal.told == [], "nothing to tell: nothing was restarted, nothing failed"
     assert not [b for p, b in kube.objects.items() if "/events/" in p]
+
+
+def test_a_kind_not_served_counts_as_listed_and_empty() -> None:
+    """Argo Rollouts enabled where its CRD is not installed: the index is in step (no
+    restart waits on a LIST of a kind that does not exist) and looks again later."""
+    from keykeeper.errors import NotFound
+    from keykeeper.kube.workloads import ROLLOUTS
+
+    async def scenario() -> None:
+        kube = FakeKube()
+        kube.fail = lambda method, path: NotFound(path)
+        index = WorkloadIndex(ROLLOUTS)
+        task = asyncio.create_task(index.run(kube))
+        await asyncio.sleep(0.05)
+        assert index.synced and index.workloads("apps", "rollouts") == []
+        task.cancel()
+
+    asyncio.run(scenario())

@@ -30,11 +30,21 @@ def configmap_path(namespace: str, name: str | None = None) -> str:
     return base if name is None else f"{base}/{_segment(names.object_name(name))}"
 
 
+WORKLOAD_GROUPS = {
+    "deployments": "apps/v1",
+    "statefulsets": "apps/v1",
+    "daemonsets": "apps/v1",
+    "rollouts": "argoproj.io/v1alpha1",  # Argo Rollouts, when enabled
+}
+
+
 def workloads_path(namespace: str, kind: str, name: str | None = None) -> str:
-    """``/apis/apps/v1/namespaces/{ns}/{deployments|statefulsets|daemonsets}[/{name}]``."""
-    if kind not in ("deployments", "statefulsets", "daemonsets"):
+    """``/apis/apps/v1/namespaces/{ns}/{deployments|statefulsets|daemonsets}[/{name}]``,
+    or ``/apis/argoproj.io/v1alpha1/namespaces/{ns}/rollouts[/{name}]``."""
+    if kind not in WORKLOAD_GROUPS:
         raise ValueError(f"not a workload kind: {kind}")
-    base = f"/apis/apps/v1/namespaces/{_segment(names.namespace(namespace))}/{kind}"
+    group = WORKLOAD_GROUPS[kind]
+    base = f"/apis/{group}/namespaces/{_segment(names.namespace(namespace))}/{kind}"
     return base if name is None else f"{base}/{_segment(names.object_name(name))}"
 
 

@@ -19,8 +19,9 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from keykeeper.errors import KeykeeperError
+from keykeeper.errors import KeykeeperError, NotFound
 from keykeeper.kube.client import Kube
+from keykeeper.kube.paths import WORKLOAD_GROUPS
 from keykeeper.types import Body
 
 log = logging.getLogger("keykeeper.workloads")
@@ -29,7 +30,13 @@ OPT_IN = "keykeeper.dev/restart-on-rotation"  # the label that selects, the anno
 RESTARTED_FOR = "keykeeper.dev/restarted-for"  # on the pod template
 WINDOW = "keykeeper.dev/restart-window"  # on the workload: rotations gathered into one rollout
 KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}
+ROLLOUTS = {"rollouts": "Rollout"}  # Argo Rollouts: KEYKEEPER_ARGO_ROLLOUTS=true
 RETRY = 2.0  # seconds before listing again after a broken watch
+ABSENT_RETRY = 30.0  # seconds before looking again for a kind the cluster does not serve
+
+
+def kinds_for(argo_rollouts: bool) -> dict[str, str]:
+    return {**KINDS, **(ROLLOUTS if argo_rollouts else {})}
 
 
 def compact(workload: Body) -> Body:
@@ -37,6 +44,7 @@ def compact(workload: Body) -> Body:
     meta = workload.get("metadata") or {}
     template = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
     stamp = (template.get("annotations") or {}).get(RESTARTED_FOR)
+    on_itself = (meta.get("annotations") or {}).get(RESTARTED_FOR)  # a Rollout's stamp
     kept: Body = {
         "metadata": {
             "name": meta.get("name", ""),
@@ -46,6 +54,7 @@ def compact(workload: Body) -> Body:
             "annotations": {
                 OPT_IN: (meta.get("annotations") or {}).get(OPT_IN, ""),
                 WINDOW: str((meta.get("annotations") or {}).get(WINDOW, ""))[:32],
+                **({RESTARTED_FOR: on_itself} if on_itself is not None else {}),
             },
         }
     }
@@ -55,14 +64,15 @@ def compact(workload: Body) -> Body:
 
 
 class WorkloadIndex:
-    def __init__(self) -> None:
+    def __init__(self, kinds: dict[str, str] | None = None) -> None:
+        self.kinds = dict(kinds or KINDS)
         # (namespace, kind) -> name -> compact workload
         self._by_place: dict[tuple[str, str], dict[str, Body]] = defaultdict(dict)
         self._synced: set[str] = set()  # kinds listed, and watched since without a break
 
     @property
     def synced(self) -> bool:
-        return self._synced == set(KINDS)
+        return self._synced == set(self.kinds)
 
     def workloads(self, namespace: str, kind: str) -> list[Body]:
         return list(self._by_place.get((namespace, kind), {}).values())
@@ -87,10 +97,10 @@ class WorkloadIndex:
 
     async def run(self, kube: Kube) -> None:
         """Keep every kind's share of the index, each by a list then a watch."""
-        await asyncio.gather(*(self._keep(kube, kind) for kind in KINDS))
+        await asyncio.gather(*(self._keep(kube, kind) for kind in self.kinds))
 
     async def _keep(self, kube: Kube, kind: str) -> None:
-        path = f"/apis/apps/v1/{kind}"
+        path = f"/apis/{WORKLOAD_GROUPS[kind]}/{kind}"
         while True:
             try:
                 answer = await kube.call("GET", path, query={"labelSelector": OPT_IN})
@@ -98,6 +108,11 @@ class WorkloadIndex:
                 version = str((answer.get("metadata") or {}).get("resourceVersion", ""))
                 self._synced.add(kind)
                 await self._watch(kube, kind, path, version)
+            except NotFound:  # not served (Argo Rollouts not installed): none opt in
+                self._replace(kind, [])
+                self._synced.add(kind)
+                await asyncio.sleep(ABSENT_RETRY)
+                continue
             except KeykeeperError as exc:
                 log.info("watching opted-in %s: %s; listing again", kind, exc)
             self._synced.discard(kind)

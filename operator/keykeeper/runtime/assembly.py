@@ -28,7 +28,7 @@ from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.client import Kube
 from keykeeper.kube.credentials import credentials_reader
 from keykeeper.kube.paths import keypolicy_path
-from keykeeper.kube.workloads import WorkloadIndex
+from keykeeper.kube.workloads import WorkloadIndex, kinds_for
 from keykeeper.kube.world import World
 from keykeeper.providers import registry
 from keykeeper.providers.cache import ProviderCache
@@ -121,7 +121,9 @@ def assemble(
     reconciler = Reconciler(
         kube, world, keyring, providers, sealing, sink, audit, settings.namespace
     )
-    reconciler.restarter.index = WorkloadIndex()  # kept by a lean watch while leading
+    kinds = kinds_for(settings.argo_rollouts)
+    reconciler.restarter.kinds = kinds
+    reconciler.restarter.index = WorkloadIndex(kinds)  # kept by a lean watch while leading
 
     async def policy(name: str) -> float | None:
         return await reconcile_policy(kube, world, providers, name, settings.namespace)

@@ -33,6 +33,7 @@ class Settings:
     # owner (the value of this label on the ApiKey); off for very large installs
     per_key_metrics: bool = True
     owner_label: str = "keykeeper.dev/owner"
+    argo_rollouts: bool = False  # restart opted-in Argo Rollouts too (deploy/argo-rollouts.yaml)
     audit_segment_bytes: int = SEGMENT_BYTES  # the audit file is closed past this size
     audit_segments_kept: int = KEPT  # closed audit segments kept (0: all)
     workers: int = 16  # keys reconciled at once: each mostly waits on the API or a KMS
@@ -85,6 +86,7 @@ class Settings:
             metrics_auth=env.get("KEYKEEPER_METRICS_AUTH", default.metrics_auth),
             per_key_metrics=_flag(env.get("KEYKEEPER_PER_KEY_METRICS", "true")),
             owner_label=env.get("KEYKEEPER_OWNER_LABEL", default.owner_label),
+            argo_rollouts=_flag(env.get("KEYKEEPER_ARGO_ROLLOUTS", "false")),
             audit_segment_bytes=_integer(
                 "KEYKEEPER_AUDIT_SEGMENT_BYTES",
                 env.get("KEYKEEPER_AUDIT_SEGMENT_BYTES"),

@@ -32,11 +32,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from keykeeper.api.reasons import EventType, Reason
+from keykeeper.api.timestamps import rfc3339
 from keykeeper.audit.events import EventSink
 from keykeeper.audit.journal import Journal
 from keykeeper.audit.log import AuditLog
@@ -44,7 +46,7 @@ from keykeeper.controllers.apikey.run import Run
 from keykeeper.controllers.apikey.stamps import owed, stamp, stamped, window_of
 from keykeeper.errors import KeykeeperError, NotFound
 from keykeeper.kube.client import Kube
-from keykeeper.kube.paths import workloads_path
+from keykeeper.kube.paths import WORKLOAD_GROUPS, workloads_path
 from keykeeper.kube.workloads import KINDS, OPT_IN, RESTARTED_FOR, WorkloadIndex
 from keykeeper.types import Body, KeyRef
 
@@ -71,6 +73,19 @@ class Gathered:
     sources: set[KeyRef] = field(default_factory=set)
 
 
+def restart_patch(kind: str, stamp_text: str, now: datetime) -> Body:
+    """What rolls a workload out: its pod template's stamp, as ``kubectl rollout restart``
+    does; for an Argo Rollout ``spec.restartAt``, as ``kubectl argo rollouts restart``
+    does, with the stamp on the Rollout itself (a template change would be a new
+    revision through its whole canary or blue-green strategy)."""
+    if kind == "rollouts":
+        return {
+            "metadata": {"annotations": {RESTARTED_FOR: stamp_text}},
+            "spec": {"restartAt": rfc3339(now)},
+        }
+    return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR: stamp_text}}}}}
+
+
 class Restarter:
     def __init__(
         self,
@@ -78,8 +93,11 @@ class Restarter:
         sink: EventSink,
         index: WorkloadIndex | None = None,
         audit: AuditLog | None = None,
+        kinds: dict[str, str] | None = None,
     ) -> None:
         self.kube, self.sink, self.index, self.audit = kube, sink, index, audit
+        self.kinds = dict(kinds or KINDS)  # plural -> Kind (``kube.workloads.kinds_for``)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.results: Counter[str] = Counter()  # keykeeper_restarts_total{result}
         self.gathered: dict[Place, Gathered] = {}  # restart windows open
         self._timers: dict[Place, asyncio.TimerHandle] = {}
@@ -90,7 +108,10 @@ class Restarter:
         is in step with the cluster, else listed."""
         if self.index is not None and self.index.synced:
             return self.index.workloads(namespace, kind)
-        return await self.kube.list(workloads_path(namespace, kind), label_selector=OPT_IN)
+        try:
+            return await self.kube.list(workloads_path(namespace, kind), label_selector=OPT_IN)
+        except NotFound:  # a kind the cluster does not serve (Argo Rollouts not installed)
+            return []
 
     async def restart(self, run: Run, rotated: Iterable[Rotated]) -> None:
         """Roll the workloads that name what ``run`` rotated: at once for a window of 0,
@@ -101,14 +122,14 @@ class Restarter:
         outcomes: Counter[Restart] = Counter()
         gathering = 0
         for namespace, secrets in sorted(by_namespace.items()):
-            for kind in KINDS:
+            for kind in self.kinds:
                 try:
                     found = await self.opted_in(namespace, kind)
                 except KeykeeperError as exc:
                     log.warning("%s/%s: listing %s in %s: %s", *run.ref, kind, namespace, exc)
                     continue
                 for workload in found:
-                    hits = owed(workload, secrets, run.ref)
+                    hits = owed(workload, secrets, run.ref, kind)
                     if hits:
                         place = (namespace, kind, str(workload["metadata"]["name"]))
                         outcome = await self._owe(run, place, workload, hits)
@@ -125,7 +146,7 @@ class Restarter:
         """A rollout now (a window of 0), or None: gathered until the window closes."""
         window = window_of(workload)
         if window <= 0:
-            versions = {**stamped(workload), **hits}
+            versions = {**stamped(workload, place[1]), **hits}
             return await self._patch(run.journal, place, workload, versions, {run.ref})
         gathered = self.gathered.setdefault(place, Gathered())
         gathered.versions.update(hits)
@@ -178,12 +199,12 @@ class Restarter:
         still = {  # what it still names and was not rolled for since
             secret: version
             for source in gathered.sources
-            for secret, version in owed(workload, gathered.versions, source).items()
+            for secret, version in owed(workload, gathered.versions, source, place[1]).items()
         }
         if not still:
             return None  # it stopped opting in, or was rolled already
         journal = Journal(self.audit, min(gathered.sources), "")
-        versions = {**stamped(workload), **still}
+        versions = {**stamped(workload, place[1]), **still}
         return await self._patch(journal, place, workload, versions, gathered.sources)
 
     async def flush(self) -> None:
@@ -203,9 +224,13 @@ class Restarter:
         namespace, kind, name = place
         where, stamp_text = f"{kind}/{name} in {namespace}", stamp(versions)
         await journal.intend(Reason.ROLLOUT_RESTARTED, f"{where} for {stamp_text}")
-        patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_FOR: stamp_text}}}}}
+        patch = restart_patch(kind, stamp_text, self.clock())
         source = "ApiKey " + ", ".join(f"{ns}/{key}" for ns, key in sorted(sources))
-        target = {"apiVersion": "apps/v1", "kind": KINDS[kind], "metadata": workload["metadata"]}
+        target = {
+            "apiVersion": WORKLOAD_GROUPS[kind],
+            "kind": self.kinds[kind],
+            "metadata": workload["metadata"],
+        }
         try:
             await self.kube.patch(workloads_path(namespace, kind, name), patch)
         except NotFound:  # deleted since it was seen: nothing to restart, nothing wrong

@@ -32,10 +32,14 @@ def named_by(workload: Body, source: KeyRef) -> set[str]:
     return names
 
 
-def stamped(workload: Body) -> dict[str, int]:
-    """The versions the workload was last rolled out for (a malformed entry is none)."""
-    template = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
-    text = (template.get("annotations") or {}).get(RESTARTED_FOR) or ""
+def stamped(workload: Body, kind: str = "deployments") -> dict[str, int]:
+    """The versions the workload was last rolled out for (a malformed entry is none): on
+    its pod template, or, for an Argo Rollout (restarted by ``spec.restartAt``), on itself."""
+    if kind == "rollouts":
+        holder = workload.get("metadata") or {}
+    else:
+        holder = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    text = (holder.get("annotations") or {}).get(RESTARTED_FOR) or ""
     found: dict[str, int] = {}
     for entry in str(text).split(",")[:MAX_ENTRIES]:
         secret, _, version = entry.strip().partition("=")
@@ -48,17 +52,21 @@ def stamp(versions: dict[str, int]) -> str:
     return ",".join(f"{secret}={version}" for secret, version in sorted(versions.items()))
 
 
-def owed(workload: Body, rotated: dict[str, int], source: KeyRef) -> dict[str, int]:
+def owed(
+    workload: Body, rotated: dict[str, int], source: KeyRef, kind: str = "deployments"
+) -> dict[str, int]:
     """The Secrets ``source`` rotated that the workload names and was not rolled for."""
-    named, done = named_by(workload, source), stamped(workload)
+    named, done = named_by(workload, source), stamped(workload, kind)
     return {s: v for s, v in rotated.items() if s in named and done.get(s) != v}
 
 
-def stamp_for(workload: Body, rotated: dict[str, int], source: KeyRef) -> str | None:
-    """The template stamp this workload should carry after ``source`` rotated, or None if
-    it owes no rollout (names none of them, or was rolled for them already)."""
-    hits = owed(workload, rotated, source)
-    return stamp({**stamped(workload), **hits}) if hits else None
+def stamp_for(
+    workload: Body, rotated: dict[str, int], source: KeyRef, kind: str = "deployments"
+) -> str | None:
+    """The stamp this workload should carry after ``source`` rotated, or None if it owes
+    no rollout (names none of them, or was rolled for them already)."""
+    hits = owed(workload, rotated, source, kind)
+    return stamp({**stamped(workload, kind), **hits}) if hits else None
 
 
 def window_of(workload: Body) -> float:
