@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 from devtools.controlplane import ControlPlane
@@ -29,4 +30,14 @@ def rollout_crd() -> Path:
 
 def install_rollout_crd(plane: ControlPlane) -> None:
     plane.kubectl("apply", "--server-side", "-f", str(rollout_crd()))
-    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+
+    def established() -> bool:  # `kubectl wait` fails on a CRD that has no status yet
+        crd = json.loads(plane.kubectl("get", f"crd/{CRD_NAME}", "-o", "json"))
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    deadline = time.monotonic() + 60
+    while not established():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{CRD_NAME} not Established after 60 s")
+        time.sleep(0.2)

@@ -3,7 +3,8 @@ operator, the shipped rules loaded (each ``for:`` shortened to 5 s, every expres
 as shipped):
 
 * an imported key that expires in three days fires ``KeykeeperKeyExpiringSoon``, and one
-  that has expired ``KeykeeperKeyExpired``, each naming the key and its owner label;
+  that has expired ``KeykeeperKeyExpired``, each naming the key and its owner label; a
+  later expiry resolves the one, the expired key's deletion the other;
 * killing the KMS peer (local-kms, a real AWS KMS peer) under a key that needs it fires
   ``KeykeeperProviderUnavailable`` for ``aws``; starting it again resolves the alert;
 * every query of the Grafana dashboard returns data from that Prometheus.
@@ -97,6 +98,20 @@ def test_expiry_alerts_fire_in_prometheus_naming_the_key_and_its_owner(
     ]
     assert f"ApiKey {home}/soon expires at" in soon[0]["annotations"]["summary"], soon
     assert not firing("KeykeeperKeyExpiringSoon", "gone"), "an expired key is Expired, not Expiring"
+
+    # a value that lasts longer resolves the one; the expired key's removal the other
+    kk.patch_key(home, "soon", {"spec": {"expiresAt": at(timedelta(days=60))}})
+    kk.delete_key(home, "gone")
+    wait_for(
+        lambda: not firing("KeykeeperKeyExpiringSoon", "soon"),
+        timeout=60,
+        what="KeykeeperKeyExpiringSoon resolved by a later expiry",
+    )
+    wait_for(
+        lambda: not firing("KeykeeperKeyExpired", "gone"),
+        timeout=60,
+        what="KeykeeperKeyExpired resolved once the key is gone",
+    )
 
 
 def test_a_stopped_kms_fires_provider_unavailable_and_its_return_resolves_it(
