@@ -355,3 +355,22 @@ def test_dropped_events_and_waited_out_429s_are_counted_in_a_scrape(tmp_path: An
         metrics.WORLD.snapshot = metrics.Snapshot
     assert found["keykeeper_events_dropped_total"][0].value == 15
     assert found["keykeeper_api_throttled_total"][0].value == 3
+
+
+def test_the_owner_read_on_the_namespace_cannot_be_forged_by_the_keys_author() -> None:
+    """metrics.ownerFrom=namespace: a tenant's own owner label on the ApiKey is ignored;
+    the Namespace's, which namespace rights cannot edit, is the series' owner."""
+    book = KeyFactsBook(owner_label="keykeeper.dev/owner", owner_from_namespace=True)
+    body = {"metadata": {"labels": {"keykeeper.dev/owner": "another-team"}}}
+    book.note_generation(("payments", "k"), body, 0.0)
+    book.status_seen(("payments", "k"), {"nextRotationAt": "2030-01-01T00:00:00Z"})
+    assert not book.owners, "the ApiKey's label is not read"
+    from keykeeper.core.authz import NamespaceInfo
+
+    world = World()  # the operator's view of the Namespace, as the watch keeps it
+    world.put_namespace(
+        {"metadata": {"name": "payments", "labels": {"keykeeper.dev/owner": "team-pay"}}}
+    )
+    found = list(book.series(world.namespaces))
+    assert [(s.namespace, s.name, s.owner) for s in found] == [("payments", "k", "team-pay")]
+    assert [s.owner for s in book.series({"payments": NamespaceInfo("payments")})] == [""]

@@ -19,6 +19,10 @@ from keykeeper.runtime.settings import Settings
         pytest.param({"KEYKEEPER_WORKERS": "100000"}, "workers must be 1 to", id="too-many"),
         pytest.param({"KEYKEEPER_WORKERS": "many"}, "not a whole number", id="workers-text"),
         pytest.param({"KEYKEEPER_METRICS_AUTH": "basic"}, "metrics auth", id="metrics-auth"),
+        pytest.param({"KEYKEEPER_OWNER_FROM": "secret"}, "owner from", id="owner-from"),
+        pytest.param({"KEYKEEPER_OWNER_LABEL": "not a key"}, "not a label key", id="owner-label"),
+        pytest.param({"KEYKEEPER_PER_KEY_METRICS": "maybe"}, "not a boolean", id="per-key"),
+        pytest.param({"KEYKEEPER_ARGO_ROLLOUTS": "2"}, "not a boolean", id="argo"),
         pytest.param(
             {"KEYKEEPER_AUDIT_SEGMENT_BYTES": "100"}, "audit segments must be", id="tiny-segment"
         ),

@@ -33,7 +33,7 @@ from keykeeper.kube.world import World
 from keykeeper.providers import registry
 from keykeeper.providers.cache import ProviderCache
 from keykeeper.runtime import memory, metrics
-from keykeeper.runtime.keyfacts import KeyFactsBook
+from keykeeper.runtime.keyfacts import KeyFactsBook, PerKey
 from keykeeper.runtime.leadership import Elector
 from keykeeper.runtime.settings import Settings
 from keykeeper.runtime.workqueue import WorkQueue
@@ -80,9 +80,22 @@ class Parts:
             audit_failures=self.audit.failures,
             audit_reserve_released=self.audit.reserve.released,
             restarts=dict(self.reconciler.restarter.results),
-            per_key=self.facts.series() if self.facts.owner_label else None,
+            per_key=self._per_key(),
             providers_down=self.providers.health(),
         )
+
+    def _per_key(self) -> PerKey | None:
+        if not self.facts.owner_label:
+            return None  # per-key series off
+        return self.facts.series(self.reconciler.world.namespaces)
+
+
+def facts_book(settings: Settings) -> KeyFactsBook:
+    """Per-key series on: the owner label is kept ("" keeps none, and exports none)."""
+    return KeyFactsBook(
+        owner_label=settings.owner_label if settings.per_key_metrics else "",
+        owner_from_namespace=settings.owner_from == "namespace",
+    )
 
 
 def assemble(
@@ -94,8 +107,7 @@ def assemble(
     on_provider_recovery: Callable[[], None] | None = None,
 ) -> Parts:
     keyring = Keyring(master)
-    # per-key series on: the owner label is kept ("" keeps none, and exports none)
-    facts = KeyFactsBook(owner_label=settings.owner_label if settings.per_key_metrics else "")
+    facts = facts_book(settings)
     world.on_status = facts.status_seen
     providers = ProviderCache(
         registry,

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from keykeeper.api import timestamps
 from keykeeper.api.labels import label_value
 from keykeeper.api.models import Phase
+from keykeeper.core.authz import NamespaceInfo
 from keykeeper.core.store import VersionState
 from keykeeper.runtime.keyseries import KeySeries
 from keykeeper.types import Body, KeyRef
@@ -81,6 +82,7 @@ class KeyFactsBook:
     # "" keeps none
     owner_label: str = ""
     owners: dict[KeyRef, str] = field(default_factory=dict)
+    owner_from_namespace: bool = False  # the label is read on the key's Namespace instead
 
     def status_seen(self, ref: KeyRef, status: Mapping[str, Any] | None) -> None:
         """The world's ``on_status`` hook: None means the key is gone."""
@@ -107,25 +109,38 @@ class KeyFactsBook:
 
     def _owner(self, ref: KeyRef, body: Body) -> None:
         owner = label_value(body.get("metadata", {}).get("labels"), self.owner_label)
-        if owner and self.owner_label:
+        if owner and self.owner_label and not self.owner_from_namespace:
             self.owners[ref] = owner
         else:
             self.owners.pop(ref, None)
 
-    def series(self) -> PerKey:
+    def series(self, namespaces: Mapping[str, NamespaceInfo] | None = None) -> PerKey:
         """The per-key series' keys, copied now (on the loop), made into series later (on
-        the scrape's thread)."""
-        return PerKey(list(self.facts.items()), dict(self.owners))
+        the scrape's thread); the owner read on each key's Namespace (``namespaces``, the
+        world's) when ``owner_from_namespace``."""
+        by_namespace = None
+        if self.owner_from_namespace:
+            by_namespace = {
+                name: label_value(info.labels, self.owner_label)
+                for name, info in (namespaces or {}).items()
+            }
+        return PerKey(list(self.facts.items()), dict(self.owners), by_namespace)
 
 
 @dataclass(frozen=True)
 class PerKey:
     facts: list[tuple[KeyRef, KeyFacts]]
     owners: dict[KeyRef, str]
+    namespace_owners: dict[str, str] | None = None
 
     def __iter__(self) -> Iterator[KeySeries]:
         """One entry per key with an expiry or a scheduled rotation."""
+        by_namespace = self.namespace_owners
         for ref, f in self.facts:
             if f.expires_at is not None or f.next_rotation is not None:
-                owner = self.owners.get(ref, "")
+                owner = (
+                    self.owners.get(ref, "")
+                    if by_namespace is None
+                    else by_namespace.get(ref[0], "")
+                )
                 yield KeySeries(*ref, owner, f.expiry, f.expires_at, f.next_rotation)

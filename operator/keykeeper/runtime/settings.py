@@ -13,6 +13,7 @@ from keykeeper.audit.segments import KEPT, SEGMENT_BYTES
 
 LOG_FORMATS = ("json", "plain", "full")
 METRICS_AUTH = ("none", "kubernetes")  # /metrics open, or a TokenReview + RBAC
+OWNER_FROM = ("apikey", "namespace")  # whose owner label the per-key series carry
 MAX_WORKERS = 256
 MIN_SEGMENT_BYTES = 64 * 1024  # an audit segment holds more than a few records
 
@@ -33,6 +34,9 @@ class Settings:
     # owner (the value of this label on the ApiKey); off for very large installs
     per_key_metrics: bool = True
     owner_label: str = "keykeeper.dev/owner"
+    # "namespace": the label on the key's Namespace, which a tenant with namespace rights
+    # cannot edit, so no tenant routes an alert to another team
+    owner_from: str = "apikey"
     argo_rollouts: bool = False  # restart opted-in Argo Rollouts too (deploy/argo-rollouts.yaml)
     audit_segment_bytes: int = SEGMENT_BYTES  # the audit file is closed past this size
     audit_segments_kept: int = KEPT  # closed audit segments kept (0: all)
@@ -55,6 +59,9 @@ class Settings:
             raise ValueError(
                 f"metrics auth {self.metrics_auth!r} is not one of {', '.join(METRICS_AUTH)}"
             )
+        if self.owner_from not in OWNER_FROM:
+            shown = ", ".join(OWNER_FROM)
+            raise ValueError(f"owner from {self.owner_from!r} is not one of {shown}")
         if not is_label_key(self.owner_label):
             raise ValueError(f"the owner label {self.owner_label!r} is not a label key")
         if not 1 <= self.workers <= MAX_WORKERS:
@@ -86,6 +93,7 @@ class Settings:
             metrics_auth=env.get("KEYKEEPER_METRICS_AUTH", default.metrics_auth),
             per_key_metrics=_flag(env.get("KEYKEEPER_PER_KEY_METRICS", "true")),
             owner_label=env.get("KEYKEEPER_OWNER_LABEL", default.owner_label),
+            owner_from=env.get("KEYKEEPER_OWNER_FROM", default.owner_from),
             argo_rollouts=_flag(env.get("KEYKEEPER_ARGO_ROLLOUTS", "false")),
             audit_segment_bytes=_integer(
                 "KEYKEEPER_AUDIT_SEGMENT_BYTES",
