@@ -159,3 +159,21 @@ def test_a_kind_the_cluster_does_not_serve_has_no_workloads() -> None:
         await restarter.restart(run_of("a"), [("apps", "user", 2)])  # no error, nothing to do
 
     asyncio.run(scenario())
+
+
+def test_a_rollout_the_api_refuses_at_the_windows_close_is_tried_again() -> None:
+    from keykeeper.errors import ApiUnavailable
+
+    async def scenario() -> None:
+        kube = FakeKube()
+        kube.put(WEB, deployment("home/a:user"))
+        restarter = Restarter(kube, EventSink(kube, "test"))
+        await restarter.restart(run_of("a"), [("apps", "user", 2)])
+        kube.fail = lambda method, path: ApiUnavailable("the apiserver is away")
+        assert await restarter.roll(PLACE) == "failed"
+        assert restarter.gathered[PLACE].versions == {"user": 2}, "still owed, not dropped"
+        kube.fail = lambda method, path: None
+        await restarter.flush()
+        assert patches(kube) == 1 and stamp_of(kube) == "user=2"
+
+    asyncio.run(scenario())

@@ -63,6 +63,7 @@ class Restart(StrEnum):
 
 Rotated = tuple[str, str, int]  # (namespace, Secret name, version now projected)
 Place = tuple[str, str, str]  # (namespace, kind, workload name)
+RETRY_ROLL = 10.0  # seconds before a rollout that could not be made is tried again
 
 
 @dataclass
@@ -148,13 +149,16 @@ class Restarter:
         if window <= 0:
             versions = {**stamped(workload, place[1]), **hits}
             return await self._patch(run.journal, place, workload, versions, {run.ref})
+        self._gather(place, hits, run.ref, window)
+        return None
+
+    def _gather(self, place: Place, hits: dict[str, int], source: KeyRef, window: float) -> None:
         gathered = self.gathered.setdefault(place, Gathered())
         gathered.versions.update(hits)
-        gathered.sources.add(run.ref)
+        gathered.sources.add(source)
         if place not in self._timers:  # the first rotation opens the window
             loop = asyncio.get_running_loop()
             self._timers[place] = loop.call_later(window, self._due, place)
-        return None
 
     def _tell(self, run: Run, outcomes: Counter[Restart], gathering: int) -> None:
         """Counted on the ApiKey: the workloads are told in their own namespace."""
@@ -182,11 +186,13 @@ class Restarter:
         namespace, kind, name = place
         try:
             workload = await self.kube.get_or_none(workloads_path(namespace, kind, name))
-        except KeykeeperError as exc:
-            log.warning("restarting %s/%s in %s: %s", kind, name, namespace, exc)
-            outcome: Restart | None = Restart.FAILED
-        else:
             outcome = await self._roll_into(place, workload, gathered)
+        except KeykeeperError as exc:  # the API or the audit log away: the rollout is still owed
+            log.warning("restarting %s/%s in %s: %s; again in %g s", kind, name, namespace, exc,
+                        RETRY_ROLL)  # fmt: skip
+            for source in gathered.sources:
+                self._gather(place, gathered.versions, source, RETRY_ROLL)
+            outcome = Restart.FAILED
         if outcome is not None:
             self.results[outcome] += 1
         return outcome
