@@ -149,13 +149,13 @@ class Restarter:
         if window <= 0:
             versions = {**stamped(workload, place[1]), **hits}
             return await self._patch(run.journal, place, workload, versions, {run.ref})
-        self._gather(place, hits, run.ref, window)
+        self._gather(place, Gathered(hits, {run.ref}), window)
         return None
 
-    def _gather(self, place: Place, hits: dict[str, int], source: KeyRef, window: float) -> None:
+    def _gather(self, place: Place, owed_now: Gathered, window: float) -> None:
         gathered = self.gathered.setdefault(place, Gathered())
-        gathered.versions.update(hits)
-        gathered.sources.add(source)
+        gathered.versions.update(owed_now.versions)
+        gathered.sources.update(owed_now.sources)
         if place not in self._timers:  # the first rotation opens the window
             loop = asyncio.get_running_loop()
             self._timers[place] = loop.call_later(window, self._due, place)
@@ -190,8 +190,7 @@ class Restarter:
         except KeykeeperError as exc:  # the API or the audit log away: the rollout is still owed
             log.warning("restarting %s/%s in %s: %s; again in %g s", kind, name, namespace, exc,
                         RETRY_ROLL)  # fmt: skip
-            for source in gathered.sources:
-                self._gather(place, gathered.versions, source, RETRY_ROLL)
+            self._gather(place, gathered, RETRY_ROLL)  # with what was owed since
             outcome = Restart.FAILED
         if outcome is not None:
             self.results[outcome] += 1
