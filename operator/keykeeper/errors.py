@@ -27,6 +27,7 @@ work, so kopf never retries a reconcile itself::
         ├── InvalidName               a name from a spec is not a Kubernetes object name
         ├── InvalidValue              a supplied value breaks the policy or cannot be opened
         │   └── RevokedValue          a supplied value is one that was revoked
+        ├── TemplateError             a projection template does not parse, render or fit its type
         └── ImportNotPermitted        the secretRef Secret does not consent to the import
 
 Messages never carry a key value, a data key or a passphrase: they name the
@@ -162,3 +163,11 @@ class NotStarted(KeykeeperError):
     """A handler ran before ``Runtime.start`` built the parts (kopf runs start first)."""
 
     reason = "NotStarted"
+
+
+class TemplateError(SpecError):
+    """A projection template does not parse, does not render for this key, or its output
+    does not fit the Secret type. The message names the data key and the problem, never
+    a value or a rendered fragment."""
+
+    reason = "TemplateInvalid"

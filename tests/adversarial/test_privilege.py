@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from devtools.kk import Cluster, api_client
-from devtools.operator import Operator, wait_for
+from devtools.operator import NAMESPACE, Operator, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -125,7 +125,8 @@ def test_the_operator_can_never_delete_its_keys_nor_replace_its_master_key(
     ("secret_type", "data"),
     [  # each with the data its type requires, so only the admission policy can refuse it
         ("kubernetes.io/service-account-token", {}),  # the token controller mints into it
-        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": "e30="}),  # kubelet pulls with it
+        ("kubernetes.io/dockercfg", {".dockercfg": "e30="}),  # the legacy registry format
+        ("keykeeper.dev/envelopes", {}),  # keykeeper's own types: in its own namespace only
         ("kubernetes.io/tls", {"tls.crt": "dg==", "tls.key": "dg=="}),
         ("bootstrap.kubernetes.io/token", {"token-id": "YWJjZGVm"}),  # joins a node
     ],
@@ -145,6 +146,30 @@ def test_the_operator_writes_only_the_secret_types_it_uses(
     }
     body = refused(as_operator.create_namespaced_secret, ns, planted, dry_run="All").body
     assert "Secret types" in body, body
-    for allowed in ("Opaque", "keykeeper.dev/envelopes"):  # what keykeeper does write
-        made = {**secret(f"ours-{allowed.lower().replace('/', '-')}", OURS), "type": allowed}
-        as_operator.create_namespaced_secret(ns, made, dry_run="All")
+    allowed = {  # what keykeeper does write (#24: the types a template may have)
+        "Opaque": {"k": "dg=="},
+        "kubernetes.io/basic-auth": {"username": "dg==", "password": "dg=="},
+        "kubernetes.io/dockerconfigjson": {".dockerconfigjson": "eyJhdXRocyI6e319"},
+        "kubernetes.io/ssh-auth": {"ssh-privatekey": "dg=="},
+    }
+    for kind, kind_data in allowed.items():
+        made = {**secret(f"ours-{kind.lower().replace('/', '-').replace('.', '-')}", OURS)}
+        as_operator.create_namespaced_secret(
+            ns, {**made, "type": kind, "data": kind_data}, dry_run="All"
+        )
+    own = {**secret("ak-x", OURS), "type": "keykeeper.dev/envelopes"}
+    as_operator.create_namespaced_secret(NAMESPACE, own, dry_run="All")
+
+
+def test_the_operator_never_changes_a_secrets_type(
+    as_operator: client.CoreV1Api, kk: Cluster
+) -> None:
+    """#24: a projected Secret's type is never changed in place (the apiserver keeps it
+    immutable too): the operator's token, on its own Secret, is refused."""
+    ns = kk.namespace("workload")
+    made = as_operator.create_namespaced_secret(ns, {**secret("typed", OURS), "type": "Opaque"})
+    changed = {**secret("typed", OURS), "type": "kubernetes.io/basic-auth"}
+    changed["metadata"]["resourceVersion"] = made.metadata.resource_version
+    changed["data"] = {"username": "dg==", "password": "dg=="}
+    body = refused(as_operator.replace_namespaced_secret, "typed", ns, changed, dry_run="All").body
+    assert "type" in body

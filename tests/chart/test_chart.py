@@ -16,6 +16,7 @@ import yaml
 from devtools.image.dockerfile import context_files, stages
 
 from keykeeper.api.models import SecretType
+from keykeeper.api.templates import PROJECTABLE
 from keykeeper.runtime import metrics
 from tests.chart.conftest import CHART, REPO, Render, run_helm
 
@@ -348,10 +349,15 @@ def test_the_operator_may_write_exactly_the_secret_types_it_uses() -> None:
     """K10: the admission policy's allow-list is ``SecretType``, no more, no less."""
     policy = next(yaml.safe_load_all((REPO / "deploy" / "admission-policy.yaml").read_text()))
     (rule,) = [
-        v["expression"] for v in policy["spec"]["validations"] if "object.type" in v["expression"]
+        v["expression"]
+        for v in policy["spec"]["validations"]
+        if "object.type in" in v["expression"]
     ]
-    allowed = set(re.findall(r"'([^']+)'", rule.split("object.type in", 1)[1]))
-    assert allowed == {t.value for t in SecretType}
+    lists = re.findall(r"object\.type in \[([^\]]+)\]", rule)
+    projectable, own = ({*re.findall(r"'([^']+)'", found)} for found in lists)
+    assert projectable == {t.value for t in PROJECTABLE}  # anywhere
+    assert own == {t.value for t in SecretType} - projectable  # in its own namespace only
+    assert "request.namespace == 'keykeeper-system'" in rule
 
 
 def test_argo_rollouts_restarts_are_deploys_and_opt_in(render: Render) -> None:

@@ -14,6 +14,7 @@ from keykeeper.cli import commands as cli
 from keykeeper.cli import seal as gitops
 from keykeeper.cli.cluster import CommandError
 from keykeeper.crypto.sealed import SealingKeyPair, open_sealed
+from keykeeper.shaping import fields as key_fields
 
 PAIR = SealingKeyPair.generate()
 KEYS = {PAIR.key_id: PAIR}
@@ -152,3 +153,24 @@ def test_a_malformed_cert_file_is_one_clear_line(
         ["seal", "-n", "ns", "--name", "k", "--raw", "-P", "p", "--cert", str(bad)], capsys, b"v"
     )
     assert code == 1 and "not a keykeeper sealing public key" in err
+
+
+def test_seal_fields_makes_one_value_of_named_fields(
+    cert: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """#24: ``--field name=@file`` and ``--field name=value``: one sealed plaintext the
+    operator reads as a key with fields."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"wJalrXUtnFEMI")
+    argv = ["seal", "-n", "ns", "--name", "k", "--cert", str(cert), "--raw", "-P", "p"]
+    fields = ["--field", "access-key-id=AKIA1", "--field", f"secret-access-key=@{secret}"]
+    code, out, err = run([*argv, *fields], capsys)
+    assert code == 0, err
+    opened = open_sealed(out.strip(), "ns", "k", "p", KEYS).value
+    assert key_fields.decode(opened, ("access-key-id", "secret-access-key")) == {
+        "access-key-id": b"AKIA1",
+        "secret-access-key": b"wJalrXUtnFEMI",
+    }
+    assert "wJalrXUtnFEMI" not in out + err
+    code, _, err = run([*argv, "--field", "a.previous=x"], capsys)
+    assert code != 0 and ".previous" in err

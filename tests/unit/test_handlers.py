@@ -232,9 +232,7 @@ def projected(h: Harness, value: bytes = b"v") -> dict[str, Any]:
     desired = projection.Desired(
         Target("api", "k", "api-key"), 1, h.runtime.parts.keyring.fingerprint(value)
     )
-    body = projection.render(
-        desired, ("team", "k"), "uid-k", h.runtime.parts.keyring.prove, value, None
-    )
+    body = projection.render(desired, ("team", "k"), "uid-k", h.runtime.parts.keyring, value, None)
     body["metadata"]["uid"] = "secret-uid"
     return body
 

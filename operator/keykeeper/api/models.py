@@ -16,14 +16,13 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from keykeeper.api import windows
+from keykeeper.api.base import Model as _Model
 from keykeeper.api.durations import parse_duration
 from keykeeper.api.fields import (
     DataKey,
@@ -34,21 +33,24 @@ from keykeeper.api.fields import (
     optional_namespace,
 )
 from keykeeper.api.provider_options import ProviderId, parse_options
+from keykeeper.api.sources import Alphabet as Alphabet
+from keykeeper.api.sources import FieldGenerator as FieldGenerator
+from keykeeper.api.sources import GenerateSource as GenerateSource
+from keykeeper.api.sources import Generator as Generator
+from keykeeper.api.sources import SecretRefSource as SecretRefSource
+from keykeeper.api.sources import Source as Source
+from keykeeper.api.templates import (
+    MAX_POLICY_TEMPLATES,
+    PROJECTABLE,
+    ProjectableType,
+    Template,
+)
+from keykeeper.api.templates import SecretType as SecretType
 from keykeeper.errors import SpecError
 
 GROUP = "keykeeper.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
-
-
-class SecretType(StrEnum):
-    """The types of Secret keykeeper writes (projected Secrets, its own Secrets): the
-    admission policy lets its token write these and no other (a test compares them)."""
-
-    OPAQUE = "Opaque"
-    ENVELOPES = "keykeeper.dev/envelopes"  # a key's store
-    SEALING_KEYS = "keykeeper.dev/sealing-keys"
-    AUDIT_ANCHOR = "keykeeper.dev/audit-anchor"
 
 
 class Phase(StrEnum):
@@ -62,12 +64,6 @@ class Phase(StrEnum):
 
 
 PROJECTING_PHASES = frozenset({Phase.ACTIVE, Phase.ROTATION_PENDING, Phase.ROTATED})
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
-    )
 
 
 class Requirement(_Model):
@@ -182,19 +178,6 @@ class ValueConstraints(_Model):
     refuse_unbound_seals: bool = False
 
 
-class Alphabet(StrEnum):
-    BASE62 = "base62"
-    BASE64URL = "base64url"
-    HEX = "hex"
-    ALPHANUMERIC_LOWER = "lowercase"
-
-
-class Generator(_Model):
-    length: int = Field(default=40, ge=16, le=512)
-    prefix: str = ""
-    alphabet: Alphabet = Alphabet.BASE62
-
-
 class KeyPolicySpec(_Model):
     source_namespaces: NamespaceSelection
     target_namespaces: TargetSelection | None = None
@@ -204,37 +187,11 @@ class KeyPolicySpec(_Model):
     value: ValueConstraints = Field(default_factory=ValueConstraints)
     generator: Generator = Field(default_factory=Generator)
     alerts: Alerts = Field(default_factory=Alerts)
-
-
-class GenerateSource(_Model):
-    length: int | None = Field(default=None, ge=16, le=512)
-    prefix: str | None = None
-    alphabet: Alphabet | None = None
-
-
-class SecretRefSource(_Model):
-    name: ObjectName
-    key: DataKey = "api-key"
-    delete_after_import: bool = False
-
-
-class Source(_Model):
-    generate: GenerateSource | None = None
-    sealed: str | None = None
-    secret_ref: SecretRefSource | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Source:
-        chosen = [n for n in ("generate", "sealed", "secret_ref") if getattr(self, n) is not None]
-        if len(chosen) != 1:
-            raise ValueError("exactly one of generate, sealed or secretRef must be set")
-        return self
-
-    @property
-    def kind(self) -> str:
-        if self.generate is not None:
-            return "generate"
-        return "sealed" if self.sealed is not None else "secretRef"
+    # projection templates tenants name with templateRef, and the types projections may have
+    templates: dict[ObjectName, Template] = Field(
+        default_factory=dict, max_length=MAX_POLICY_TEMPLATES
+    )
+    secret_types: tuple[ProjectableType, ...] = PROJECTABLE
 
 
 class Projection(_Model):
@@ -242,11 +199,15 @@ class Projection(_Model):
     namespace_selector: LabelSelector | None = None
     secret_name: ObjectName | None = None
     key: DataKey = "api-key"
+    template: Template | None = None
+    template_ref: ObjectName | None = None  # one of the policy's spec.templates
 
     @model_validator(mode="after")
     def _one_target(self) -> Projection:
         if (self.namespace is None) == (self.namespace_selector is None):
             raise ValueError("a projection names a namespace or a namespaceSelector, not both")
+        if self.template is not None and self.template_ref is not None:
+            raise ValueError("a projection has a template or a templateRef, not both")
         return self
 
 

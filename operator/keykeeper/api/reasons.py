@@ -55,6 +55,7 @@ class Reason(StrEnum):
     DUPLICATE_TARGET = "DuplicateTarget"
     TOO_MANY_TARGETS = "TooManyTargets"
     SECRET_NAME_TAKEN = "SecretNameTaken"  # noqa: S105 - a reason, not a secret
+    TEMPLATE_INVALID = "TemplateInvalid"  # a target's template does not parse or render
     TARGET_NOT_CONSENTING = "TargetNotConsenting"
     SECRET_NAME_NOT_ALLOWED = "SecretNameNotAllowed"  # noqa: S105 - a reason, not a secret
     # -- conditions (core.lifecycle, core.status, controllers.keypolicy) -------------------

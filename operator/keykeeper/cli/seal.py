@@ -26,14 +26,16 @@ import json
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 from keykeeper.api import names
 from keykeeper.api.models import API_VERSION
 from keykeeper.cli.cluster import CommandError
 from keykeeper.crypto.sealed import MAX_SEALED_VALUE, SealingPublicKey, seal
-from keykeeper.errors import InvalidName
+from keykeeper.errors import InvalidName, InvalidValue
 from keykeeper.keys.sealing import SEALING_PUBLIC
+from keykeeper.shaping import fields as key_fields
 
 PEM_LABEL = "KEYKEEPER SEALING PUBLIC KEY"
 
@@ -74,8 +76,34 @@ def pinned(key: SealingPublicKey, expected: str | None) -> SealingPublicKey:
     return key
 
 
+def read_fields(specs: list[str]) -> bytes:
+    """``--field name=value``, ``name=@file`` or ``name`` (prompted, not echoed), as the
+    one plaintext of a key with fields (``shaping.fields``)."""
+    made: dict[str, bytes] = {}
+    for spec in specs:
+        name, given, text = spec.partition("=")
+        if name in made:
+            raise CommandError(f"--field {name} is given twice")
+        if not given:
+            made[name] = getpass.getpass(f"field {name} (not echoed): ").encode()
+        elif text.startswith("@"):
+            made[name] = Path(text[1:]).read_bytes()
+        else:
+            print(f"warning: --field {name}=... stays in your shell history", file=sys.stderr)
+            made[name] = text.encode()
+    try:
+        value = key_fields.encode(made)
+    except InvalidValue as exc:
+        raise CommandError(str(exc)) from None
+    if len(value) > MAX_SEALED_VALUE:
+        raise CommandError(f"the fields are over {MAX_SEALED_VALUE} bytes")
+    return value
+
+
 def read_value(args: argparse.Namespace) -> bytes:
     value: bytes
+    if args.field:
+        return read_fields(args.field)
     if args.value is not None:
         print(
             "warning: a value given on the command line stays in your shell history; "
@@ -173,6 +201,12 @@ def add_arguments(commands: Any) -> None:
     source = sealer.add_mutually_exclusive_group()
     source.add_argument("--from-file", type=_path, help="read the value from this file")
     source.add_argument("--value", help="the value itself (stays in shell history)")
+    source.add_argument(
+        "--field",
+        action="append",
+        metavar="NAME[=VALUE|=@FILE]",
+        help="a key with fields: one per field (no =VALUE: prompted, not echoed)",
+    )
     sealer.add_argument(
         "--keep-newline",
         dest="strip_newline",

@@ -30,10 +30,12 @@ from keykeeper.api.models import (
     KeyPolicySpec,
     NamespaceSelection,
     Phase,
+    Projection,
     TargetSelection,
 )
 from keykeeper.api.reasons import Reason
 from keykeeper.core.selectors import matches
+from keykeeper.shaping.shapes import PLAIN, Shape, shape_for
 
 MAX_ACCEPTED = 256  # entries of an accept-from annotation read; the rest are ignored
 
@@ -97,6 +99,7 @@ class Target:
     secret_name: str
     key: str
     selected: bool = False  # expanded from a namespaceSelector, not named by the author
+    shape: Shape = PLAIN  # what the Secret holds: one value, the key's fields, a template
 
 
 def admits_source(key: KeyContext, policy: KeyPolicySpec) -> bool:
@@ -179,11 +182,19 @@ def _accepted(
             f"the policy does not allow the Secret name {wanted.secret_name} outside the "
             "key's own namespace",
         )
-    if wanted is not None and not name_allowed(allowed_targets.data_keys, wanted.key):
+    refused = next(
+        (
+            key
+            for key in (wanted.shape.data_keys(wanted.key) if wanted is not None else ())
+            if not name_allowed(allowed_targets.data_keys, key)
+        ),
+        None,
+    )
+    if refused is not None:
         return Decision(
             False,
             Reason.SECRET_NAME_NOT_ALLOWED,
-            f"the policy does not allow the data key {wanted.key} outside the key's own namespace",
+            f"the policy does not allow the data key {refused} outside the key's own namespace",
         )
     return Decision(True, Reason.AUTHORIZED, f"namespace {target_name} is a policy target")
 
@@ -210,6 +221,7 @@ def requested_targets(
     key_name: str,
     namespaces: Iterable[NamespaceInfo],
     expands_to: Callable[[NamespaceInfo], bool] = lambda _: True,
+    shape_of: Callable[[Projection], Shape] = lambda _: PLAIN,
 ) -> list[tuple[Target, Decision | None]]:
     """Resolve ``spec.projections`` to concrete targets, in order, without duplicates.
 
@@ -228,12 +240,14 @@ def requested_targets(
             assert projection.namespace_selector is not None
             selector = projection.namespace_selector
             names = [ns.name for ns in existing if matches(selector, ns.labels)]
+        shape = shape_of(projection)
         for name in names:
             target = Target(
                 name,
                 projection.secret_name or key_name,
                 projection.key,
                 selected=projection.namespace is None,
+                shape=shape,
             )
             slot = (target.namespace, target.secret_name)
             if slot in seen:
@@ -255,8 +269,16 @@ def plan(
     key_name: str,
     policy: KeyPolicySpec | None,
     namespaces: Mapping[str, NamespaceInfo],
+    fields: tuple[str, ...] | None = None,
 ) -> list[tuple[Target, Decision]]:
-    """Every requested target with its decision: the whole of what the key may reach."""
+    """Every requested target with its decision: the whole of what the key may reach.
+    ``fields``: the key's field names as stored (a sealed value's are in its seal);
+    None: as the spec declares them."""
+    names = spec.source.fields if fields is None else fields
+
+    def shape_of(projection: Projection) -> Shape:
+        return shape_for(projection, policy, names) if policy else PLAIN
+
     return [
         (
             target,
@@ -264,6 +286,6 @@ def plan(
             or authorize(key, policy, target.namespace, namespaces.get(target.namespace), target),
         )
         for target, early in requested_targets(
-            spec, key_name, namespaces.values(), lambda ns: reachable(key, policy, ns)
+            spec, key_name, namespaces.values(), lambda ns: reachable(key, policy, ns), shape_of
         )
     ]

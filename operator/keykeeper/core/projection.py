@@ -11,17 +11,28 @@ from __future__ import annotations
 
 import base64
 import hmac
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from keykeeper.api import labels
 from keykeeper.api.models import SecretType
 from keykeeper.core.authz import Target
+from keykeeper.shaping.evaluate import Inputs
+from keykeeper.shaping.shapes import PLAIN, Shape
 from keykeeper.types import KeyRef
 
 # (key uid, key namespace, key name, Secret namespace, Secret name) -> proof
 Prover = Callable[[str, str, str, str, str], str]
+
+
+class Keys(Protocol):
+    """What rendering needs of the keyring: ownership proofs and value fingerprints."""
+
+    def prove(self, key_uid: str, key_ns: str, key_name: str, ns: str, name: str) -> str: ...
+
+    def fingerprint(self, value: bytes) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -31,9 +42,11 @@ class Desired:
     fingerprint: str
     previous_version: int | None = None
     previous_fingerprint: str | None = None
+    shape: Shape = PLAIN
 
     @property
     def expected_fingerprints(self) -> dict[str, str]:
+        """A one-value shape's data fingerprints: the store's, no opening needed."""
         out = {self.target.key: self.fingerprint}
         if self.previous_fingerprint:
             out[f"{self.target.key}.previous"] = self.previous_fingerprint
@@ -53,43 +66,73 @@ class ProjectedSecret:
     annotations: dict[str, str]
     secret_type: str
     uid: str
+    data_proven: bool = False  # its data is what keykeeper wrote (``data_proof``)
 
 
 def in_sync(desired: Desired, existing: ProjectedSecret | None, owner: KeyRef, uid: str) -> bool:
-    return (
-        existing is not None
-        and existing.owner == owner
-        and existing.owner_uid == uid
-        and existing.secret_type == SecretType.OPAQUE
-        and existing.fingerprints == desired.expected_fingerprints
-        and existing.annotations.get(labels.VERSION) == str(desired.version)
-        and existing.annotations.get(labels.FINGERPRINT) == desired.fingerprint
+    """Whether ``existing`` holds exactly what ``desired`` asks, known without opening a
+    value: a one-value Secret by its data's fingerprints, a shaped one (fields, a
+    template) by the versions and the shape it was rendered from, and a data proof."""
+    if existing is None or (existing.owner, existing.owner_uid) != (owner, uid):
+        return False
+    shape, annotations = desired.shape, existing.annotations
+    if (
+        existing.secret_type != shape.secret_type
+        or annotations.get(labels.VERSION) != str(desired.version)
+        or annotations.get(labels.FINGERPRINT) != desired.fingerprint
+        or annotations.get(labels.SHAPE, "") != shape.label
+    ):
+        return False
+    if shape.plain:
+        return existing.fingerprints == desired.expected_fingerprints
+    return existing.data_proven and annotations.get(labels.PREVIOUS_FINGERPRINT) == (
+        desired.previous_fingerprint or None
     )
+
+
+def data_proof(fingerprints: dict[str, str], fingerprint: Callable[[bytes], str]) -> str:
+    """A keyed digest over a Secret's data (its keys and each value's fingerprint): a
+    shaped Secret carries it, so one edited in place is seen without rendering again."""
+    canonical = json.dumps(sorted(fingerprints.items()), separators=(",", ":"))
+    return fingerprint(b"keykeeper.dev/data-proof:" + canonical.encode())
 
 
 def render(
     desired: Desired,
     owner: KeyRef,
     owner_uid: str,
-    prove: Prover,
+    keys: Keys,
     value: bytes,
     previous: bytes | None,
 ) -> dict[str, Any]:
-    target = desired.target
-    data = {target.key: base64.b64encode(value).decode()}
+    """The Secret for one target (``TemplateError`` if its shape cannot be rendered)."""
+    target, shape = desired.target, desired.shape
+    previous = previous if desired.previous_fingerprint else None
+    facts = Inputs(
+        None,
+        version=desired.version,
+        fingerprint=desired.fingerprint,
+        namespace=owner[0],
+        name=owner[1],
+    )
+    plain = shape.render(target.key, value, previous, facts)
+    data = {key: base64.b64encode(plain[key]).decode() for key in sorted(plain)}
     annotations = {
         labels.VERSION: str(desired.version),
         labels.FINGERPRINT: desired.fingerprint,
         labels.APIKEY_UID: owner_uid,
-        labels.OWNER_PROOF: prove(owner_uid, *owner, target.namespace, target.secret_name),
+        labels.OWNER_PROOF: keys.prove(owner_uid, *owner, target.namespace, target.secret_name),
     }
-    if previous is not None and desired.previous_fingerprint:
-        data[f"{target.key}.previous"] = base64.b64encode(previous).decode()
-        annotations[labels.PREVIOUS_FINGERPRINT] = desired.previous_fingerprint
+    if previous is not None:
+        annotations[labels.PREVIOUS_FINGERPRINT] = desired.previous_fingerprint or ""
+    if not shape.plain:
+        annotations[labels.SHAPE] = shape.label
+        fingerprints = {key: keys.fingerprint(v) for key, v in plain.items()}
+        annotations[labels.DATA_PROOF] = data_proof(fingerprints, keys.fingerprint)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "type": SecretType.OPAQUE,
+        "type": shape.secret_type,
         "metadata": {
             "name": target.secret_name,
             "namespace": target.namespace,
@@ -139,16 +182,20 @@ def recorded(
         return None
     meta = body.get("metadata") or {}
     annotations = dict(meta.get("annotations") or {})
+    fingerprints = {
+        k: fingerprint(base64.b64decode(v)) for k, v in (body.get("data") or {}).items()
+    }
+    claimed = annotations.get(labels.DATA_PROOF, "")
     return ProjectedSecret(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
         owner=proven[0],
         owner_uid=proven[1],
         version=annotations.get(labels.VERSION, ""),
-        fingerprints={
-            k: fingerprint(base64.b64decode(v)) for k, v in (body.get("data") or {}).items()
-        },
+        fingerprints=fingerprints,
         annotations=annotations,
         secret_type=body.get("type", SecretType.OPAQUE),
         uid=meta.get("uid", ""),
+        data_proven=bool(claimed)
+        and hmac.compare_digest(claimed, data_proof(fingerprints, fingerprint)),
     )

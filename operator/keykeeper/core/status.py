@@ -33,6 +33,7 @@ class TargetResult:
     message: str = ""
     version: int | None = None  # the version the Secret there holds, if one does
     named: bool = True  # shown by name in status (else only counted)
+    template: str = ""  # the shape it was rendered from (``Shape.label``); "": one value
 
     @property
     def slot(self) -> tuple[str, str]:
@@ -46,6 +47,8 @@ class TargetResult:
         }
         if self.version is not None:
             out["version"] = self.version
+        if self.template:
+            out["template"] = self.template
         if self.reason:
             out["reason"] = self.reason
         if self.message:

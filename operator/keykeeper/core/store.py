@@ -59,6 +59,7 @@ class Version:
     source_fingerprint: str | None = None  # of the sealed/imported input it came from
     tombstone: str | None = None  # keys.revocations: kept out of status
     sealed_at: int | None = None  # the seal's date, when it came from a v2 sealed value
+    fields: tuple[str, ...] = ()  # a key with fields: their names (shaping.fields); (): one value
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -75,6 +76,7 @@ class Version:
             ("sourceFingerprint", self.source_fingerprint),
             ("tombstone", self.tombstone),
             ("sealedAt", self.sealed_at),
+            ("fields", list(self.fields)),
         ):
             if value:
                 out[name] = value
@@ -93,6 +95,7 @@ class Version:
             source_fingerprint=data.get("sourceFingerprint"),
             tombstone=data.get("tombstone"),
             sealed_at=data.get("sealedAt"),
+            fields=tuple(str(f) for f in data.get("fields") or ()),
         )
 
     def status(self) -> dict[str, Any]:
@@ -124,10 +127,7 @@ class Store:
         (provider and keyRef; credentials and tuning options do not matter)."""
         if self.kms is None or not self.envelopes:
             return False
-        return (self.kms.provider, self.kms.key_ref) != (
-            kms.provider,
-            kms.key_ref,
-        )
+        return (self.kms.provider, self.kms.key_ref) != (kms.provider, kms.key_ref)
 
     def rewrapped(self, sealed: dict[int, tuple[bytes, str, str]], kms: Kms) -> Store:
         """Every live envelope replaced by one under ``kms`` (version -> (envelope, KEK id,

@@ -11,7 +11,7 @@ import string
 from collections.abc import Iterable
 
 from keykeeper.api.labels import REUSE_ALLOWED
-from keykeeper.api.models import Alphabet, GenerateSource, Generator, ValueConstraints
+from keykeeper.api.models import Alphabet, FieldGenerator, Generator, ValueConstraints
 from keykeeper.api.patterns import compile_pattern
 from keykeeper.core.store import Version, VersionState
 from keykeeper.errors import InvalidValue
@@ -24,7 +24,7 @@ ALPHABETS = {
 }
 
 
-def generate(policy: Generator, override: GenerateSource | None = None) -> bytes:
+def generate(policy: Generator, override: FieldGenerator | None = None) -> bytes:
     """A fresh value from the OS CSPRNG: prefix + ``length`` characters of the alphabet.
 
     ``source.generate`` is the tenant's; the generator is the platform team's. An

@@ -22,10 +22,15 @@ class Gatherer:
         return KeyContext(own, phase, frozenset({self.namespace}))
 
     def decisions(
-        self, ref: KeyRef, spec: ApiKeySpec, policy: KeyPolicySpec | None, phase: Phase
+        self,
+        ref: KeyRef,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec | None,
+        phase: Phase,
+        fields: tuple[str, ...] | None = None,
     ) -> list[tuple[Target, Decision]]:
         context = self.context(ref, phase)
-        return authz.plan(context, spec, ref[1], policy, self.world.namespaces)
+        return authz.plan(context, spec, ref[1], policy, self.world.namespaces, fields)
 
     def held(self, ref: KeyRef) -> list[plan.Held]:
         return [plan.Held(s.namespace, s.name, s.uid) for s in self.world.secrets_of(ref)]
@@ -35,7 +40,9 @@ class Gatherer:
     ) -> plan.Plan:
         if phase in PROJECTING_PHASES and stored.current is None:
             phase = Phase.GENERATED  # nothing to project yet
-        decisions = self.decisions(run.ref, spec, policy, phase)
+        current = stored.current
+        fields = current.fields if current is not None else None
+        decisions = self.decisions(run.ref, spec, policy, phase, fields)
         synced, taken = set(), set()
         for target, decision in decisions:
             slot = (target.namespace, target.secret_name)
@@ -55,10 +62,13 @@ def desired(target: Target, stored: store.Store, phase: Phase) -> projection.Des
     current = stored.current
     assert current is not None  # a projecting phase has a current version
     previous = stored.previous if phase is Phase.ROTATED else None
+    if previous is not None and previous.fields != current.fields:
+        previous = None  # .previous only beside a value of the same fields
     return projection.Desired(
         target,
         current.version,
         current.fingerprint,
         previous.version if previous else None,
         previous.fingerprint if previous else None,
+        target.shape,
     )

@@ -12,18 +12,19 @@ it must not keep serving what it holds.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from keykeeper.api.models import SecretType
 from keykeeper.api.reasons import EventType, Reason
-from keykeeper.controllers.apikey.run import AUDIT_RETRY, TARGET_RETRY, Run
+from keykeeper.controllers.apikey.run import AUDIT_RETRY, TARGET_RETRY, TEMPLATE_RETRY, Run
 from keykeeper.core import plan, projection, store
 from keykeeper.core.authz import Target
 from keykeeper.core.plan import TargetState
 from keykeeper.core.status import TargetResult
 from keykeeper.crypto.envelope import Binding
-from keykeeper.errors import AuditWriteError, KeykeeperError, ProviderError
+from keykeeper.errors import AuditWriteError, KeykeeperError, ProviderError, TemplateError
 from keykeeper.keys.keyring import Keyring
 from keykeeper.kube.client import Conflict, Kube
 from keykeeper.kube.echoes import SecretSignature
@@ -154,7 +155,13 @@ class Projector:
         except ProviderError as exc:
             run.provider_trouble()
             return failed(desired.target, exc, self._holds(desired.target))
-        return projection.render(desired, run.ref, run.uid, self.keyring.prove, value, previous)
+        try:
+            return projection.render(desired, run.ref, run.uid, self.keyring, value, previous)
+        except TemplateError as exc:  # the last good copy stays where it is authorized
+            # Ready=False says it, and a Warning Event once (narration), never a value
+            run.fail(TemplateError(f"projection into {_where(desired.target)}: {exc}"))
+            run.again(TEMPLATE_RETRY)
+            return failed(desired.target, exc, self._holds(desired.target))
 
     async def _write(self, run: Run, desired: projection.Desired, rendered: Body) -> TargetResult:
         target = desired.target
@@ -167,8 +174,13 @@ class Projector:
                 owner=run.ref,
                 owner_uid=run.uid,
                 version=str(desired.version),
-                fingerprints=tuple(sorted(desired.expected_fingerprints.items())),
-                secret_type=SecretType.OPAQUE,
+                fingerprints=tuple(
+                    sorted(
+                        (key, self.keyring.fingerprint(base64.b64decode(value)))
+                        for key, value in rendered["data"].items()
+                    )
+                ),
+                secret_type=rendered["type"],
             ),
         )
         try:
@@ -203,13 +215,26 @@ class Projector:
             return await self.kube.create(secret_path(target.namespace), rendered)
         if not projection.owned_by(there, ref, self.keyring.prove):
             return None
+        if there.get("type", SecretType.OPAQUE) != rendered["type"]:
+            # a Secret's type is immutable: exactly this one goes, and the new one is made
+            path = secret_path(target.namespace, target.secret_name)
+            await self.kube.delete(path, uid=there["metadata"]["uid"])
+            return await self.kube.create(secret_path(target.namespace), rendered)
         rendered["metadata"]["resourceVersion"] = there["metadata"]["resourceVersion"]
         return await self.kube.replace(secret_path(target.namespace, target.secret_name), rendered)
 
 
+def _where(target: Target) -> str:
+    return f"{target.namespace}/{target.secret_name}"
+
+
 def projected(target: Target, version: int) -> TargetResult:
     return TargetResult(
-        target.namespace, target.secret_name, TargetState.PROJECTED, version=version
+        target.namespace,
+        target.secret_name,
+        TargetState.PROJECTED,
+        version=version,
+        template=target.shape.label,
     )
 
 

@@ -21,6 +21,7 @@ SOURCE_RETRY = 30.0  # a source Secret that is missing is looked at again after 
 PROVIDER_RETRY = 2.0  # a provider that failed: the first retry, then doubling ...
 PROVIDER_RETRY_CAP = 15.0  # ... up to this, so a key is back within ~19 s of the KMS
 TARGET_RETRY = 10.0  # a target that could not be written or withdrawn
+TEMPLATE_RETRY = 300.0  # a template that does not render (a spec or policy change comes sooner)
 AUDIT_RETRY = 10.0  # an action whose audit record could not be written (the volume's state)
 
 

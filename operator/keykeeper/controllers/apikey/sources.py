@@ -16,16 +16,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from keykeeper.api import labels
-from keykeeper.api.models import ApiKeySpec, KeyPolicySpec, RotationStrategy, SecretType
+from keykeeper.api.models import (
+    ApiKeySpec,
+    GenerateSource,
+    KeyPolicySpec,
+    RotationStrategy,
+    SecretType,
+)
 from keykeeper.api.reasons import RotationCause
 from keykeeper.core.store import Version
 from keykeeper.core.values import check as check_value
 from keykeeper.core.values import generate, rollback
-from keykeeper.errors import ImportNotPermitted, SourceMissing
+from keykeeper.errors import ImportNotPermitted, InvalidValue, SourceMissing
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.revocations import Revocations
 from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.client import Kube
+from keykeeper.shaping import fields as key_fields
 from keykeeper.types import Body, KeyRef
 
 __all__ = [
@@ -89,9 +96,34 @@ class Supplied:
     source_fingerprint: str | None = None
     imported: Imported | None = None
     sealed_at: int | None = None
+    fields: tuple[str, ...] = ()  # the field names of a key with fields; (): one value
 
     def __repr__(self) -> str:  # the value never reaches a log through repr()
         return f"Supplied(source_fingerprint={self.source_fingerprint!r})"
+
+
+def generated(policy: KeyPolicySpec, source: GenerateSource | None) -> Supplied:
+    """A generated value, or every field of a key with ``generate.fields`` (each with the
+    policy's generator and the field's overrides, which may only strengthen it)."""
+    if source is None or not source.fields:
+        return Supplied(generate(policy.generator, source))
+    made = {name: generate(policy.generator, options) for name, options in source.fields.items()}
+    return Supplied(key_fields.encode(made), fields=tuple(sorted(made)))
+
+
+def checked(value: bytes, policy: KeyPolicySpec) -> tuple[bytes, tuple[str, ...]]:
+    """A supplied plaintext held to the policy's value rules, each field on its own;
+    the plaintext to store (a key's fields in their canonical encoding) and the names."""
+    fields = key_fields.parse(value)
+    if fields is None:
+        check_value(value, policy.value)
+        return value, ()
+    for name in sorted(fields):
+        try:
+            check_value(fields[name], policy.value)
+        except InvalidValue as exc:
+            raise InvalidValue(f"field {name!r}: {exc}") from None
+    return key_fields.encode(fields), tuple(sorted(fields))
 
 
 @dataclass
@@ -147,7 +179,7 @@ class Sources:
             or policy.rotation.strategy is RotationStrategy.MANUAL
         )
         if not from_source:
-            return Supplied(generate(policy.generator, source.generate))
+            return generated(policy, source.generate)
         if source.sealed is not None:
             opened = self.sealing.open(
                 source.sealed,
@@ -155,14 +187,14 @@ class Sources:
                 spec.policy,
                 refuse_unbound=policy.value.refuse_unbound_seals,
             )
-            check_value(opened.value, policy.value)
+            value, names = checked(opened.value, policy)
             fingerprint = self.keyring.fingerprint(b"sealed:" + source.sealed.encode())
-            return Supplied(opened.value, fingerprint, sealed_at=opened.sealed_at)
+            return Supplied(value, fingerprint, sealed_at=opened.sealed_at, fields=names)
         imported = await self._import(ref, spec, missing_ok=False)
         assert imported is not None
-        check_value(imported.value, policy.value)
+        value, names = checked(imported.value, policy)
         fingerprint = self.keyring.fingerprint(b"secretRef:" + imported.value)
-        return Supplied(imported.value, fingerprint, imported)
+        return Supplied(value, fingerprint, imported, fields=names)
 
     async def _import(self, ref: KeyRef, spec: ApiKeySpec, *, missing_ok: bool) -> Imported | None:
         """The value of the consenting source Secret in the key's own namespace."""
@@ -170,18 +202,25 @@ class Sources:
         assert source is not None
         found = await self.kube.get_secret(ref[0], source.name)
         refusal = None if found is None else consent(found, ref[1])
-        encoded = None if found is None else (found.get("data") or {}).get(source.key)
-        if found is None or refusal is not None or encoded is None:
+        data = {} if found is None else (found.get("data") or {})
+        wanted = source.keys or (source.key,)
+        absent = [key for key in wanted if key not in data]
+        if found is None or refusal is not None or absent:
             if missing_ok:
                 return None
             if found is None:
                 raise SourceMissing(f"Secret {ref[0]}/{source.name} does not exist")
             if refusal is not None:
                 raise ImportNotPermitted(f"Secret {ref[0]}/{source.name}: {refusal}")
-            raise SourceMissing(f"Secret {ref[0]}/{source.name} has no key {source.key!r}")
+            raise SourceMissing(f"Secret {ref[0]}/{source.name} has no key {absent[0]!r}")
         meta = found["metadata"]
+        value = (
+            key_fields.encode({key: base64.b64decode(data[key]) for key in source.keys})
+            if source.keys
+            else base64.b64decode(data[source.key])
+        )
         return Imported(
-            base64.b64decode(encoded),
+            value,
             str(meta.get("uid", "")),
             str(meta.get("resourceVersion")),
             str((meta.get("annotations") or {}).get(labels.EXPIRES_AT, ""))[:64],

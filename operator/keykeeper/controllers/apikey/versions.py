@@ -151,6 +151,7 @@ class VersionKeeper:
             source_fingerprint=supplied.source_fingerprint,
             tombstone=self.keyring.tombstone(value),
             sealed_at=supplied.sealed_at,
+            fields=supplied.fields,
         )
         stored = replace(stored, kms=policy.kms)
         await journal.intend(Reason.ENCRYPTED, f"under {sealed.kms_key_id}", version)
