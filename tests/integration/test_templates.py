@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import yaml
+from devtools.controlplane import ControlPlane
 from devtools.kk import Cluster, actions, apikey, condition, keypolicy, unique
 from devtools.operator import Operator, wait_for
 from kubernetes.client.rest import ApiException
 
 from tests.integration.conftest import Leaks
+from tests.integration.test_seal_cli import kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -261,3 +263,39 @@ def test_the_shaped_examples_project_what_the_readme_says(
     assert shaped(kk, "payments", "db", "username", "password") == auth
     credentials = shaped(kk, "payments-api", "aws", "credentials")["credentials"].decode()
     assert "aws_access_key_id = AKIAEXAMPLEEXAMPLE01\n" in credentials
+
+
+def test_plan_shows_each_targets_shape_and_catches_a_bad_template(
+    control_plane: ControlPlane, operator: Operator, kk: Cluster, tmp_path: Path
+) -> None:
+    """``kubectl keykeeper plan -f`` on a manifest not yet applied: each target's type and
+    data keys (never values), and a template the render would refuse, before it is applied."""
+    home = kk.namespace("home")
+    policy = unique("pol")
+    kk.create(keypolicy(policy, secretTypes=["Opaque"]))
+    basic = {
+        "type": "kubernetes.io/basic-auth",
+        "data": {"username": "u", "password": "{{ .value }}"},
+    }
+    projections = [
+        {"namespace": home, "secretName": "cfg", "template": {"data": {"config.json": CONFIG}}},
+        {"namespace": home, "secretName": "plain"},
+        {
+            "namespace": home,
+            "secretName": "bad",
+            "template": {"data": {"k": "{{ .value | exec }}"}},
+        },
+        {"namespace": home, "secretName": "basic", "template": basic},
+    ]
+    manifest = tmp_path / "draft.json"
+    manifest.write_text(json.dumps(apikey(home, "draft", policy, projections=projections)))
+    admin = control_plane.admin.kubeconfig  # type: ignore[union-attr]
+    done = kubectl(control_plane, admin, "keykeeper", "plan", "-f", str(manifest))
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[1]: line.split() for line in done.stdout.decode().splitlines()[1:]}
+    assert rows["cfg"][2:5] == ["allowed", "Opaque", "config.json"]
+    assert rows["plain"][2:5] == ["allowed", "Opaque", "api-key,api-key.previous"]
+    assert rows["bad"][2] == "refused" and "exec" in " ".join(rows["bad"])
+    assert rows["basic"][2:4] == ["refused", "kubernetes.io/basic-auth"]
+    assert "allows the Secret types Opaque only" in " ".join(rows["basic"])
+    assert kk.key(home, "draft") is None  # nothing was written

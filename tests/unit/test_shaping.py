@@ -217,3 +217,20 @@ def test_binary_values_are_refused_by_templates_not_by_untemplated_shapes() -> N
     with pytest.raises(TemplateError, match="not UTF-8"):
         shape.render("api-key", b"\xff\xfe", None, FACTS)
     assert Shape().render("api-key", b"\xff\xfe", None, FACTS) == {"api-key": b"\xff\xfe"}
+
+
+def test_a_preview_names_data_keys_and_problems_without_a_value() -> None:
+    """What ``kubectl keykeeper plan`` shows per target, made without opening anything."""
+    good = shape_for(projection({"data": {"b": "{{ .value }}", "a": "x"}}), POLICY, ())
+    assert good.preview("api-key") == (("a", "b"), "")
+    assert Shape().preview("token") == (("token", "token.previous"), "")
+    two = Shape(fields=("password", "username"))
+    assert two.preview("api-key")[0] == (
+        "password",
+        "username",
+        "password.previous",
+        "username.previous",
+    )
+    bad = shape_for(projection({"data": {"k": "{{ .fields.nope }}"}}), POLICY, ())
+    keys, problem = bad.preview("api-key")
+    assert keys == ("k",) and "no field 'nope'" in problem

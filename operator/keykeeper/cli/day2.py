@@ -23,6 +23,7 @@ from keykeeper.api.timestamps import rfc3339
 from keykeeper.cli.cluster import GROUP, VERSION, CommandError, UserCluster
 from keykeeper.core import authz
 from keykeeper.errors import SpecError
+from keykeeper.types import Body
 
 ACTIONS = ("status", "plan", "rotate", "suspend", "reinstate", "revoke")
 
@@ -153,7 +154,28 @@ def plan(
         spec.policy,
     )
     policy = parse_policy_spec(policy_body.get("spec"))
-    namespaces = {
+    namespaces = _namespaces(cluster)
+    own = namespaces.get(namespace, authz.NamespaceInfo(namespace))
+    context = authz.KeyContext(own, Phase.ACTIVE, frozenset({operator_namespace}))
+    rows = [("TARGET", "SECRET", "DECISION", "TYPE", "DATA-KEYS", "REASON")]
+    if not authz.admits_source(context, policy):
+        return f"KeyPolicy {spec.policy} does not admit keys from namespace {namespace}\n"
+    for target, decision in authz.plan(
+        context, spec, str(name), policy, namespaces, stored_fields(body)
+    ):
+        verdict = "allowed" if decision.allowed else "denied"
+        keys, problem = target.shape.preview(target.key)
+        reason = f"{decision.message}; {problem}" if problem else decision.message
+        if problem and decision.allowed:
+            verdict = "refused"
+        shown = ",".join(keys)
+        kind = str(target.shape.secret_type)
+        rows.append((target.namespace, target.secret_name, verdict, kind, shown, reason))
+    return _table(rows)
+
+
+def _namespaces(cluster: UserCluster) -> dict[str, authz.NamespaceInfo]:
+    return {
         ns.metadata.name: authz.NamespaceInfo(
             ns.metadata.name,
             dict(ns.metadata.labels or {}),
@@ -162,15 +184,16 @@ def plan(
         )
         for ns in cluster.call("list namespaces", cluster.core.list_namespace).items
     }
-    own = namespaces.get(namespace, authz.NamespaceInfo(namespace))
-    context = authz.KeyContext(own, Phase.ACTIVE, frozenset({operator_namespace}))
-    rows = [("TARGET", "SECRET", "DECISION", "REASON")]
-    if not authz.admits_source(context, policy):
-        return f"KeyPolicy {spec.policy} does not admit keys from namespace {namespace}\n"
-    for target, decision in authz.plan(context, spec, str(name), policy, namespaces):
-        verdict = "allowed" if decision.allowed else "denied"
-        rows.append((target.namespace, target.secret_name, verdict, decision.message))
-    return _table(rows)
+
+
+def stored_fields(body: Body) -> tuple[str, ...] | None:
+    """The field names of the key's current version, as its status lists them (a sealed
+    value's fields are known only once it is opened); None: as the spec declares them."""
+    status = body.get("status") or {}
+    for version in status.get("versions") or []:
+        if version.get("state") == "Current" and version.get("fields"):
+            return tuple(str(f) for f in version["fields"])
+    return None
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> str:

@@ -90,6 +90,18 @@ class Shape:
         check(self.secret_type, data)
         return data
 
+    def preview(self, key: str) -> tuple[tuple[str, ...], str]:
+        """The data keys the shape writes for a target of data key ``key``, and why it
+        cannot be written ("" if it can), known without a value: a template is parsed
+        and rendered with placeholders, so ``plan`` catches what a render would refuse."""
+        fields = self.fields
+        placeholder = key_fields.encode(dict.fromkeys(fields, b"x")) if fields else b"x"
+        try:
+            data = self.render(key, placeholder, placeholder, Inputs(None, version=1))
+        except TemplateError as exc:
+            return self.data_keys(key), str(exc)
+        return tuple(data), ""
+
     def _untemplated(self, key: str, current: bytes, previous: bytes | None) -> dict[str, bytes]:
         now = key_fields.parse(current)
         before = key_fields.parse(previous) if previous is not None else None
