@@ -20,6 +20,7 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 from keykeeper.api import names
 from keykeeper.api.models import KeyPolicySpec, Projection
@@ -65,13 +66,13 @@ class Shape:
 
     @property
     def secret_type(self) -> SecretType:
-        return SecretType(json.loads(self.template)["type"]) if self.template else SecretType.OPAQUE
+        return SecretType(_read(self.template)["type"]) if self.template else SecretType.OPAQUE
 
     def data_keys(self, key: str) -> tuple[str, ...]:
         """The data keys it writes for a target of data key ``key`` (not the ``.previous``
         ones of an untemplated shape)."""
         if self.template:
-            return tuple(sorted(json.loads(self.template)["data"]))
+            return tuple(sorted(_read(self.template)["data"]))
         return self.fields or (key,)
 
     def render(
@@ -166,6 +167,14 @@ def check(secret_type: SecretType, data: dict[str, bytes]) -> None:
             raise TemplateError(".dockerconfigjson does not render to JSON with an auths map")
 
 
+@lru_cache(maxsize=256)
+def _read(template: str) -> dict[str, Any]:
+    """A template's canonical JSON, read once per distinct template (in_sync asks its
+    type on every reconcile of every target)."""
+    read: dict[str, Any] = json.loads(template)
+    return read
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -173,7 +182,7 @@ def _digest(text: str) -> str:
 @lru_cache(maxsize=256)
 def _parsed(template: str) -> tuple[tuple[str, tuple[Part, ...]], ...]:
     """A template's data keys, parsed (once per distinct template, not per render)."""
-    data: dict[str, str] = json.loads(template)["data"]
+    data: dict[str, str] = _read(template)["data"]
     return tuple((key, parse(data[key], key, FUNCTION_NAMES)) for key in sorted(data))
 
 
