@@ -16,7 +16,8 @@
 * ``prometheus`` — a real Prometheus scraping the operator, keykeeper's alert rules loaded;
 * ``argo`` — Argo Rollouts' own Rollout CRD, from its Go module, for restarts of Rollouts;
 * ``fakes`` — in-repo fakes of Google Cloud KMS (gRPC) and Azure Key Vault (HTTPS),
-  driven by the unmodified SDK clients;
+  driven by the unmodified SDK clients, and an HTTPS issuer of keykeeper's webhook
+  contract (``fakes.issuer``: counts mints per idempotency key and live upstream keys);
 * ``peers`` — the peer controllers the fan-out bench compares with (Sealed Secrets,
   External Secrets), built from their Go modules;
 * ``fuzzing`` — the generator and invariants of the fuzz of hostile specs;

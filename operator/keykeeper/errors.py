@@ -17,6 +17,9 @@ work, so kopf never retries a reconcile itself::
     │   ├── ProviderUnavailable       transient: network, throttling, token busy
     │   ├── KeyDisabled               the KEK (or its version) is disabled or destroyed
     │   └── InvalidProviderConfig     the provider is misconfigured (or its extra is missing)
+    ├── IssuerError                   the service that issues a key (a webhook, AWS IAM) failed
+    │   ├── IssuerUnavailable         transient: timeout, 429 (Retry-After), 5xx, no connection
+    │   └── IssuerRefused             the issuer refused as configured (4xx): fix the policy
     ├── IntegrityError                a ciphertext or envelope failed to authenticate or parse
     ├── AuditWriteError               transient: an audit record could not be written: no action
     ├── NotLeading                    transient: not (or no longer surely) the Lease holder
@@ -171,3 +174,29 @@ class TemplateError(SpecError):
     a value or a rendered fragment."""
 
     reason = "TemplateInvalid"
+
+
+class IssuerError(KeykeeperError):
+    """The service that issues a key upstream failed. Messages name the issuer, the call
+    and the upstream id, never a value, a token or the issuer's response body."""
+
+    reason = "IssuerError"
+
+
+class IssuerUnavailable(IssuerError):
+    """The issuer timed out, rate-limited (``retry_after`` seconds, from Retry-After) or
+    failed on its side (5xx); the call is tried again with the same idempotency key."""
+
+    transient = True
+    reason = "IssuerUnavailable"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class IssuerRefused(IssuerError):
+    """The issuer refused the call as configured (a 4xx other than 404, 409 and 429, or an
+    answer that breaks the contract): the policy's issuer needs fixing."""
+
+    reason = "IssuerRefused"
