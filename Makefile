@@ -78,10 +78,10 @@ peers: $(STAMP)
 test: deps lint ## the README's test command: lint, every test, e2e, the coverage floor
 	$(BIN)/pytest
 	$(BIN)/pytest e2e -s
-	$(BIN)/pytest tests/unit tests/providers -q --cov --cov-report=term
+	$(BIN)/pytest tests/unit tests/providers tests/issuers -q --cov --cov-report=term
 
 unit: $(STAMP) ## the unit and provider tests only (no control plane)
-	$(BIN)/pytest tests/unit tests/providers
+	$(BIN)/pytest tests/unit tests/providers tests/issuers
 
 integration: deps ## the tests against the real control plane
 	$(BIN)/pytest tests/integration
