@@ -32,6 +32,7 @@ from keykeeper.api.fields import (
     Regex,
     optional_namespace,
 )
+from keykeeper.api.issuers import IssuerSpec
 from keykeeper.api.provider_options import ProviderId, parse_options
 from keykeeper.api.sources import Alphabet as Alphabet
 from keykeeper.api.sources import FieldGenerator as FieldGenerator
@@ -192,6 +193,7 @@ class KeyPolicySpec(_Model):
         default_factory=dict, max_length=MAX_POLICY_TEMPLATES
     )
     secret_types: tuple[ProjectableType, ...] = PROJECTABLE
+    issuer: IssuerSpec | None = None  # who mints, verifies and revokes issued keys upstream
 
 
 class Projection(_Model):

@@ -56,6 +56,10 @@ class Reason(StrEnum):
     TOO_MANY_TARGETS = "TooManyTargets"
     SECRET_NAME_TAKEN = "SecretNameTaken"  # noqa: S105 - a reason, not a secret
     TEMPLATE_INVALID = "TemplateInvalid"  # a target's template does not parse or render
+    ISSUING = "Issuing"  # an issued key's next version is asked of its issuer
+    ISSUER_ERROR = "IssuerError"
+    ISSUER_UNAVAILABLE = "IssuerUnavailable"
+    ISSUER_REFUSED = "IssuerRefused"
     TARGET_NOT_CONSENTING = "TargetNotConsenting"
     SECRET_NAME_NOT_ALLOWED = "SecretNameNotAllowed"  # noqa: S105 - a reason, not a secret
     # -- conditions (core.lifecycle, core.status, controllers.keypolicy) -------------------

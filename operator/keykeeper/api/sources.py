@@ -48,16 +48,24 @@ class SecretRefSource(_Model):
     delete_after_import: bool = False
 
 
+class IssueSource(_Model):
+    """The key is issued upstream by the policy's ``spec.issuer`` (nothing to choose here:
+    whom the operator calls, and with which credentials, is the platform team's)."""
+
+
 class Source(_Model):
     generate: GenerateSource | None = None
     sealed: str | None = None
     secret_ref: SecretRefSource | None = None
+    issue: IssueSource | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
-        chosen = [n for n in ("generate", "sealed", "secret_ref") if getattr(self, n) is not None]
+        chosen = [
+            n for n in ("generate", "sealed", "secret_ref", "issue") if getattr(self, n) is not None
+        ]
         if len(chosen) != 1:
-            raise ValueError("exactly one of generate, sealed or secretRef must be set")
+            raise ValueError("exactly one of generate, sealed, secretRef or issue must be set")
         return self
 
     @property
@@ -72,6 +80,8 @@ class Source(_Model):
 
     @property
     def kind(self) -> str:
+        if self.issue is not None:
+            return "issue"
         if self.generate is not None:
             return "generate"
         return "sealed" if self.sealed is not None else "secretRef"

@@ -29,7 +29,7 @@ def intent_of(body: Body, spec: ApiKeySpec) -> lifecycle.Intent:
         suspended=spec.suspended,
         revoked=spec.revoked,
         rotate_requested_at=at,
-        user_supplied=spec.source.generate is None,
+        user_supplied=spec.source.generate is None and spec.source.issue is None,
         source_polled=spec.source.secret_ref is not None,
     )
 

@@ -18,15 +18,16 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
 
 from keykeeper.api import labels, timestamps
+from keykeeper.api.issuers import IssuerSpec, UpstreamState
 from keykeeper.api.models import Kms, SecretType
-from keykeeper.api.provider_options import ProviderId
 from keykeeper.core import lifecycle
+from keykeeper.core.version import Version as Version
+from keykeeper.core.version import VersionState as VersionState
 from keykeeper.types import Body
 
 VERSIONS_ANNOTATION = "keykeeper.dev/versions"
@@ -35,76 +36,11 @@ ERASED_AT = "keykeeper.dev/erased-at"
 INTEGRITY_FAILED_AT = "keykeeper.dev/integrity-failed-at"
 KEKS_PENDING = "keykeeper.dev/keks-pending"
 KMS = "keykeeper.dev/kms"
+MINTING = "keykeeper.dev/minting"  # an issued key: the version asked of the issuer, not stored yet
+ISSUER = "keykeeper.dev/issuer"  # the spec.issuer that minted its keys (revoked even without it)
+ABANDON = "keykeeper.dev/abandon-upstream"  # the platform's override: an issuer gone for good
 HISTORY = 10  # versions' metadata kept, destroyed ones included
 STORE_TYPE = SecretType.ENVELOPES
-
-
-class VersionState(StrEnum):
-    CURRENT = "Current"  # projected as <key>
-    PREVIOUS = "Previous"  # projected as <key>.previous until its grace period ends
-    DESTROYED = "Destroyed"  # its envelope is gone; only the metadata remains
-
-
-@dataclass(frozen=True)
-class Version:
-    """Metadata of one stored value version."""
-
-    version: int
-    created_at: str
-    fingerprint: str
-    kms_key_id: str
-    provider: str
-    state: VersionState = VersionState.CURRENT
-    expires_at: str | None = None
-    source_fingerprint: str | None = None  # of the sealed/imported input it came from
-    tombstone: str | None = None  # keys.revocations: kept out of status
-    sealed_at: int | None = None  # the seal's date, when it came from a v2 sealed value
-    fields: tuple[str, ...] = ()  # a key with fields: their names (shaping.fields); (): one value
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "version": self.version,
-            "createdAt": self.created_at,
-            "fingerprint": self.fingerprint,
-            "kmsKeyId": self.kms_key_id,
-            "provider": self.provider,
-            "state": self.state,
-        }
-        if self.expires_at:
-            out["expiresAt"] = self.expires_at
-        for name, value in (
-            ("sourceFingerprint", self.source_fingerprint),
-            ("tombstone", self.tombstone),
-            ("sealedAt", self.sealed_at),
-            ("fields", list(self.fields)),
-        ):
-            if value:
-                out[name] = value
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Version:
-        return cls(
-            version=int(data["version"]),
-            created_at=str(data["createdAt"]),
-            fingerprint=str(data["fingerprint"]),
-            kms_key_id=str(data["kmsKeyId"]),
-            provider=str(data.get("provider", ProviderId.LOCAL)),
-            state=VersionState(data.get("state", VersionState.CURRENT)),
-            expires_at=data.get("expiresAt"),
-            source_fingerprint=data.get("sourceFingerprint"),
-            tombstone=data.get("tombstone"),
-            sealed_at=data.get("sealedAt"),
-            fields=tuple(str(f) for f in data.get("fields") or ()),
-        )
-
-    def status(self) -> dict[str, Any]:
-        """The version as status.versions shows it (no provider internals)."""
-        out = self.to_json()
-        out.pop("provider")
-        for internal in ("sourceFingerprint", "tombstone", "sealedAt"):
-            out.pop(internal, None)
-        return out
 
 
 @dataclass(frozen=True)
@@ -121,6 +57,20 @@ class Store:
     keks_pending: tuple[str, ...] = ()  # per-key KEKs to destroy, kept until destroyed
     secret_uid: str | None = None  # the store Secret's own uid (delete preconditions)
     kms: Kms | None = None  # the spec.kms the versions were made under
+    minting: int | None = None  # the intent to mint this version, journaled before the call
+    issuer: IssuerSpec | None = None  # the spec.issuer its upstream keys were minted by
+    abandoned: bool = False  # the platform's override on the store Secret (``ABANDON``)
+
+    def upstream(self, state: UpstreamState) -> tuple[Version, ...]:
+        """The issued versions whose upstream key is in ``state``."""
+        return tuple(v for v in self.versions if v.upstream is state)
+
+    def with_upstream(self, numbers: set[int], state: UpstreamState) -> Store:
+        versions = tuple(
+            replace(v, upstream=state) if v.version in numbers and v.upstream_id else v
+            for v in self.versions
+        )
+        return replace(self, versions=versions)
 
     def kek_differs(self, kms: Kms) -> bool:
         """Whether live envelopes were made under another KMS key than ``kms`` names
@@ -169,15 +119,18 @@ class Store:
             if old.state is VersionState.CURRENT and expires_at is not None:
                 kept.append(replace(old, state=VersionState.PREVIOUS, expires_at=expires_at))
             elif old.state in (VersionState.CURRENT, VersionState.PREVIOUS):
-                kept.append(replace(old, state=VersionState.DESTROYED, expires_at=None))
+                # an issued key's upstream key is revoked with it (``issuing``)
+                live = old.upstream is UpstreamState.LIVE
+                upstream = UpstreamState.REVOKING if live else old.upstream
+                kept.append(
+                    replace(old, state=VersionState.DESTROYED, expires_at=None, upstream=upstream)
+                )
                 envelopes.pop(old.version, None)
             else:
                 kept.append(old)
         kept.append(version)
         envelopes[version.version] = envelope
-        return replace(
-            self, versions=tuple(kept[-HISTORY:]), envelopes=envelopes, integrity_failed_at=None
-        )
+        return replace(self, versions=_bounded(kept), envelopes=envelopes, integrity_failed_at=None)
 
     def retired(self, number: int) -> Store:
         versions = tuple(
@@ -196,6 +149,14 @@ class Store:
         return replace(self, versions=versions, envelopes={}, erased_at=at, keks_pending=pending)
 
 
+def _bounded(versions: list[Version]) -> tuple[Version, ...]:
+    """The last ``HISTORY`` versions, and every older one whose upstream key is not yet
+    revoked (its id is the only way to revoke it)."""
+    unrevoked = (UpstreamState.LIVE, UpstreamState.REVOKING)
+    older = [v for v in versions[:-HISTORY] if v.upstream in unrevoked]
+    return (*older, *versions[-HISTORY:])
+
+
 def store_name(uid: str) -> str:
     return f"ak-{uid}"
 
@@ -212,6 +173,8 @@ def parse(body: Body) -> Store:
     annotations = meta.get("annotations") or {}
     uid = annotations.get(labels.APIKEY_UID, meta.get("name", "")[3:])
     kms = _kms(annotations.get(KMS))
+    minting = annotations.get(MINTING)
+    issuer = _issuer(annotations.get(ISSUER))
     return Store(
         uid,
         versions,
@@ -223,7 +186,19 @@ def parse(body: Body) -> Store:
         keks_pending=tuple(json.loads(annotations.get(KEKS_PENDING, "[]"))),
         secret_uid=meta.get("uid"),
         kms=kms,
+        minting=int(minting) if minting and minting.isdigit() else None,
+        issuer=issuer,
+        abandoned=annotations.get(ABANDON) == "true",
     )
+
+
+def _issuer(text: str | None) -> IssuerSpec | None:
+    if text is None:
+        return None
+    try:
+        return IssuerSpec.model_validate(json.loads(text))
+    except (ValueError, ValidationError):
+        return None
 
 
 def _kms(text: str | None) -> Kms | None:
@@ -260,6 +235,13 @@ def render(store: Store, namespace: str, key_namespace: str, key_name: str) -> B
             metadata["annotations"][name] = value
     if store.keks_pending:
         metadata["annotations"][KEKS_PENDING] = json.dumps(list(store.keks_pending))
+    if store.minting is not None:
+        metadata["annotations"][MINTING] = str(store.minting)
+    if store.issuer is not None:
+        recorded_issuer = store.issuer.model_dump(by_alias=True, mode="json", exclude_none=True)
+        metadata["annotations"][ISSUER] = json.dumps(recorded_issuer, sort_keys=True)
+    if store.abandoned:
+        metadata["annotations"][ABANDON] = "true"
     if store.kms is not None:
         recorded = store.kms.model_dump(by_alias=True, mode="json")
         metadata["annotations"][KMS] = json.dumps(recorded, sort_keys=True)

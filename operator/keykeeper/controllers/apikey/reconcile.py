@@ -50,7 +50,14 @@ from keykeeper.controllers.apikey.versions import VersionKeeper
 from keykeeper.core import expiry, lifecycle, store
 from keykeeper.core.intent import intent_of, rules_of
 from keykeeper.core.store import facts
-from keykeeper.errors import AuditWriteError, IntegrityError, ProviderError, SpecError
+from keykeeper.errors import (
+    AuditWriteError,
+    IntegrityError,
+    IssuerError,
+    IssuerUnavailable,
+    ProviderError,
+    SpecError,
+)
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.revocations import Revocations
 from keykeeper.keys.sealing import SealingKeys
@@ -99,7 +106,7 @@ class Reconciler:
             return None
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
-            await self.finalizer.finalize(ref, body, self.gather.held(ref))
+            await self.finalizer.finalize(ref, body, self.gather.held(ref), self.reporter.tell)
             return None
         body, added = await self._with_finalizer(ref, body)
         run = Run(ref, body, audit=self.audit, new_key=added and not body.get("status"))
@@ -173,15 +180,7 @@ class Reconciler:
         providers = LazyProvider(lambda: self.providers.provider_for(policy.kms, self.namespace))
         try:
             if life.phase is not Phase.REVOKED and stored.kek_differs(policy.kms):
-                stored = await rewrap(
-                    self.keeper,
-                    run.ref,
-                    stored,
-                    policy.kms,
-                    await self._opening(stored, policy, providers).get(),
-                    await providers.get(),
-                    run.journal,
-                )
+                stored = await self._rewrapped(run, stored, policy, providers)
             for _ in range(6):  # each pass applies the actions the last decision asked for
                 if not life.actions:
                     break
@@ -189,12 +188,15 @@ class Reconciler:
                     run, spec, policy, providers.get, stored, life.actions
                 )
                 life = decide(stored, source_fp)
+            stored = await self.keeper.settle(run.ref, stored, run.journal)  # upstream revokes
         except SourceMissing as exc:
             run.fail(exc, SOURCE_RETRY)
         except AuditWriteError as exc:  # no record, no new version: the phase decided stands
             run.fail(exc, AUDIT_RETRY)
-        except (ProviderError, SpecError, IntegrityError) as exc:
-            run.fail(exc)  # a provider's failure is retried with backoff (run.provider_trouble)
+        except (ProviderError, SpecError, IntegrityError, IssuerError) as exc:
+            # a provider's failure is retried with backoff (run.provider_trouble); an
+            # issuer's after its Retry-After, the current key serving meanwhile
+            run.fail(exc, issuer_retry(exc))
         try:
             await self._project(run, spec, policy, life.phase, stored, providers)
         except IntegrityError as exc:
@@ -213,6 +215,19 @@ class Reconciler:
         if stored.keks_pending:
             run.provider_trouble()
         return stored, life
+
+    async def _rewrapped(
+        self, run: Run, stored: store.Store, policy: KeyPolicySpec, providers: LazyProvider
+    ) -> store.Store:
+        return await rewrap(
+            self.keeper,
+            run.ref,
+            stored,
+            policy.kms,
+            await self._opening(stored, policy, providers).get(),
+            await providers.get(),
+            run.journal,
+        )
 
     def _expiry(
         self,
@@ -269,3 +284,11 @@ class Reconciler:
     def _note_kms(self, ref: KeyRef, policy: str, stale: bool) -> None:
         if self.world.note_kms(ref, policy, stale) and self.policy_changed is not None:
             self.policy_changed(policy)  # its status counts the keys still to re-wrap
+
+
+def issuer_retry(exc: Exception) -> float | None:
+    """When to ask an issuer again: its Retry-After, 10 s when it is down, a minute when
+    it refused (a policy fix comes as a KeyPolicy event sooner); None: not an issuer's."""
+    if isinstance(exc, IssuerUnavailable):
+        return exc.retry_after if exc.retry_after is not None else 10.0
+    return 60.0 if isinstance(exc, IssuerError) else None

@@ -12,11 +12,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from keykeeper.api.issuers import UpstreamState
 from keykeeper.api.models import ApiKeySpec, KeyPolicySpec
-from keykeeper.api.provider_options import Capability, ProviderId
 from keykeeper.api.reasons import EventType, Reason, RotationCause
 from keykeeper.api.timestamps import rfc3339, rfc3339_milli
 from keykeeper.audit.journal import Journal
+from keykeeper.controllers.apikey import erasure
+from keykeeper.controllers.apikey.issuing import IssuedVersions, Issuers, revoking_all
 from keykeeper.controllers.apikey.run import Run
 from keykeeper.controllers.apikey.sources import Imported, Sources
 from keykeeper.core import lifecycle, store
@@ -28,7 +30,6 @@ from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import secret_path
 from keykeeper.providers import KeyProvider
 from keykeeper.providers.cache import ProviderCache
-from keykeeper.providers.threads import offload
 from keykeeper.types import KeyRef
 
 
@@ -40,6 +41,13 @@ class VersionKeeper:
     sources: Sources
     namespace: str
     clock: Callable[[], datetime]
+    issued: IssuedVersions | None = None  # issued keys (``issuing``)
+
+    def __post_init__(self) -> None:
+        if self.issued is None:
+            self.issued = IssuedVersions(
+                Issuers(self.kube, self.namespace), self.keyring, self.write
+            )
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -94,7 +102,9 @@ class VersionKeeper:
                     Reason.ERASED,
                     f"previous version {action.version} destroyed after its grace period",
                 )
-                stored = await self.write(ref, stored.retired(action.version))
+                retired = stored.retired(action.version)
+                retired = retired.with_upstream({action.version}, UpstreamState.REVOKING)
+                stored = await self.write(ref, retired)
                 journal.tell(
                     EventType.NORMAL,
                     Reason.ERASED,
@@ -104,7 +114,7 @@ class VersionKeeper:
             elif isinstance(action, lifecycle.RecordRevocation):
                 await journal.intend(Reason.REVOKED, "projections withdrawn", stored.current)
                 stored = await self.write(
-                    ref, _replace(stored, revoked_at=rfc3339_milli(self.clock()))
+                    ref, revoking_all(_replace(stored, revoked_at=rfc3339_milli(self.clock())))
                 )
                 # every value the key ever held, so none is served again (keys.revocations)
                 await self.sources.revocations.record(
@@ -118,7 +128,13 @@ class VersionKeeper:
                 )
             elif isinstance(action, lifecycle.Erase):
                 stored = await self.erase(ref, stored, journal)
-        return stored
+        return await self.settle(ref, stored, journal)
+
+    async def settle(self, ref: KeyRef, stored: store.Store, journal: Journal) -> store.Store:
+        """Revoke upstream what is marked Revoking (``IssuerError`` while the issuer cannot
+        confirm: it stays marked, and is asked again)."""
+        assert self.issued is not None
+        return await self.issued.settle(ref, stored, journal)
 
     async def create_version(
         self,
@@ -133,42 +149,30 @@ class VersionKeeper:
         allow_reuse: bool = False,
     ) -> store.Store:
         """Make, encrypt and store a new version (before any projection uses it)."""
-        supplied = await self.sources.value_for(
-            ref, spec, policy, reason, stored.versions, allow_reuse=allow_reuse
-        )
-        value, imported = supplied.value, supplied.imported
-        number = stored.next_version
-        sealed = await self.keyring.seal(
-            value, Binding(ref[0], ref[1], stored.uid, number), provider
-        )
         now = self.clock()
-        version = store.Version(
-            number,
-            rfc3339_milli(now),
-            self.keyring.fingerprint(value),
-            sealed.kms_key_id,
-            sealed.provider,
-            source_fingerprint=supplied.source_fingerprint,
-            tombstone=self.keyring.tombstone(value),
-            sealed_at=supplied.sealed_at,
-            fields=supplied.fields,
-        )
-        stored = replace(stored, kms=policy.kms)
-        await journal.intend(Reason.ENCRYPTED, f"under {sealed.kms_key_id}", version)
-        if stored.current is None:
-            stored = await self._first(
-                ref, spec, stored, version, sealed.envelope, imported, journal
+        imported = None
+        if spec.source.issue is not None:
+            assert self.issued is not None
+            stored, version, envelope = await self.issued.make(
+                ref, policy, provider, stored, journal, rfc3339_milli(now)
             )
+        else:
+            version, envelope, imported = await self._supplied(
+                ref, spec, policy, provider, stored, reason, now, allow_reuse=allow_reuse
+            )
+        stored = replace(stored, kms=policy.kms)
+        await journal.intend(Reason.ENCRYPTED, f"under {version.kms_key_id}", version)
+        if stored.current is None:
+            stored = await self._first(ref, spec, stored, version, envelope, imported, journal)
         else:
             # a damaged version is never kept as Previous; a healthy one stays for the grace period
             grace = None if reason == RotationCause.RECOVERY else now + policy.rotation.grace_delta
-            stored = await self._rotate(
-                ref, stored, version, sealed.envelope, reason, grace, journal
-            )
+            stored = await self._rotate(ref, stored, version, envelope, reason, grace, journal)
         journal.tell(
             EventType.NORMAL,
             Reason.ENCRYPTED,
-            f"version {number} encrypted under {sealed.provider} key {sealed.kms_key_id}",
+            f"version {version.version} encrypted under {version.provider} key "
+            f"{version.kms_key_id}",
         )
         source = spec.source.secret_ref
         if source is not None and source.delete_after_import and imported is not None:
@@ -180,6 +184,39 @@ class VersionKeeper:
             )
             await self.kube.delete(secret_path(ref[0], source.name), uid=imported.uid)
         return stored
+
+    async def _supplied(
+        self,
+        ref: KeyRef,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        provider: KeyProvider,
+        stored: store.Store,
+        reason: str,
+        now: datetime,
+        *,
+        allow_reuse: bool,
+    ) -> tuple[store.Version, bytes, Imported | None]:
+        """A generated or user-supplied value for the next version, sealed."""
+        supplied = await self.sources.value_for(
+            ref, spec, policy, reason, stored.versions, allow_reuse=allow_reuse
+        )
+        value, number = supplied.value, stored.next_version
+        sealed = await self.keyring.seal(
+            value, Binding(ref[0], ref[1], stored.uid, number), provider
+        )
+        version = store.Version(
+            number,
+            rfc3339_milli(now),
+            self.keyring.fingerprint(value),
+            sealed.kms_key_id,
+            sealed.provider,
+            source_fingerprint=supplied.source_fingerprint,
+            tombstone=self.keyring.tombstone(value),
+            sealed_at=supplied.sealed_at,
+            fields=supplied.fields,
+        )
+        return version, sealed.envelope, supplied.imported
 
     async def _first(
         self,
@@ -236,50 +273,17 @@ class VersionKeeper:
         return stored
 
     async def erase(self, ref: KeyRef, stored: store.Store, journal: Journal) -> store.Store:
-        """Cryptographic erasure, step one: every envelope destroyed, and the KEKs the
-        versions name listed as pending (no provider is needed for this step)."""
-        keks = tuple(
-            sorted({v.kms_key_id for v in stored.versions if v.provider != ProviderId.LOCAL})
-        )
-        await journal.intend(Reason.ERASED, "erasing all envelopes")
-        stored = await self.write(ref, stored.erased(rfc3339_milli(self.clock()), keks))
-        detail = "all envelopes destroyed" + (
-            f"; KEKs pending destruction: {', '.join(keks)}" if keks else ""
-        )
-        journal.tell(EventType.NORMAL, Reason.ERASED, detail)
-        return stored
+        return await erasure.erase(self, ref, stored, journal)
 
     async def destroy_pending(
         self, ref: KeyRef, stored: store.Store, journal: Journal
     ) -> store.Store:
-        """Erasure, step two: destroy the pending per-key KEKs under the provider that made
-        them (from the store, so a deleted policy does not strand them). Raises a
-        ``ProviderError`` while the provider cannot confirm; the list shrinks only on success."""
-        if not stored.keks_pending or stored.kms is None:
-            return stored
-        provider = await self.providers.provider_for(stored.kms, self.namespace)
-        done: list[str] = []
-        for kek in stored.keks_pending:
-            if Capability.KEK_DESTRUCTION in provider.capabilities:  # declared, not inferred
-                await journal.intend(Reason.ERASED, f"destroying KEK {kek}")
-                await offload(provider.executor, provider.destroy_kek, kek)
-            done.append(kek)
-        left = tuple(k for k in stored.keks_pending if k not in done)
-        return await self.write(ref, replace(stored, keks_pending=left))
+        return await erasure.destroy_pending(self, ref, stored, journal)
 
     async def record_integrity_failure(
         self, ref: KeyRef, stored: store.Store, problem: str, journal: Journal
     ) -> store.Store:
-        await journal.intend(Reason.INTEGRITY_FAILURE, problem[:200], stored.current)
-        stored = await self.write(
-            ref, _replace(stored, integrity_failed_at=rfc3339_milli(self.clock()))
-        )
-        journal.tell(
-            EventType.WARNING,
-            Reason.SUSPENDED,
-            "suspended automatically: a stored version failed to authenticate",
-        )
-        return stored
+        return await erasure.record_integrity_failure(self, ref, stored, problem, journal)
 
     # -- values ----------------------------------------------------------------------------------
 
