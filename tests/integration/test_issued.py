@@ -216,3 +216,64 @@ def test_sigkill_during_rotations_never_leaves_a_second_live_key_behind(
     assert all(least[name] >= 1 for name in names), report  # never none while Active
     for name in names:
         leaks.add(token(kk, home, name))  # type: ignore[arg-type]
+
+
+def test_aws_iam_access_keys_through_moto(
+    operator: Operator, kk: Cluster, tmp_path: Path, leaks: Leaks
+) -> None:
+    """An IAM user's access keys as an issued key: two keys during the overlap (AWS's
+    limit), one after the grace period, none after revocation."""
+    import boto3
+    from devtools.kmspeers import CREDENTIALS, REGION, moto
+
+    peer = moto(tmp_path).start()
+    try:
+        iam = boto3.client(
+            "iam",
+            endpoint_url=peer.endpoint,
+            region_name=REGION,
+            aws_access_key_id=CREDENTIALS["access-key-id"],
+            aws_secret_access_key=CREDENTIALS["secret-access-key"],
+        )
+        home = kk.namespace("home")
+        user = f"svc-{home}-deploy"
+        iam.create_user(UserName=user)
+        secret, policy = unique("iam-rotator"), unique("iam")
+        kk.put_secret(NAMESPACE, secret, {k: v.encode() for k, v in CREDENTIALS.items()})
+        aws = {
+            "region": REGION,
+            "endpoint": peer.endpoint,
+            "credentialsSecretRef": {"name": secret},
+        }
+        kk.create(keypolicy(policy, issuer={"awsIam": aws}, rotation={"gracePeriod": "4s"}))
+        kk.create(
+            apikey(home, "deploy", policy, source={"issue": {}}, projections=[{"namespace": home}])
+        )
+
+        def keys() -> list[str]:
+            return [
+                k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+            ]
+
+        first = wait_for(lambda: kk.value(home, "deploy", "secret-access-key"), what="projected")
+        leaks.add(first)
+        assert (
+            kk.value(
+                home,
+                "deploy",
+                "access-key-id",
+            ).decode()
+            in keys()
+        )  # type: ignore[union-attr]
+        rotate(kk, home, "deploy")
+        wait_for(
+            lambda: kk.value(home, "deploy", "secret-access-key.previous") == first, what="overlap"
+        )
+        assert len(keys()) == 2
+        wait_for(lambda: len(keys()) == 1, timeout=30, what="the old access key deleted")
+        assert keys() == [kk.value(home, "deploy", "access-key-id").decode()]  # type: ignore[union-attr]
+        leaks.add(kk.value(home, "deploy", "secret-access-key"))  # type: ignore[arg-type]
+        kk.patch_key(home, "deploy", {"spec": {"revoked": True}})
+        wait_for(lambda: keys() == [], what="revoked at IAM")
+    finally:
+        peer.kill()

@@ -189,7 +189,7 @@ def test_sealed_values_open_only_where_they_were_sealed_for(
     [
         pytest.param(
             {"policy": "p", "source": {"generate": {}, "secretRef": {"name": "s"}}},
-            "exactly one of generate, sealed or secretRef",
+            "exactly one of generate, sealed, secretRef or issue",
             id="two-sources",
         ),
         pytest.param({"policy": "p", "source": {}}, "exactly one of generate", id="no-source"),

@@ -107,9 +107,17 @@ def test_a_hung_issuer_is_given_up_on(fresh: FakeIssuer, monkeypatch: pytest.Mon
     from keykeeper.issuers import webhook
 
     monkeypatch.setattr(webhook, "TIMEOUT", aiohttp.ClientTimeout(total=1, connect=1))
-    fresh.state.mode = "hang"
-    with pytest.raises(IssuerUnavailable, match="TimeoutError"):
-        run(_mint(client(fresh), 6))
+    fresh.state.mode, fresh.state.delay = "slow", 2.5  # answers long after the client gave up
+
+    async def scenario() -> None:
+        with pytest.raises(IssuerUnavailable, match="TimeoutError"):
+            await _mint(client(fresh), 6)
+        await asyncio.sleep(2.5)  # the late answer ends the connection's TLS shutdown
+
+    try:
+        run(scenario())
+    finally:
+        fresh.state.delay = 0.0
 
 
 async def _mint(issuer: WebhookIssuer, version: int):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ body: they name the issuer's host, the call and the status.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import ssl
@@ -77,6 +78,7 @@ class WebhookIssuer(Issuer):
         if self._session is not None:
             await self._session.close()
             self._session = None
+            await asyncio.sleep(0.25)  # TLS transports finish closing (aiohttp's advice)
 
     def _refused(self, call: str, status: int) -> IssuerRefused:
         return IssuerRefused(f"issuer {self._host} refused {call} with HTTP {status}")

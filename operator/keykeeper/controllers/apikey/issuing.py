@@ -35,7 +35,7 @@ from keykeeper.api.reasons import EventType, Reason
 from keykeeper.audit.journal import Journal
 from keykeeper.core import store
 from keykeeper.crypto.envelope import Binding
-from keykeeper.errors import IssuerRefused
+from keykeeper.errors import IssuerError, IssuerRefused, IssuerUnavailable
 from keykeeper.issuers.base import Issuer, KeyIdentity, Minted, Verified
 from keykeeper.keys.keyring import Keyring
 from keykeeper.kube.client import Kube
@@ -248,3 +248,11 @@ class IssuedVersions:
                 journal,
                 lambda s: self._write(ref, s),
             )
+
+
+def issuer_retry(exc: Exception) -> float | None:
+    """When to ask an issuer again: its Retry-After, 10 s when it is down, a minute when
+    it refused (a policy fix comes as a KeyPolicy event sooner); None: not an issuer's."""
+    if isinstance(exc, IssuerUnavailable):
+        return exc.retry_after if exc.retry_after is not None else 10.0
+    return 60.0 if isinstance(exc, IssuerError) else None

@@ -50,14 +50,7 @@ from keykeeper.controllers.apikey.versions import VersionKeeper
 from keykeeper.core import expiry, lifecycle, store
 from keykeeper.core.intent import intent_of, rules_of
 from keykeeper.core.store import facts
-from keykeeper.errors import (
-    AuditWriteError,
-    IntegrityError,
-    IssuerError,
-    IssuerUnavailable,
-    ProviderError,
-    SpecError,
-)
+from keykeeper.errors import AuditWriteError, IntegrityError, ProviderError, SpecError
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.revocations import Revocations
 from keykeeper.keys.sealing import SealingKeys
@@ -188,15 +181,13 @@ class Reconciler:
                     run, spec, policy, providers.get, stored, life.actions
                 )
                 life = decide(stored, source_fp)
-            stored = await self.keeper.settle(run.ref, stored, run.journal)  # upstream revokes
+            stored = await self.keeper.settled(run, stored)  # revocations asked of the issuer
         except SourceMissing as exc:
             run.fail(exc, SOURCE_RETRY)
         except AuditWriteError as exc:  # no record, no new version: the phase decided stands
             run.fail(exc, AUDIT_RETRY)
-        except (ProviderError, SpecError, IntegrityError, IssuerError) as exc:
-            # a provider's failure is retried with backoff (run.provider_trouble); an
-            # issuer's after its Retry-After, the current key serving meanwhile
-            run.fail(exc, issuer_retry(exc))
+        except (ProviderError, SpecError, IntegrityError) as exc:
+            run.fail(exc)  # a provider's failure is retried with backoff (run.provider_trouble)
         try:
             await self._project(run, spec, policy, life.phase, stored, providers)
         except IntegrityError as exc:
@@ -284,11 +275,3 @@ class Reconciler:
     def _note_kms(self, ref: KeyRef, policy: str, stale: bool) -> None:
         if self.world.note_kms(ref, policy, stale) and self.policy_changed is not None:
             self.policy_changed(policy)  # its status counts the keys still to re-wrap
-
-
-def issuer_retry(exc: Exception) -> float | None:
-    """When to ask an issuer again: its Retry-After, 10 s when it is down, a minute when
-    it refused (a policy fix comes as a KeyPolicy event sooner); None: not an issuer's."""
-    if isinstance(exc, IssuerUnavailable):
-        return exc.retry_after if exc.retry_after is not None else 10.0
-    return 60.0 if isinstance(exc, IssuerError) else None

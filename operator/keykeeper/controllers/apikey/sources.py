@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from keykeeper.api import labels
 from keykeeper.api.models import (
@@ -24,14 +25,18 @@ from keykeeper.api.models import (
     SecretType,
 )
 from keykeeper.api.reasons import RotationCause
+from keykeeper.api.timestamps import rfc3339_milli
+from keykeeper.core import store
 from keykeeper.core.store import Version
 from keykeeper.core.values import check as check_value
 from keykeeper.core.values import generate, rollback
+from keykeeper.crypto.envelope import Binding
 from keykeeper.errors import ImportNotPermitted, InvalidValue, SourceMissing
 from keykeeper.keys.keyring import Keyring
 from keykeeper.keys.revocations import Revocations
 from keykeeper.keys.sealing import SealingKeys
 from keykeeper.kube.client import Kube
+from keykeeper.providers import KeyProvider
 from keykeeper.shaping import fields as key_fields
 from keykeeper.types import Body, KeyRef
 
@@ -225,3 +230,36 @@ class Sources:
             str(meta.get("resourceVersion")),
             str((meta.get("annotations") or {}).get(labels.EXPIRES_AT, ""))[:64],
         )
+
+    async def next_version(
+        self,
+        ref: KeyRef,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        provider: KeyProvider,
+        stored: store.Store,
+        reason: str,
+        now: datetime,
+        *,
+        allow_reuse: bool,
+    ) -> tuple[store.Version, bytes, Imported | None]:
+        """A generated or user-supplied value for the next version, sealed."""
+        supplied = await self.value_for(
+            ref, spec, policy, reason, stored.versions, allow_reuse=allow_reuse
+        )
+        value, number = supplied.value, stored.next_version
+        sealed = await self.keyring.seal(
+            value, Binding(ref[0], ref[1], stored.uid, number), provider
+        )
+        version = store.Version(
+            number,
+            rfc3339_milli(now),
+            self.keyring.fingerprint(value),
+            sealed.kms_key_id,
+            sealed.provider,
+            source_fingerprint=supplied.source_fingerprint,
+            tombstone=self.keyring.tombstone(value),
+            sealed_at=supplied.sealed_at,
+            fields=supplied.fields,
+        )
+        return version, sealed.envelope, supplied.imported

@@ -18,13 +18,17 @@ from keykeeper.api.reasons import EventType, Reason, RotationCause
 from keykeeper.api.timestamps import rfc3339, rfc3339_milli
 from keykeeper.audit.journal import Journal
 from keykeeper.controllers.apikey import erasure
-from keykeeper.controllers.apikey.issuing import IssuedVersions, Issuers, revoking_all
+from keykeeper.controllers.apikey.issuing import (
+    IssuedVersions,
+    Issuers,
+    issuer_retry,
+    revoking_all,
+)
 from keykeeper.controllers.apikey.run import Run
 from keykeeper.controllers.apikey.sources import Imported, Sources
 from keykeeper.core import lifecycle, store
 from keykeeper.core.intent import reuse_allowed
-from keykeeper.crypto.envelope import Binding
-from keykeeper.errors import IntegrityError
+from keykeeper.errors import IntegrityError, IssuerError
 from keykeeper.keys.keyring import Keyring
 from keykeeper.kube.client import Kube
 from keykeeper.kube.paths import secret_path
@@ -83,52 +87,77 @@ class VersionKeeper:
         stored: store.Store,
         actions: Iterable[lifecycle.Action],
     ) -> store.Store:
-        """Apply ``actions`` in order; only making a version asks for the provider."""
+        """Apply ``actions`` in order; only making a version asks for the provider. An
+        issuer that fails is said on the run (``Ready=False``), and the store is read
+        again, so nothing is projected from what this reconcile no longer holds."""
+        try:
+            for action in actions:
+                stored = await self._apply(run, spec, policy, provider, stored, action)
+            return await self.settle(run.ref, stored, run.journal)
+        except IssuerError as exc:
+            run.fail(exc, issuer_retry(exc))
+            return await self.read(run.uid)
+
+    async def _apply(
+        self,
+        run: Run,
+        spec: ApiKeySpec,
+        policy: KeyPolicySpec,
+        provider: Callable[[], Awaitable[KeyProvider]],
+        stored: store.Store,
+        action: lifecycle.Action,
+    ) -> store.Store:
         ref, journal, allow_reuse = run.ref, run.journal, reuse_allowed(run.body)
-        for action in actions:
-            if isinstance(action, lifecycle.CreateVersion):
-                stored = await self.create_version(
-                    ref,
-                    spec,
-                    policy,
-                    await provider(),
-                    stored,
-                    action.reason,
-                    journal,
-                    allow_reuse=allow_reuse,
-                )
-            elif isinstance(action, lifecycle.RetirePrevious):
-                await journal.intend(
-                    Reason.ERASED,
-                    f"previous version {action.version} destroyed after its grace period",
-                )
-                retired = stored.retired(action.version)
-                retired = retired.with_upstream({action.version}, UpstreamState.REVOKING)
-                stored = await self.write(ref, retired)
-                journal.tell(
-                    EventType.NORMAL,
-                    Reason.ERASED,
-                    f"previous version {action.version} withdrawn and destroyed "
-                    "after its grace period",
-                )
-            elif isinstance(action, lifecycle.RecordRevocation):
-                await journal.intend(Reason.REVOKED, "projections withdrawn", stored.current)
-                stored = await self.write(
-                    ref, revoking_all(_replace(stored, revoked_at=rfc3339_milli(self.clock())))
-                )
-                # every value the key ever held, so none is served again (keys.revocations)
-                await self.sources.revocations.record(
-                    v.tombstone for v in stored.versions if v.tombstone
-                )
-                erase_at = self.clock() + policy.retention.revoked_delta
-                journal.tell(
-                    EventType.WARNING,
-                    Reason.REVOKED,
-                    f"revoked: every projection withdrawn; material erased at {rfc3339(erase_at)}",
-                )
-            elif isinstance(action, lifecycle.Erase):
-                stored = await self.erase(ref, stored, journal)
-        return await self.settle(ref, stored, journal)
+        if isinstance(action, lifecycle.CreateVersion):
+            stored = await self.create_version(
+                ref,
+                spec,
+                policy,
+                await provider(),
+                stored,
+                action.reason,
+                journal,
+                allow_reuse=allow_reuse,
+            )
+        elif isinstance(action, lifecycle.RetirePrevious):
+            await journal.intend(
+                Reason.ERASED,
+                f"previous version {action.version} destroyed after its grace period",
+            )
+            retired = stored.retired(action.version)
+            retired = retired.with_upstream({action.version}, UpstreamState.REVOKING)
+            stored = await self.write(ref, retired)
+            journal.tell(
+                EventType.NORMAL,
+                Reason.ERASED,
+                f"previous version {action.version} withdrawn and destroyed after its grace period",
+            )
+        elif isinstance(action, lifecycle.RecordRevocation):
+            await journal.intend(Reason.REVOKED, "projections withdrawn", stored.current)
+            stored = await self.write(
+                ref, revoking_all(_replace(stored, revoked_at=rfc3339_milli(self.clock())))
+            )
+            # every value the key ever held, so none is served again (keys.revocations)
+            await self.sources.revocations.record(
+                v.tombstone for v in stored.versions if v.tombstone
+            )
+            erase_at = self.clock() + policy.retention.revoked_delta
+            journal.tell(
+                EventType.WARNING,
+                Reason.REVOKED,
+                f"revoked: every projection withdrawn; material erased at {rfc3339(erase_at)}",
+            )
+        elif isinstance(action, lifecycle.Erase):
+            stored = await self.erase(ref, stored, journal)
+        return stored
+
+    async def settled(self, run: Run, stored: store.Store) -> store.Store:
+        """``settle``, with an issuer's failure said on the run and the store read again."""
+        try:
+            return await self.settle(run.ref, stored, run.journal)
+        except IssuerError as exc:
+            run.fail(exc, issuer_retry(exc))
+            return await self.read(run.uid)
 
     async def settle(self, ref: KeyRef, stored: store.Store, journal: Journal) -> store.Store:
         """Revoke upstream what is marked Revoking (``IssuerError`` while the issuer cannot
@@ -157,7 +186,7 @@ class VersionKeeper:
                 ref, policy, provider, stored, journal, rfc3339_milli(now)
             )
         else:
-            version, envelope, imported = await self._supplied(
+            version, envelope, imported = await self.sources.next_version(
                 ref, spec, policy, provider, stored, reason, now, allow_reuse=allow_reuse
             )
         stored = replace(stored, kms=policy.kms)
@@ -184,39 +213,6 @@ class VersionKeeper:
             )
             await self.kube.delete(secret_path(ref[0], source.name), uid=imported.uid)
         return stored
-
-    async def _supplied(
-        self,
-        ref: KeyRef,
-        spec: ApiKeySpec,
-        policy: KeyPolicySpec,
-        provider: KeyProvider,
-        stored: store.Store,
-        reason: str,
-        now: datetime,
-        *,
-        allow_reuse: bool,
-    ) -> tuple[store.Version, bytes, Imported | None]:
-        """A generated or user-supplied value for the next version, sealed."""
-        supplied = await self.sources.value_for(
-            ref, spec, policy, reason, stored.versions, allow_reuse=allow_reuse
-        )
-        value, number = supplied.value, stored.next_version
-        sealed = await self.keyring.seal(
-            value, Binding(ref[0], ref[1], stored.uid, number), provider
-        )
-        version = store.Version(
-            number,
-            rfc3339_milli(now),
-            self.keyring.fingerprint(value),
-            sealed.kms_key_id,
-            sealed.provider,
-            source_fingerprint=supplied.source_fingerprint,
-            tombstone=self.keyring.tombstone(value),
-            sealed_at=supplied.sealed_at,
-            fields=supplied.fields,
-        )
-        return version, sealed.envelope, supplied.imported
 
     async def _first(
         self,
