@@ -60,8 +60,15 @@ def test_mint_overlap_revoke_and_list(peer: Peer) -> None:
 
 @pytest.mark.parametrize(
     "template",
-    ["{{ .value }}", '{{ exec "id" }}', "svc/{{ .name }}", "x" * 65],
-    ids=["value", "exec", "slash", "too-long"],
+    [
+        "{{ .value }}",
+        '{{ exec "id" }}',
+        "svc/{{ .namespace }}/{{ .name }}",
+        "x" * 65 + "{{ .namespace }}{{ .name }}",
+        "ci-deployer",  # a fixed user: shared, one key's recovery could revoke another's
+        "svc-{{ .name }}",
+    ],
+    ids=["value", "exec", "slash", "too-long", "fixed-user", "name-only"],
 )
 def test_the_user_template_takes_only_namespace_and_name(template: str) -> None:
     with pytest.raises(IssuerRefused):
@@ -70,6 +77,6 @@ def test_the_user_template_takes_only_namespace_and_name(template: str) -> None:
 
 
 def test_a_missing_user_is_the_configurations_error(peer: Peer, tmp_path: Path) -> None:
-    issuer = AwsIamIssuer("nobody-{{ .name }}", REGION, CREDENTIALS, peer.endpoint)
+    issuer = AwsIamIssuer("nobody-{{ .namespace }}-{{ .name }}", REGION, CREDENTIALS, peer.endpoint)
     with pytest.raises(IssuerRefused, match="NoSuchEntity"):
         asyncio.run(issuer.mint(KEY, 1))

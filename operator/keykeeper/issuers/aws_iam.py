@@ -10,7 +10,8 @@ cannot account for (a mint whose answer a crash lost). ``verify`` signs
 
 The user name comes from the policy's template (``svc-{{ .namespace }}-{{ .name }}``),
 rendered with this key's namespace and name only, both DNS-1123 and so IAM-safe; the
-result is held to IAM's own rule. The boto3 calls block, so they run on a thread.
+result is held to IAM's own rule, and it must name both, so a user is one ApiKey's.
+The boto3 calls block, so they run on a thread.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from keykeeper.errors import IssuerRefused, IssuerUnavailable, TemplateError
 from keykeeper.issuers.base import Issuer, KeyIdentity, Minted, Verified
 from keykeeper.shaping.evaluate import FUNCTION_NAMES, Inputs, Renderer
-from keykeeper.shaping.syntax import parse
+from keykeeper.shaping.syntax import Call, Input, Part, Pipeline, parse
 
 _USER = re.compile(r"[\w+=,.@-]{1,64}")
 _TRANSIENT = frozenset(
@@ -48,9 +49,35 @@ def user_name(template: str, key: KeyIdentity) -> str:
         name = Renderer(facts, 256).render(parts)
     except TemplateError as exc:
         raise IssuerRefused(f"the issuer's userName: {exc}") from None
+    if not {"namespace", "name"} <= _inputs(parts):
+        # a user shared by two ApiKeys would let one key's crash recovery revoke the
+        # other's access keys (and AWS's two keys per user leave no room for overlap)
+        raise IssuerRefused(
+            "the issuer's userName must name the key ({{ .namespace }} and {{ .name }}): "
+            "an IAM user's access keys belong to one ApiKey"
+        )
     if not _USER.fullmatch(name):
         raise IssuerRefused("the issuer's userName does not render to an IAM user name")
     return name
+
+
+def _inputs(parts: tuple[Part, ...]) -> set[str]:
+    """The inputs a parsed template reads."""
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, Input):
+            found.add(node.name)
+        elif isinstance(node, Pipeline):
+            for command in node.commands:
+                walk(command)
+        elif isinstance(node, Call):
+            for arg in node.args:
+                walk(arg)
+
+    for part in parts:
+        walk(part)
+    return found
 
 
 class AwsIamIssuer(Issuer):
