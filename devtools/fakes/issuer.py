@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ssl import PROTOCOL_TLS_SERVER, SSLContext
 from typing import Any
@@ -37,10 +38,12 @@ class State:
     keys: dict[str, Upstream] = field(default_factory=dict)
     by_idempotency: dict[str, str] = field(default_factory=dict)
     mints: dict[str, int] = field(default_factory=dict)  # idempotency key -> mint calls
+    minted_at: dict[str, float] = field(default_factory=dict)  # upstream id -> when
     calls: dict[str, int] = field(default_factory=dict)
     mode: str = ""
     delay: float = 0.0
     expires_at: str = ""
+    expires_in: float = 0.0  # each key minted expires this long after its mint (0: not said)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def live_for(self, key_uid: str) -> list[str]:
@@ -122,6 +125,10 @@ class _Handler(BaseHTTPRequestHandler):
         answer: dict[str, Any] = {"id": minted.id, "fields": minted.fields, "extra": "ignored"}
         if state.expires_at:
             answer["expiresAt"] = state.expires_at
+        elif state.expires_in:
+            made_at = state.minted_at.setdefault(minted.id, time.time())
+            moment = datetime.fromtimestamp(made_at + state.expires_in, UTC)
+            answer["expiresAt"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self._answer(200, answer)
 
     def _revoke(self, body: dict[str, Any]) -> None:

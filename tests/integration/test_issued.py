@@ -147,6 +147,43 @@ def test_revocation_and_a_deletion_that_waits_for_the_issuer(
     assert issuer.state.live_for(deleted) == []
 
 
+def test_the_issuers_expiry_brings_the_rotation_forward(
+    operator: Operator, kk: Cluster, issuer: FakeIssuer, leaks: Leaks
+) -> None:
+    """Each key the issuer mints expires 12 s after it (and the policy's period is 90
+    days): the key rotates a 4 s grace period before that, unasked, and says when its
+    value expires (status.valueExpiresAt, Expiring=True once within alerts.expiringWithin)."""
+    home = kk.namespace("home")
+    policy = issuing_policy(kk, issuer)
+    kk.patch_policy(policy, {"spec": {"rotation": {"period": "90d"}}})
+    issuer.state.expires_in = 12.0
+    try:
+        kk.create(
+            apikey(home, "svc", policy, source={"issue": {}}, projections=[{"namespace": home}])
+        )
+        first = wait_for(lambda: token(kk, home, "svc"), what="projected")
+        leaks.add(first)
+        status = wait_for(
+            lambda: (
+                (s := (kk.key(home, "svc") or {}).get("status") or {}).get("valueExpiresAt") and s
+            ),
+            what="status.valueExpiresAt",
+        )
+        (v1,) = versions(kk, home, "svc")
+        assert str(v1["valueExpiresAt"]).startswith(status["valueExpiresAt"][:19])  # to the second
+        assert condition(kk.key(home, "svc"), "Expiring").get("status") == "True"  # 14d default
+        wait_for(
+            lambda: token(kk, home, "svc", "token.previous") == first,
+            timeout=20,
+            what="rotated before the expiry, without a request",
+        )
+        leaks.add(token(kk, home, "svc"))  # type: ignore[arg-type]
+    finally:
+        issuer.state.expires_in = 0.0
+        kk.delete_key(home, "svc")  # it would rotate every 8 s for the rest of the session
+    wait_for(lambda: kk.key(home, "svc") is None, timeout=60, what="deleted")
+
+
 def test_sigkill_during_rotations_never_leaves_a_second_live_key_behind(
     operator: Operator, kk: Cluster, issuer: FakeIssuer, leaks: Leaks, tmp_path: Path
 ) -> None:

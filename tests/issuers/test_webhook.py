@@ -67,7 +67,10 @@ def test_mint_verify_revoke_and_the_same_idempotency_key_gets_the_same_key(
 def test_expires_at_and_unknown_fields(fresh: FakeIssuer) -> None:
     fresh.state.expires_at = "2027-01-01T00:00:00Z"
     minted = run(_mint(client(fresh), 3))
-    assert minted.expires_at == "2027-01-01T00:00:00Z"
+    assert minted.expires_at == "2027-01-01T00:00:00.000Z"
+    fresh.state.expires_at = "next tuesday"
+    with pytest.raises(IssuerRefused, match="expiresAt is not an RFC 3339 time"):
+        run(_mint(client(fresh), 30))
 
 
 @pytest.mark.parametrize(

@@ -59,3 +59,23 @@ def test_revocation_marks_every_live_key_and_a_failed_verify_burns_its_version()
     assert burnt.minting is None and burnt.next_version == 4
     assert burnt.versions[-1].state is store.VersionState.DESTROYED
     assert burnt.versions[-1].upstream is REVOKING
+
+
+def test_an_issuers_expiry_brings_the_rotation_forward_but_never_into_a_loop() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from keykeeper.core.expiry import before_expiry
+
+    made = datetime(2026, 12, 6, tzinfo=UTC)
+    grace, day = timedelta(days=1), timedelta(days=1)
+
+    def due(expires_in: timedelta | None, period: timedelta | None) -> timedelta | None:
+        expiry = made + expires_in if expires_in else None
+        found = before_expiry(made + period if period else None, made, expiry, grace)
+        return found - made if found else None
+
+    assert due(None, 30 * day) == 30 * day  # no expiry: the period
+    assert due(10 * day, 30 * day) == 9 * day  # a grace period before the expiry
+    assert due(60 * day, 30 * day) == 30 * day  # the period comes first
+    assert due(10 * day, None) == 9 * day  # an expiry and no period
+    assert due(timedelta(hours=12), 30 * day) == timedelta(hours=6)  # half its life, no loop

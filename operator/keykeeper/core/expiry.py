@@ -78,3 +78,16 @@ def _days(left: timedelta) -> str:
         return f"{left.days} days"
     hours = int(left.total_seconds() // 3600)
     return f"{hours} hours" if hours >= 2 else f"{int(left.total_seconds() // 60)} minutes"
+
+
+def before_expiry(
+    due: datetime | None, made: datetime, expiry: datetime | None, grace: timedelta
+) -> datetime | None:
+    """A key whose issuer says when it expires rotates a grace period before that (so the
+    old one is still good while it is ``.previous``), or at half its life if that is later,
+    so a key that lives shorter than the grace period does not rotate without pause; and
+    never later than its period. The window does not hold it: an expiring key must rotate."""
+    if expiry is None:
+        return due
+    early = max(expiry - grace, made + (expiry - made) / 2)
+    return min(due, early) if due is not None else early

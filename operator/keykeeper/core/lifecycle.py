@@ -41,6 +41,7 @@ from keykeeper.api.models import Phase, RotationStrategy
 from keykeeper.api.reasons import Reason, RotationCause
 from keykeeper.api.timestamps import rfc3339
 from keykeeper.api.windows import Window
+from keykeeper.core.expiry import before_expiry
 
 MANUAL_POLL = timedelta(seconds=30)
 
@@ -72,6 +73,7 @@ class VersionFacts:
     created_at: datetime
     source_fingerprint: str | None = None
     expires_at: datetime | None = None
+    value_expires_at: datetime | None = None  # an issued key's, as its issuer said
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,8 @@ def _projecting(
     elif previous is not None and previous.expires_at is not None:
         waits.append(previous.expires_at - now)
 
-    due_at = rules.scheduled(current.created_at, now)
+    scheduled = rules.scheduled(current.created_at, now)
+    due_at = before_expiry(scheduled, current.created_at, current.value_expires_at, rules.grace)
     requested = intent.rotate_requested_at
     if requested is not None and requested > current.created_at:  # at most one per minInterval
         requested = max(requested, current.created_at + rules.min_interval)

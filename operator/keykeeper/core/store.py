@@ -267,6 +267,7 @@ def facts(stored: Store, source_fingerprint: str | None) -> lifecycle.Observed:
             timestamps.parse(v.created_at),
             v.source_fingerprint,
             timestamps.parse(v.expires_at) if v.expires_at else None,
+            timestamps.parse(v.value_expires_at) if v.value_expires_at else None,
         )
 
     return lifecycle.Observed(

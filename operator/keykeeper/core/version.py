@@ -35,6 +35,7 @@ class Version:
     fields: tuple[str, ...] = ()  # a key with fields: their names (shaping.fields); (): one value
     upstream_id: str | None = None  # an issued key's id at its issuer (never a value)
     upstream: UpstreamState | None = None  # Live, Revoking, Revoked
+    value_expires_at: str | None = None  # when an issued key stops working, as its issuer said
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -54,6 +55,7 @@ class Version:
             ("fields", list(self.fields)),
             ("upstreamId", self.upstream_id),
             ("upstreamState", self.upstream),
+            ("valueExpiresAt", self.value_expires_at),
         ):
             if value:
                 out[name] = value
@@ -75,6 +77,7 @@ class Version:
             fields=tuple(str(f) for f in data.get("fields") or ()),
             upstream_id=data.get("upstreamId"),
             upstream=UpstreamState(data["upstreamState"]) if data.get("upstreamState") else None,
+            value_expires_at=data.get("valueExpiresAt"),
         )
 
     def status(self) -> dict[str, Any]:

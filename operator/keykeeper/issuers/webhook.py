@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from keykeeper.api import timestamps
 from keykeeper.errors import InvalidValue, IssuerRefused, IssuerUnavailable
 from keykeeper.issuers.base import MAX_RESPONSE, Issuer, KeyIdentity, Minted, Verified
 from keykeeper.shaping import fields as key_fields
@@ -140,4 +141,9 @@ def _minted(answer: Any, host: str) -> Minted:
     except InvalidValue as exc:
         raise broken(str(exc)) from None
     expires = answer.get("expiresAt")
-    return Minted(upstream, made, expires[:64] if isinstance(expires, str) else "")
+    if expires is not None:
+        try:
+            expires = timestamps.rfc3339_milli(timestamps.parse(str(expires)[:64]))
+        except ValueError:
+            raise broken("expiresAt is not an RFC 3339 time") from None
+    return Minted(upstream, made, expires or "")

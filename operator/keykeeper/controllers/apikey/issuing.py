@@ -206,6 +206,7 @@ class IssuedVersions:
             fields=tuple(sorted(minted.fields)),
             upstream_id=minted.id,
             upstream=UpstreamState.LIVE,
+            value_expires_at=minted.expires_at or None,
         )
         if verdict is Verified.FAILS:
             await self._write(ref, unverified(stored, version))

@@ -168,7 +168,10 @@ class Reconciler:
         await self.enforcer.withdraw_unwanted(run, spec, policy, decide(stored, None).phase, stored)
         seen = await self.keeper.sources.seen(run.ref, spec)
         source_fp = seen.fingerprint
-        intent = self._expiry(run, spec.expires_at or seen.expires_at, policy, intent)
+        issued = stored.current.value_expires_at if stored.current else None  # an issuer's
+        intent = self._expiry(
+            run, spec.expires_at or seen.expires_at or issued or "", policy, intent
+        )
         life = decide(stored, source_fp)
         providers = LazyProvider(lambda: self.providers.provider_for(policy.kms, self.namespace))
         try:

@@ -93,6 +93,8 @@ class VersionKeeper:
         try:
             for action in actions:
                 stored = await self._apply(run, spec, policy, provider, stored, action)
+                if spec.source.issue is not None and isinstance(action, lifecycle.CreateVersion):
+                    run.again(0.1)  # its issuer's expiresAt is status and conditions at once
             return await self.settle(run.ref, stored, run.journal)
         except IssuerError as exc:
             run.fail(exc, issuer_retry(exc))
